@@ -1,0 +1,306 @@
+"""The one description of a codec.
+
+Every part of the project reads a :class:`CodecConfig`: the PyTorch model (``model/net.py``), the
+signal front end (``model/dsp.py``), the integer golden model (``model/golden.py``), the weight
+export (``model/export.py``), the bitstream (``model/bitstream.py``) and the hardware generators
+(``hw/``).  A layer width, a bit count or a fixed-point format is written here and nowhere else.
+
+A config is a frozen dataclass tree; it serializes to JSON (``to_dict``/``from_dict``) and has a
+stable hash (``config_hash``) that bitstreams, exports and generated RTL carry so that a decoder can
+refuse data made for another codec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "SignalConfig", "LpcConfig", "GainConfig", "NetworkConfig", "FixedPointConfig",
+    "EntropyConfig", "CodecConfig", "ConfigError", "PRESETS", "preset",
+]
+
+
+class ConfigError(ValueError):
+    """A config that cannot describe a working codec."""
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """Sampling and transform.
+
+    ``hop`` samples per frame (20 ms at 16 kHz by default).  ``transform`` is ``"mdct"`` (sine
+    window of ``2*hop``, ``hop`` real coefficients per frame) or ``"stft"`` (sqrt-Hann window of
+    ``2*hop``, 50 % overlap, real and imaginary parts of bins 0..hop with the always-zero imaginary
+    parts of DC and Nyquist left out: ``2*hop`` reals per frame; FIG. 5 of the patent).
+    """
+    sample_rate: int = 16000
+    hop: int = 320
+    transform: str = "mdct"
+
+    @property
+    def coefficients(self) -> int:
+        """Real values per frame that the autoencoders see (the network's input width D)."""
+        return self.hop if self.transform == "mdct" else 2 * self.hop
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+
+@dataclass(frozen=True)
+class LpcConfig:
+    """LPC pre-processing (patent Eq. 4): the codec codes the residual e(t) = A(z) s(t).
+
+    ``gamma`` is the bandwidth expansion A(z/gamma) applied before quantization.  It is the
+    perceptual weighting of this codec: a plain MSE on the residual spectrum makes the decoded
+    noise follow 1/A(z/gamma), the smoothed spectral envelope, as in the weighting filter of CELP
+    coders (Atal & Schroeder 1979; ITU-T G.729 sec. 3.3).  The coefficients travel as line
+    spectral frequencies, each scalar-quantized with ``lsf_bits`` bits on a grid fitted to
+    training data (stored with the model).
+    """
+    enabled: bool = True
+    order: int = 16
+    gamma: float = 0.92
+    lsf_bits: int = 3
+    window: int = 640
+
+    @property
+    def bits_per_frame(self) -> int:
+        return self.order * self.lsf_bits if self.enabled else 0
+
+
+@dataclass(frozen=True)
+class GainConfig:
+    """Per-frame gain normalization: the frame is divided by its quantized RMS.
+
+    The RMS is sent as a ``bits``-bit index on a log grid of ``step_db`` dB starting at
+    ``min_db`` (dB re. full scale of a 16-bit sample = 1.0).
+    """
+    bits: int = 6
+    step_db: float = 1.5
+    min_db: float = -100.0
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The cascade of N residual autoencoders (patent FIG. 2-4, Eq. 1-3).
+
+    Each stage: encoder ``D -> hidden`` (hardtanh), ``res_layers`` residual layers
+    ``h <- h + hardtanh(W h + b)``, code layer ``sign(W h + b)`` of ``code_bits[n]`` units; decoder
+    ``code -> hidden`` (hardtanh), ``res_layers`` residual layers, linear ``hidden -> D``.
+    ``binary``: weights are sign(W) times one positive scale per output (BNN); ``False`` keeps
+    float weights for comparison (such a model has no integer/hardware form).
+    """
+    stages: int = 8
+    code_bits: tuple[int, ...] = (64,) * 8
+    hidden: int = 128
+    res_layers: int = 1
+    binary: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "code_bits", tuple(int(b) for b in self.code_bits))
+
+
+@dataclass(frozen=True)
+class FixedPointConfig:
+    """Number formats of the integer datapath (golden model and hardware).
+
+    Activations, stage inputs, residuals and stage outputs are signed ``act_bits``-bit integers
+    with ``act_bits - act_int_bits`` fractional bits (Q``act_int_bits``.``frac``; the sign bit
+    counts among the integer bits).  Each layer's per-output scale is a signed ``scale_bits``-bit
+    multiplier followed by an arithmetic right shift (per layer) with round-half-up.
+    Accumulator width follows from fan-in so that it cannot overflow (see ``acc_bits``).
+    """
+    act_bits: int = 12
+    act_int_bits: int = 4
+    scale_bits: int = 16
+
+    @property
+    def act_frac(self) -> int:
+        return self.act_bits - self.act_int_bits
+
+    def acc_bits(self, fan_in: int) -> int:
+        """Width that holds any sum of ``fan_in`` terms of +-(act value): no overflow possible."""
+        return self.act_bits + max(1, math.ceil(math.log2(fan_in)))
+
+    def product_bits(self, fan_in: int) -> int:
+        """Width of ``acc * scale + bias`` (bias is stored at this width)."""
+        return self.acc_bits(fan_in) + self.scale_bits
+
+
+@dataclass(frozen=True)
+class EntropyConfig:
+    """Huffman coding of the stage codes (patent FIG. 3): ``symbol_bits``-bit symbols,
+    canonical codes no longer than ``max_code_len``, one codebook per stage.  Frames travel in
+    packets of ``packet_frames`` frames, each stage in its own byte-aligned section so a stream can
+    be cut to its first K stages without re-encoding."""
+    symbol_bits: int = 8
+    max_code_len: int = 12
+    packet_frames: int = 50
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """A whole codec.  See the section classes for the meaning of each field."""
+    signal: SignalConfig = field(default_factory=SignalConfig)
+    lpc: LpcConfig = field(default_factory=LpcConfig)
+    gain: GainConfig = field(default_factory=GainConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    fixed: FixedPointConfig = field(default_factory=FixedPointConfig)
+    entropy: EntropyConfig = field(default_factory=EntropyConfig)
+
+    def __post_init__(self):
+        self.validate()
+
+    # ---- derived quantities -------------------------------------------------------------------
+    @property
+    def coefficients(self) -> int:
+        return self.signal.coefficients
+
+    @property
+    def code_bits_total(self) -> int:
+        return sum(self.network.code_bits)
+
+    def raw_bits_per_frame(self, stages: int | None = None) -> int:
+        """Bits per frame before entropy coding: side information plus the first ``stages`` codes."""
+        k = self.network.stages if stages is None else stages
+        return self.lpc.bits_per_frame + self.gain.bits + sum(self.network.code_bits[:k])
+
+    def raw_kbps(self, stages: int | None = None) -> float:
+        return self.raw_bits_per_frame(stages) * self.signal.frame_rate / 1000
+
+    def layer_shapes(self, stage: int) -> dict[str, list[tuple[str, int, int]]]:
+        """``{"encoder": [(kind, fan_in, fan_out), ...], "decoder": [...]}`` for one stage.
+
+        Kinds: ``in`` (hardtanh, no residual), ``res`` (h + hardtanh(.)), ``code`` (sign),
+        ``out`` (linear).  This list is the layer schedule of the golden model and of the hardware
+        sequencer.
+        """
+        n = self.network
+        d, h, b = self.coefficients, n.hidden, n.code_bits[stage]
+        enc = [("in", d, h)] + [("res", h, h)] * n.res_layers + [("code", h, b)]
+        dec = [("in", b, h)] + [("res", h, h)] * n.res_layers + [("out", h, d)]
+        return {"encoder": enc, "decoder": dec}
+
+    def binary_macs_per_frame(self, side: str) -> int:
+        """Binary multiply-accumulates per frame of the ``encoder`` core (all encoders and the
+        decoders 1..N-1) or of the ``decoder`` core (all decoders)."""
+        total = 0
+        for s in range(self.network.stages):
+            shapes = self.layer_shapes(s)
+            if side == "encoder":
+                total += sum(i * o for _, i, o in shapes["encoder"])
+                if s < self.network.stages - 1:
+                    total += sum(i * o for _, i, o in shapes["decoder"])
+            else:
+                total += sum(i * o for _, i, o in shapes["decoder"])
+        return total
+
+    # ---- checks ---------------------------------------------------------------------------------
+    def validate(self) -> None:
+        s, n, f, l, g, e = self.signal, self.network, self.fixed, self.lpc, self.gain, self.entropy
+        if s.sample_rate <= 0 or s.hop <= 0:
+            raise ConfigError("sample_rate and hop must be positive")
+        if s.transform not in ("mdct", "stft"):
+            raise ConfigError(f"transform must be 'mdct' or 'stft', not {s.transform!r}")
+        if n.stages < 1:
+            raise ConfigError("a codec needs at least one stage")
+        if len(n.code_bits) != n.stages:
+            raise ConfigError(f"code_bits lists {len(n.code_bits)} stages, network has {n.stages}")
+        if any(b < 1 for b in n.code_bits) or n.hidden < 1 or n.res_layers < 0:
+            raise ConfigError("code_bits and hidden must be positive, res_layers non-negative")
+        if not 2 <= f.act_int_bits < f.act_bits:
+            raise ConfigError("need 2 <= act_int_bits < act_bits (hardtanh output +-1 must fit)")
+        if not 2 <= f.scale_bits <= 32:
+            raise ConfigError("scale_bits must be 2..32")
+        if l.enabled and not (1 <= l.order <= 32 and 0 < l.gamma <= 1 and 1 <= l.lsf_bits <= 8):
+            raise ConfigError("lpc: order 1..32, gamma in (0, 1], lsf_bits 1..8")
+        if l.enabled and l.window < s.hop:
+            raise ConfigError("lpc.window must be at least one hop")
+        if not 1 <= g.bits <= 8 or g.step_db <= 0:
+            raise ConfigError("gain: bits 1..8 and a positive step")
+        if not 1 <= e.symbol_bits <= 16 or e.max_code_len < e.symbol_bits or e.packet_frames < 1:
+            raise ConfigError("entropy: symbol_bits 1..16, max_code_len >= symbol_bits, packet_frames >= 1")
+        if any(b % e.symbol_bits for b in n.code_bits):
+            raise ConfigError(f"every stage's code_bits must be a multiple of symbol_bits={e.symbol_bits}")
+
+    # ---- serialization --------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CodecConfig":
+        sections = {"signal": SignalConfig, "lpc": LpcConfig, "gain": GainConfig,
+                    "network": NetworkConfig, "fixed": FixedPointConfig, "entropy": EntropyConfig}
+        unknown = set(d) - set(sections)
+        if unknown:
+            raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+        kw = {}
+        for name, klass in sections.items():
+            sub = dict(d.get(name, {}))
+            names = {f.name for f in dataclasses.fields(klass)}
+            bad = set(sub) - names
+            if bad:
+                raise ConfigError(f"unknown field(s) in [{name}]: {', '.join(sorted(bad))}")
+            kw[name] = klass(**sub)
+        return cls(**kw)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CodecConfig":
+        path = Path(path)
+        if path.suffix == "" and path.name in PRESETS:
+            return preset(path.name)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found (presets: {', '.join(PRESETS)})") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
+        try:
+            return cls.from_dict(d)
+        except TypeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+
+    def replace(self, **sections) -> "CodecConfig":
+        """``cfg.replace(fixed={"act_bits": 10})``: a copy with some fields of some sections changed."""
+        d = self.to_dict()
+        for name, changes in sections.items():
+            d[name].update(changes)
+        return CodecConfig.from_dict(d)
+
+    @property
+    def config_hash(self) -> str:
+        """16 hex digits of SHA-256 over the canonical JSON: identifies a codec."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _tiny() -> CodecConfig:
+    # Small enough for fast unit tests and a bit-exact simulation of every core in CI.
+    return CodecConfig(
+        signal=SignalConfig(hop=64),
+        lpc=LpcConfig(order=8, window=128),
+        network=NetworkConfig(stages=2, code_bits=(16, 16), hidden=32, res_layers=1),
+        entropy=EntropyConfig(symbol_bits=8, max_code_len=12, packet_frames=25),
+    )
+
+
+PRESETS = {
+    "default": CodecConfig,
+    "tiny": _tiny,
+}
+
+
+def preset(name: str) -> CodecConfig:
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r} (presets: {', '.join(PRESETS)})") from None

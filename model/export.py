@@ -1,0 +1,98 @@
+"""Weight export: the integer model as files that the hardware generator reads.
+
+An export directory holds
+
+* ``manifest.json``: ``format`` ("cascade-export"), ``version``, the codec ``config`` and its
+  ``config_hash``, and one entry per layer (stage, side, index, kind, fan_in, fan_out, shift,
+  in_frac) in the order the hardware sequencer runs them;
+* ``weights.npz``: per layer ``{key}.weights`` (weight bits packed with ``np.packbits`` along
+  fan-in, little bit order, 1 = +1), ``{key}.mult`` and ``{key}.bias`` (int64).
+
+``load_export`` checks version, hash and every shape and range, and raises ``ExportError`` with one
+line on any mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .config import CodecConfig, ConfigError
+from .golden import IntLayer, IntModel, IntStage
+
+EXPORT_FORMAT = "cascade-export"
+EXPORT_VERSION = 1
+
+__all__ = ["ExportError", "save_export", "load_export", "layer_key", "EXPORT_VERSION"]
+
+
+class ExportError(ValueError):
+    """An export directory that is missing, damaged or made for other code."""
+
+
+def layer_key(stage: int, side: str, index: int) -> str:
+    return f"s{stage}.{side}.{index}"
+
+
+def save_export(model: IntModel, out: str | Path) -> Path:
+    model.check()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    arrays, layers = {}, []
+    for s, st in enumerate(model.stages):
+        for side in ("encoder", "decoder"):
+            for i, l in enumerate(getattr(st, side)):
+                key = layer_key(s, side, i)
+                arrays[f"{key}.weights"] = np.packbits(l.weights, axis=1, bitorder="little")
+                arrays[f"{key}.mult"] = l.mult.astype(np.int64)
+                arrays[f"{key}.bias"] = l.bias.astype(np.int64)
+                layers.append({"key": key, "stage": s, "side": side, "index": i, "kind": l.kind,
+                               "fan_in": l.fan_in, "fan_out": l.fan_out, "shift": int(l.shift),
+                               "in_frac": int(l.in_frac)})
+    manifest = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": cfg.to_dict(),
+                "config_hash": cfg.config_hash, "layers": layers}
+    tmp = out / "weights.npz.tmp"
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    tmp.replace(out / "weights.npz")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+def load_export(path: str | Path) -> IntModel:
+    path = Path(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise ExportError(f"{path} is not an export directory (no manifest.json)") from None
+    except json.JSONDecodeError:
+        raise ExportError(f"{path}/manifest.json is damaged (not JSON)") from None
+    if manifest.get("format") != EXPORT_FORMAT:
+        raise ExportError(f"{path} is not a cascade export")
+    if manifest.get("version") != EXPORT_VERSION:
+        raise ExportError(f"{path} has export version {manifest.get('version')}, this code reads {EXPORT_VERSION}")
+    try:
+        cfg = CodecConfig.from_dict(manifest["config"])
+    except (ConfigError, TypeError, KeyError) as exc:
+        raise ExportError(f"{path}: bad config in manifest: {exc}") from None
+    if cfg.config_hash != manifest.get("config_hash"):
+        raise ExportError(f"{path}: config hash mismatch (manifest edited or made by other code)")
+    try:
+        data = np.load(path / "weights.npz")
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise ExportError(f"{path}/weights.npz cannot be read: {exc}") from None
+    stages = [IntStage([], []) for _ in range(cfg.network.stages)]
+    try:
+        for e in manifest["layers"]:
+            w = np.unpackbits(data[f"{e['key']}.weights"], axis=1, count=e["fan_in"], bitorder="little")
+            layer = IntLayer(e["kind"], w.astype(np.uint8), data[f"{e['key']}.mult"],
+                             data[f"{e['key']}.bias"], int(e["shift"]), int(e["in_frac"]))
+            getattr(stages[e["stage"]], e["side"]).append(layer)
+        model = IntModel(cfg, stages)
+        model.check()
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ExportError(f"{path}: export does not match its config: {exc}") from None
+    return model
