@@ -1,0 +1,559 @@
+"""Training and test audio: reading, writing, the pocketsphinx test recordings, synthetic speech.
+
+Everything the codec trains or is measured on passes through :func:`load_wav` (float64 in
+[-1, 1], mono, at the codec's sample rate) and everything it writes through :func:`write_wav`
+(16-bit PCM, written atomically).
+
+Two sources of speech are available without network access:
+
+* :func:`prepare_pocketsphinx` converts the recordings of Debian's ``pocketsphinx-testdata``
+  package (CMU, BSD-2) into a fixed train/test split (``out_dir/train``, ``out_dir/test``,
+  ``out_dir/SPLIT.md``).  About 45 s of real speech in all.
+* :func:`synthesize_speech` makes any amount of extra training speech with ``espeak-ng`` from
+  generated English sentences, voices, speeds and pitches; deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+__all__ = [
+    "AudioError", "load_wav", "write_wav", "list_wavs", "resample",
+    "POCKETSPHINX_DIR", "POCKETSPHINX_TEST", "prepare_pocketsphinx", "check_raw_pcm",
+    "synthesize_speech", "make_sentences",
+]
+
+POCKETSPHINX_DIR = Path("/usr/share/pocketsphinx/test/data")
+POCKETSPHINX_COPYRIGHT = Path("/usr/share/doc/pocketsphinx-testdata/copyright")
+
+#: Source files (relative to :data:`POCKETSPHINX_DIR`) held out for testing.
+POCKETSPHINX_TEST = (
+    "librivox/sense_and_sensibility_01_austen_64kb-0920.wav",
+    "librivox/sense_and_sensibility_01_austen_64kb-0930.wav",
+    "cards/004.wav",
+    "cards/005.wav",
+    "goforward.raw",
+)
+_RAW_FILES = ("something.raw", "numbers.raw", "goforward.raw", "tidigits/dhd.2934z.raw")
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used; the message is one line and names the file."""
+
+
+# ---------------------------------------------------------------------------------------------
+# reading and writing
+# ---------------------------------------------------------------------------------------------
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample with a polyphase FIR (:func:`scipy.signal.resample_poly`).
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Signal, samples along axis 0.
+    sr_in, sr_out : int
+        Sample rates in Hz.
+
+    Returns
+    -------
+    np.ndarray
+        float64 signal at ``sr_out`` (``x`` unchanged, as float64, when the rates are equal).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if sr_in == sr_out:
+        return x
+    g = math.gcd(int(sr_in), int(sr_out))
+    return resample_poly(x, int(sr_out) // g, int(sr_in) // g, axis=0)
+
+
+def load_wav(path, sample_rate: int = 16000, resample: bool = False) -> np.ndarray:
+    """Read a mono audio file as float64 in [-1, 1].
+
+    Parameters
+    ----------
+    path : str or Path
+        Any format libsndfile reads (WAV, FLAC, ...).
+    sample_rate : int
+        The rate the caller needs (the codec's ``signal.sample_rate``).
+    resample : bool
+        If False (default) a file at another rate or with several channels is an error.  If True,
+        channels are averaged to mono and the rate converted with
+        :func:`scipy.signal.resample_poly`.
+
+    Returns
+    -------
+    np.ndarray
+        1-D float64 array, values clipped to [-1, 1] (16-bit PCM is read as ``int / 32768``).
+
+    Raises
+    ------
+    AudioError
+        With a one-line message: missing or unreadable file, not audio, no samples, several
+        channels or another sample rate (when ``resample`` is False), non-finite samples.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{p}: no such file")
+    if not p.is_file():
+        raise AudioError(f"{p}: not a regular file")
+    try:
+        x, sr = sf.read(str(p), dtype="float64", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        if not os.access(p, os.R_OK):
+            raise AudioError(f"{p}: not readable (permission denied)") from None
+        raise AudioError(f"{p}: not a readable audio file ({msg})") from None
+    except OSError as exc:
+        raise AudioError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if x.shape[0] == 0:
+        raise AudioError(f"{p}: empty (0 samples)")
+    if x.shape[1] != 1:
+        if not resample:
+            raise AudioError(f"{p}: has {x.shape[1]} channels, need mono "
+                             f"(pass resample=True to downmix)")
+        x = x.mean(axis=1, keepdims=True)
+    x = x[:, 0]
+    if sr != sample_rate:
+        if not resample:
+            raise AudioError(f"{p}: sample rate {sr} Hz, need {sample_rate} Hz "
+                             f"(pass resample=True to convert)")
+        x = _resample(x, sr, sample_rate)
+    if not np.all(np.isfinite(x)):
+        raise AudioError(f"{p}: contains NaN or infinite samples")
+    return np.clip(x, -1.0, 1.0)
+
+
+_resample = resample  # load_wav's parameter shadows the function name
+
+
+def write_wav(path, x, sr: int = 16000) -> Path:
+    """Write 16-bit PCM WAV atomically (temporary file in the same folder, then rename).
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination; parent folders are created.
+    x : array_like
+        Samples in [-1, 1], shape ``(n,)`` (mono) or ``(n, channels)``.  Values outside are
+        clipped to full scale (``+1.0`` becomes 32767); ``v`` maps to ``round(v * 32768)``, so
+        a signal read by :func:`load_wav` is written back bit-exactly.
+    sr : int
+        Sample rate in Hz.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    AudioError
+        If ``x`` has NaN/inf values or more than 2 dimensions.
+    """
+    p = Path(path)
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim not in (1, 2):
+        raise AudioError(f"{p}: cannot write an array of shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise AudioError(f"{p}: refusing to write NaN or infinite samples")
+    pcm = np.clip(np.round(a * 32768.0), -32768, 32767).astype(np.int16)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            sf.write(fh, pcm, int(sr), format="WAV", subtype="PCM_16")
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return p
+
+
+def list_wavs(folder) -> list[Path]:
+    """All ``*.wav`` files under ``folder`` (recursive, case-insensitive suffix), sorted.
+
+    Parameters
+    ----------
+    folder : str or Path
+
+    Returns
+    -------
+    list of Path
+        Empty if the folder does not exist or holds no WAV file.
+    """
+    f = Path(folder)
+    if not f.is_dir():
+        return []
+    return sorted(q for q in f.rglob("*") if q.is_file() and q.suffix.lower() == ".wav"
+                  and not q.name.startswith("."))
+
+
+# ---------------------------------------------------------------------------------------------
+# pocketsphinx test recordings
+# ---------------------------------------------------------------------------------------------
+
+def check_raw_pcm(data: bytes, sample_rate: int = 16000) -> dict:
+    """Listening-free evidence that headerless bytes are 16-bit little-endian mono speech.
+
+    Speech is a low-pass signal: consecutive samples are strongly correlated and little energy
+    lies near Nyquist.  Read with the wrong byte order the same bytes look like white noise
+    (lag-1 correlation near 0, a third of the energy above 4 kHz).  At the assumed rate the
+    median autocorrelation pitch of loud frames must be a voice pitch (60-400 Hz): read at half
+    the true rate it would halve, at twice the rate double.
+
+    Parameters
+    ----------
+    data : bytes
+        File contents.
+    sample_rate : int
+        Assumed rate.
+
+    Returns
+    -------
+    dict
+        ``r1_le``, ``r1_be`` (lag-1 correlation for each byte order), ``hf_le`` (energy fraction
+        above 7/16 of the rate), ``f0_hz`` (median pitch), ``seconds``, ``ok`` (bool).
+    """
+    if len(data) % 2:
+        data = data[:-1]
+    out = {}
+    for tag, dt in (("le", "<i2"), ("be", ">i2")):
+        x = np.frombuffer(data, dt).astype(np.float64)
+        x = x - x.mean()
+        out[f"r1_{tag}"] = float(np.dot(x[:-1], x[1:]) / max(np.dot(x, x), 1e-12))
+        if tag == "le":
+            X = np.abs(np.fft.rfft(x)) ** 2
+            fr = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
+            out["hf_le"] = float(X[fr > 7 * sample_rate / 16].sum() / max(X.sum(), 1e-12))
+            n, hop = int(0.04 * sample_rate), int(0.02 * sample_rate)
+            lo, hi = sample_rate // 400, sample_rate // 60
+            f0 = []
+            for i in range(0, len(x) - n, hop):
+                fr_ = x[i:i + n] - x[i:i + n].mean()
+                if fr_.std() < 0.3 * x.std():
+                    continue
+                ac = np.correlate(fr_, fr_, "full")[n - 1:]
+                k = lo + int(np.argmax(ac[lo:hi]))
+                if ac[k] > 0.4 * ac[0]:
+                    f0.append(sample_rate / k)
+            out["f0_hz"] = float(np.median(f0)) if f0 else float("nan")
+            out["seconds"] = len(x) / sample_rate
+    out["ok"] = bool(out["r1_le"] > 0.5 and out["r1_le"] > out["r1_be"] + 0.2
+                     and out["hf_le"] < 0.01 and 70 <= out["f0_hz"] <= 350)
+    return out
+
+
+def _flat_name(rel: str) -> str:
+    # "librivox/sense_..-0920.wav" -> "librivox_sense_..-0920.wav"; "goforward.raw" -> "raw_goforward.wav"
+    parts = rel.split("/")
+    stem = parts[-1].rsplit(".", 1)[0]
+    if rel.endswith(".raw"):
+        return "raw_" + "_".join(parts[:-1] + [stem]) + ".wav"
+    return "_".join(parts[:-1] + [stem]) + ".wav"
+
+
+def prepare_pocketsphinx(out_dir, source=POCKETSPHINX_DIR) -> dict:
+    """Convert the pocketsphinx test recordings into a fixed train/test split.
+
+    Sources: ``cards/*.wav``, ``librivox/*.wav`` and the headerless ``something.raw``,
+    ``numbers.raw``, ``goforward.raw``, ``tidigits/dhd.2934z.raw`` (16 kHz 16-bit
+    little-endian mono; checked with :func:`check_raw_pcm`, which must pass).  The test split is
+    :data:`POCKETSPHINX_TEST`; everything else is train.  Samples are copied unchanged (no
+    level normalization, no resampling: all sources are already 16 kHz 16-bit mono).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Receives ``train/*.wav``, ``test/*.wav`` and ``SPLIT.md``.  Stale WAV files in
+        ``train/`` and ``test/`` are removed first.
+    source : str or Path
+        The package's data folder (default ``/usr/share/pocketsphinx/test/data``).
+
+    Returns
+    -------
+    dict
+        ``{"train": [Path], "test": [Path], "split_md": Path, "files": [row]}`` where each row
+        is a dict with ``source``, ``dest``, ``split``, ``seconds`` (and ``raw_check`` for .raw
+        sources).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``source`` or an expected recording is missing (install ``pocketsphinx-testdata``).
+    AudioError
+        If a recording is not 16 kHz mono or a .raw file fails the format check.
+    """
+    src = Path(source)
+    out = Path(out_dir)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: not found (apt-get install pocketsphinx-testdata)")
+    rels = sorted(str(p.relative_to(src)) for p in
+                  list((src / "cards").glob("*.wav")) + list((src / "librivox").glob("*.wav")))
+    rels += list(_RAW_FILES)
+    for t in POCKETSPHINX_TEST:
+        if t not in rels or not (src / t).is_file():
+            raise FileNotFoundError(f"{src / t}: expected test recording missing")
+    for split in ("train", "test"):
+        for old in list_wavs(out / split):
+            old.unlink()
+    rows = []
+    for rel in rels:
+        p = src / rel
+        split = "test" if rel in POCKETSPHINX_TEST else "train"
+        row = {"source": rel, "split": split}
+        if rel.endswith(".raw"):
+            data = p.read_bytes()
+            chk = check_raw_pcm(data, 16000)
+            if not chk["ok"]:
+                raise AudioError(f"{p}: does not look like 16 kHz 16-bit LE mono speech ({chk})")
+            x = np.frombuffer(data[: len(data) // 2 * 2], "<i2").astype(np.float64) / 32768.0
+            row["raw_check"] = chk
+        else:
+            x = load_wav(p, 16000)
+        dest = out / split / _flat_name(rel)
+        write_wav(dest, x, 16000)
+        row["dest"] = dest
+        row["seconds"] = len(x) / 16000
+        rows.append(row)
+    split_md = out / "SPLIT.md"
+    _write_split_md(split_md, rows, src)
+    return {
+        "train": sorted(r["dest"] for r in rows if r["split"] == "train"),
+        "test": sorted(r["dest"] for r in rows if r["split"] == "test"),
+        "split_md": split_md,
+        "files": rows,
+    }
+
+
+def _license_note() -> str:
+    try:
+        text = POCKETSPHINX_COPYRIGHT.read_text(errors="replace")
+    except OSError:
+        return "(copyright file not found)"
+    # First stanza "Files: *": the copyright holders and the license name.
+    block = text.split("\n\n")[1] if "\n\n" in text else text
+    lines = []
+    for ln in block.splitlines():
+        lines.append(ln)
+        if ln.startswith("License:"):
+            break
+    return "\n".join("    " + ln for ln in lines)
+
+
+def _write_split_md(path: Path, rows: list[dict], src: Path) -> None:
+    tot = {s: sum(r["seconds"] for r in rows if r["split"] == s) for s in ("train", "test")}
+    L = [
+        "# Pocketsphinx speech split",
+        "",
+        f"Made by `model.data.prepare_pocketsphinx` from `{src}`, Debian package "
+        "`pocketsphinx-testdata` (CMU Sphinx test recordings).  All files 16 kHz, 16-bit, mono;",
+        "samples copied unchanged (no normalization, no resampling).",
+        "",
+        "License (from /usr/share/doc/pocketsphinx-testdata/copyright, stanza `Files: *`):",
+        "",
+        _license_note(),
+        "",
+        "The recordings are BSD-2 licensed, CMU; redistribution must keep that notice.",
+        "",
+        f"Train: {sum(r['split'] == 'train' for r in rows)} files, {tot['train']:.2f} s.  "
+        f"Test: {sum(r['split'] == 'test' for r in rows)} files, {tot['test']:.2f} s.",
+        "",
+        "| split | file | source | seconds |",
+        "|---|---|---|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["split"] != "test", r["source"])):
+        L.append(f"| {r['split']} | {r['dest'].name} | {r['source']} | {r['seconds']:.2f} |")
+    L += [
+        "",
+        "## Speaker overlap",
+        "",
+        "The split is fixed (not random).  It is as speaker-disjoint as the material allows, which",
+        "is not fully: all five librivox clips are one reader (Sense and Sensibility ch. 1), so",
+        "that voice is in both sets; the cards clips and the .raw clips have no speaker labels and",
+        "may share speakers across the split.  Test results measure coding of held-out",
+        "utterances, not strictly of unseen speakers.",
+        "",
+        "## Headerless .raw files",
+        "",
+        "Read as 16 kHz, 16-bit signed little-endian, mono (the pocketsphinx default `-samprate",
+        "16000`).  Evidence without listening (`model.data.check_raw_pcm`): lag-1 correlation",
+        "little-endian vs big-endian (speech is low-pass, wrong byte order is white-noise-like),",
+        "energy fraction above 7 kHz, median autocorrelation pitch of loud frames at 16 kHz (a",
+        "voice pitch; it would halve or double at a wrong rate).  `goforward.mfc` in the same",
+        "package holds 264 cepstral frames at 100 frames/s = 2.64 s, matching the 2.79 s of",
+        "`goforward.raw` at 16 kHz (it would be 5.57 s at 8 kHz).",
+        "",
+        "| file | r1 LE | r1 BE | energy > 7 kHz | median F0 (Hz) | seconds |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        c = r.get("raw_check")
+        if c:
+            L.append(f"| {r['source']} | {c['r1_le']:.3f} | {c['r1_be']:.3f} | "
+                     f"{100 * c['hf_le']:.2f} % | {c['f0_hz']:.0f} | {c['seconds']:.2f} |")
+    path.write_text("\n".join(L) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic speech
+# ---------------------------------------------------------------------------------------------
+
+_NAMES = ["Thomas", "Judith", "Oscar", "Vivian", "George", "Sheila", "Zachary", "Beatrice",
+          "Hugo", "Yvonne", "Wendell", "Priya", "Chang", "Ingrid", "Raphael", "Quentin"]
+_ADJ = ["quiet", "shiny", "thick", "rough", "yellow", "bright", "cheap", "frozen", "gloomy",
+        "huge", "juicy", "narrow", "purple", "smooth", "tough", "vivid", "warm", "zealous",
+        "ancient", "brave", "fresh", "orange", "thin", "wet"]
+_NOUNS = ["bridge", "shoe", "village", "garage", "chair", "judge", "thumb", "feather", "whistle",
+          "oyster", "pleasure", "kettle", "mountain", "book", "violin", "measure", "yacht",
+          "zebra", "cloud", "wagon", "fish", "engine", "harbor", "pencil", "treasure", "ox"]
+_VERBS = ["watches", "pushes", "carries", "throws", "buys", "finds", "chooses", "borrows",
+          "fixes", "grabs", "thanks", "visits", "measures", "joins", "ships", "loves"]
+_VERBS_PAST = ["watched", "pushed", "carried", "threw", "bought", "found", "chose", "borrowed",
+               "fixed", "grabbed", "thanked", "visited", "measured", "joined", "shipped", "loved"]
+_PLACES = ["near the old church", "behind the theater", "across the thick hedge",
+           "under the cherry tree", "beside the azure pool", "at the edge of the marsh",
+           "through the foggy valley", "inside the youth hostel", "on the sixth floor"]
+_TIMES = ["yesterday", "this morning", "every Thursday", "at half past nine", "next June",
+          "in the evening", "before the show", "after lunch", "on the fourth of July"]
+_Q = ["Why did", "Where did", "When did", "How often did", "Who said that"]
+_NUMS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def _sentence(rng: random.Random) -> str:
+    a, n, v = rng.choice(_ADJ), rng.choice(_NOUNS), rng.choice(_VERBS)
+    k = rng.randrange(7)
+    if k == 0:
+        return f"The {a} {n} {v} the {rng.choice(_ADJ)} {rng.choice(_NOUNS)} {rng.choice(_PLACES)}."
+    if k == 1:
+        return f"{rng.choice(_NAMES)} {rng.choice(_VERBS_PAST)} a {a} {n} {rng.choice(_TIMES)}."
+    if k == 2:
+        q = rng.choice(_Q)
+        if q.startswith("Who"):
+            return f"Who said that the {n} was {a}?"
+        return f"{q} {rng.choice(_NAMES)} choose the {a} {n}?"
+    if k == 3:
+        digits = " ".join(rng.choice(_NUMS) for _ in range(rng.randint(3, 7)))
+        return f"Please call {rng.choice(_NAMES)} at {digits}."
+    if k == 4:
+        return (f"{_cap(rng.choice(_TIMES))}, {rng.choice(_NAMES)} and "
+                f"{rng.choice(_NAMES)} {rng.choice(_VERBS_PAST)} the {n}, "
+                f"but the {rng.choice(_NOUNS)} was too {a}.")
+    if k == 5:
+        return f"Is it true that every {n} {v} a {a} {rng.choice(_NOUNS)}?"
+    return (f"She sells {rng.randint(2, 99)} {a} {n}s {rng.choice(_PLACES)}, "
+            f"and nobody knows why.")
+
+
+def make_sentences(count: int, seed: int = 0) -> list[str]:
+    """``count`` varied English sentences from templates (statements, questions, digit strings).
+
+    Parameters
+    ----------
+    count : int
+    seed : int
+
+    Returns
+    -------
+    list of str
+        Deterministic for a seed.
+    """
+    rng = random.Random(seed)
+    return [_sentence(rng) for _ in range(count)]
+
+
+_ESPEAK_VOICES = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan",
+                  "en-gb-x-gbcwmd"]
+_ESPEAK_VARIANTS = ["", "+f1", "+f2", "+f3", "+f4", "+f5", "+m1", "+m2", "+m3", "+m4", "+m5",
+                    "+m6", "+m7", "+klatt", "+klatt2", "+klatt3"]
+
+
+def synthesize_speech(out_dir, minutes: float = 10.0, seed: int = 0,
+                      sample_rate: int = 16000) -> list[Path]:
+    """Make augmentation speech with espeak-ng.
+
+    Each file is 1-3 generated sentences (:func:`make_sentences`) spoken by a random English
+    voice (en-us, en-gb, Scottish, RP, Caribbean, Lancaster, West Midlands) with a random variant
+    (female f1-f5, male m1-m7, klatt formant voices), speed 120-210 words/min, pitch 20-80,
+    resampled from espeak's 22 050 Hz to ``sample_rate`` with
+    :func:`scipy.signal.resample_poly` and scaled to a random peak of -12 to -1 dBFS.  Files
+    ``synth_<seed>_<nnnn>.wav`` plus ``MANIFEST.tsv`` (file, voice, speed, pitch, seconds, text).
+    Stops once ``minutes`` of audio are written.  Deterministic for a seed and espeak-ng version.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Output folder (created).  Existing ``synth_<seed>_*.wav`` files are replaced.
+    minutes : float
+        Total duration to produce.
+    seed : int
+    sample_rate : int
+        Output rate (the codec's ``signal.sample_rate``).
+
+    Returns
+    -------
+    list of Path
+        The written WAV files, in order.
+
+    Raises
+    ------
+    RuntimeError
+        If ``espeak-ng`` is missing or fails.
+    """
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise RuntimeError("espeak-ng not found (apt-get install espeak-ng)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob(f"synth_{seed}_*.wav"):
+        old.unlink()
+    rng = random.Random(seed)
+    sentences = random.Random(seed + 1_000_003)
+    target = minutes * 60.0
+    total, paths, manifest = 0.0, [], ["file\tvoice\tspeed\tpitch\tseconds\ttext"]
+    with tempfile.TemporaryDirectory(prefix="synth_") as tmp:
+        tmpwav = Path(tmp) / "s.wav"
+        i = 0
+        while total < target:
+            voice = rng.choice(_ESPEAK_VOICES) + rng.choice(_ESPEAK_VARIANTS)
+            speed, pitch = rng.randint(120, 210), rng.randint(20, 80)
+            peak_db = rng.uniform(-12.0, -1.0)
+            text = " ".join(_sentence(sentences) for _ in range(rng.randint(1, 3)))
+            cmd = [exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmpwav), text]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0 or not tmpwav.exists():
+                raise RuntimeError(f"espeak-ng failed for voice {voice}: {r.stderr.strip()[:200]}")
+            x, sr = sf.read(str(tmpwav), dtype="float64", always_2d=True)
+            x = resample(x.mean(axis=1), sr, sample_rate)
+            nz = np.flatnonzero(np.abs(x) > 1e-3)
+            if len(nz) == 0:
+                continue
+            # keep 50 ms of silence around the speech
+            pad = int(0.05 * sample_rate)
+            x = x[max(0, nz[0] - pad): nz[-1] + pad]
+            x = x / np.max(np.abs(x)) * 10 ** (peak_db / 20)
+            p = write_wav(out / f"synth_{seed}_{i:04d}.wav", x, sample_rate)
+            sec = len(x) / sample_rate
+            manifest.append(f"{p.name}\t{voice}\t{speed}\t{pitch}\t{sec:.2f}\t{text}")
+            paths.append(p)
+            total += sec
+            i += 1
+    (out / f"MANIFEST_{seed}.tsv").write_text("\n".join(manifest) + "\n")
+    return paths
