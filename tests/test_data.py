@@ -1,7 +1,6 @@
 """model.data: WAV I/O errors and round trips, pocketsphinx split, espeak-ng synthesis."""
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
