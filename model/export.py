@@ -25,7 +25,7 @@ from .golden import IntLayer, IntModel, IntStage
 EXPORT_FORMAT = "cascade-export"
 EXPORT_VERSION = 1
 
-__all__ = ["ExportError", "save_export", "load_export", "layer_key", "EXPORT_VERSION"]
+__all__ = ["ExportError", "save_export", "load_export", "quantize_model", "layer_key", "EXPORT_VERSION"]
 
 
 class ExportError(ValueError):
@@ -95,4 +95,39 @@ def load_export(path: str | Path) -> IntModel:
         model.check()
     except (KeyError, IndexError, ValueError) as exc:
         raise ExportError(f"{path}: export does not match its config: {exc}") from None
+    return model
+
+
+def quantize_model(net, cfg: CodecConfig) -> IntModel:
+    """Float binary-weight cascade (``model.net.Cascade``) -> its integer form.
+
+    For a layer y = alpha * (sign(W) x) + beta with input frac bits F_in and output frac bits F:
+    ``mult = round(alpha * 2**(F - F_in + shift))`` with the largest ``shift`` that keeps every
+    |mult| below 2**(scale_bits-1), and ``bias = round(beta * 2**(F + shift))``.
+    """
+    if not cfg.network.binary:
+        raise ExportError("a float-weight model has no integer form (train with binary weights)")
+    F = cfg.fixed.act_frac
+    m_max = (1 << (cfg.fixed.scale_bits - 1)) - 1
+    stages = []
+    for s, st in enumerate(net.stages):
+        sides = {}
+        for side, layers, kinds in (("encoder", st.enc, st.kinds_enc), ("decoder", st.dec, st.kinds_dec)):
+            out = []
+            for i, (layer, kind) in enumerate(zip(layers, kinds)):
+                w = layer.weight.detach().cpu().double().numpy()
+                alpha = np.abs(w).mean(axis=1)
+                beta = layer.bias.detach().cpu().double().numpy()
+                in_frac = 0 if (side == "decoder" and i == 0) else F
+                m_float = alpha * 2.0 ** (F - in_frac)
+                peak = max(float(m_float.max()), 1e-30)
+                shift = max(0, min(48, int(np.floor(np.log2(m_max / peak)))))
+                mult = np.clip(np.round(m_float * 2.0 ** shift), -m_max, m_max).astype(np.int64)
+                b_lim = (1 << (cfg.fixed.product_bits(w.shape[1]) - 1)) - 1
+                bias = np.clip(np.round(beta * 2.0 ** (F + shift)), -b_lim, b_lim).astype(np.int64)
+                out.append(IntLayer(kind, (w >= 0).astype(np.uint8), mult, bias, shift, in_frac))
+            sides[side] = out
+        stages.append(IntStage(**sides))
+    model = IntModel(cfg, stages)
+    model.check()
     return model

@@ -1,0 +1,163 @@
+"""The codec end to end: model files, encoding a signal to a bitstream and decoding it back.
+
+``Codec`` ties together the config, the trained cascade, the LSF quantizer and the Huffman
+codebooks.  ``arith="float"`` runs the PyTorch model; ``arith="fixed"`` runs the integer golden
+model, so that its bitstream is exactly what the hardware produces.
+
+Model file (``.pt``, loaded with ``torch.load(weights_only=True)``): a dict with ``format``
+("cascade-model"), ``version``, ``config`` (dict), ``config_hash``, ``state_dict``, ``lsf``
+(quantizer levels), ``codebooks`` (Huffman, may be absent) and ``meta`` (how it was made).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import dsp, golden
+from .bitstream import Frames, read_stream, write_stream
+from .config import CodecConfig, ConfigError
+from .export import quantize_model
+from .net import Cascade
+
+MODEL_FORMAT = "cascade-model"
+MODEL_VERSION = 1
+DEFAULT_MODEL = Path(__file__).parent / "default" / "model.pt"
+
+__all__ = ["Codec", "ModelError", "DEFAULT_MODEL", "ARITHS"]
+
+ARITHS = ("float", "fixed")
+
+
+class ModelError(ValueError):
+    """A model file that is missing, damaged or made for other code."""
+
+
+@dataclass
+class Codec:
+    cfg: CodecConfig
+    net: Cascade
+    lsf_q: dsp.LsfQuantizer | None
+    codebooks: list | None = None
+    meta: dict = field(default_factory=dict)
+    _int: golden.IntModel | None = field(default=None, repr=False)
+
+    # ---- files ----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Codec":
+        path = Path(path) if path is not None else DEFAULT_MODEL
+        if not path.is_file():
+            raise ModelError(f"model file {path} not found")
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a damaged file
+            raise ModelError(f"{path} is not a readable model file ({type(exc).__name__})") from None
+        if not isinstance(d, dict) or d.get("format") != MODEL_FORMAT:
+            raise ModelError(f"{path} is not a cascade model file")
+        if d.get("version") != MODEL_VERSION:
+            raise ModelError(f"{path} has model format version {d.get('version')}, this code reads {MODEL_VERSION}")
+        try:
+            cfg = CodecConfig.from_dict(d["config"])
+        except (ConfigError, TypeError, KeyError) as exc:
+            raise ModelError(f"{path}: its config does not fit this code: {exc}") from None
+        if cfg.config_hash != d.get("config_hash"):
+            raise ModelError(f"{path}: config hash mismatch (file edited or made by other code)")
+        net = Cascade(cfg)
+        try:
+            net.load_state_dict(d["state_dict"])
+        except (RuntimeError, KeyError) as exc:
+            raise ModelError(f"{path}: weights do not match its config ({str(exc).splitlines()[0]})") from None
+        net.eval()
+        lsf_q = dsp.LsfQuantizer.from_dict(d["lsf"]) if d.get("lsf") else None
+        if cfg.lpc.enabled and lsf_q is None:
+            raise ModelError(f"{path}: model uses LPC but has no LSF quantizer")
+        codebooks = None
+        if d.get("codebooks"):
+            from .huffman import Codebook
+            codebooks = [Codebook.from_dict(c) for c in d["codebooks"]]
+        return cls(cfg, net, lsf_q, codebooks, dict(d.get("meta", {})))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        d = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "config": self.cfg.to_dict(),
+             "config_hash": self.cfg.config_hash, "state_dict": self.net.state_dict(),
+             "lsf": self.lsf_q.to_dict() if self.lsf_q else None,
+             "codebooks": [c.to_dict() for c in self.codebooks] if self.codebooks else None,
+             "meta": self.meta}
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(d, tmp)
+        os.replace(tmp, path)
+        return path
+
+    # ---- arithmetic -----------------------------------------------------------------------
+    def int_model(self) -> golden.IntModel:
+        if self._int is None:
+            self._int = quantize_model(self.net, self.cfg)
+        return self._int
+
+    def _check_arith(self, arith: str):
+        if arith not in ARITHS:
+            raise ValueError(f"arith must be one of {ARITHS}")
+
+    def encode_frames(self, x: np.ndarray, arith: str = "float") -> list[np.ndarray]:
+        """Normalized frames (T, D) -> per-stage code bits [(T, B_n)] uint8 (1 = +1)."""
+        self._check_arith(arith)
+        if arith == "fixed":
+            return [c.astype(np.uint8) for c in golden.encode(self.int_model(), golden.quantize_frames(x, self.cfg))]
+        with torch.no_grad():
+            codes = self.net.encode(torch.from_numpy(np.asarray(x, dtype=np.float32)))
+        return [(c.numpy() > 0).astype(np.uint8) for c in codes]
+
+    def decode_frames(self, codes: list[np.ndarray], arith: str = "float") -> np.ndarray:
+        """Per-stage code bits of the first K stages -> normalized frames (T, D)."""
+        self._check_arith(arith)
+        if arith == "fixed":
+            return golden.dequantize_frames(golden.decode(self.int_model(), codes), self.cfg)
+        with torch.no_grad():
+            pm = [torch.from_numpy(c.astype(np.float32) * 2 - 1) for c in codes]
+            return self.net.decode(pm).double().numpy()
+
+    # ---- signals and bitstreams -------------------------------------------------------------
+    def encode(self, signal: np.ndarray, arith: str = "float", stages: int | None = None) -> Frames:
+        k = self.cfg.network.stages if stages is None else stages
+        if not 1 <= k <= self.cfg.network.stages:
+            raise ValueError(f"stages must be 1..{self.cfg.network.stages}, not {k}")
+        an = dsp.analyze(signal, self.cfg, self.lsf_q)
+        codes = self.encode_frames(an.frames, arith)[:k]
+        return Frames(an.num_samples, an.lsf_idx, an.gain_idx, codes)
+
+    def decode(self, frames: Frames, arith: str = "float", stages: int | None = None) -> np.ndarray:
+        codes = frames.codes if stages is None else frames.codes[:stages]
+        if not codes:
+            raise ValueError("no stage to decode")
+        y = self.decode_frames(codes, arith)
+        lsf_idx, gain_idx = frames.lsf_idx.copy(), frames.gain_idx.copy()
+        if frames.lost is not None and frames.lost.any():
+            y, lsf_idx, gain_idx = _conceal(y, lsf_idx, gain_idx, frames.lost, self.cfg)
+        return dsp.synthesize(y, lsf_idx, gain_idx, frames.num_samples, self.cfg, self.lsf_q)
+
+    def encode_bytes(self, signal: np.ndarray, arith: str = "float", stages: int | None = None) -> bytes:
+        return write_stream(self.encode(signal, arith, stages), self.cfg, self.codebooks)
+
+    def decode_bytes(self, data: bytes, arith: str = "float", stages: int | None = None) -> tuple[np.ndarray, Frames]:
+        frames = read_stream(data, self.cfg, self.codebooks)
+        return self.decode(frames, arith, stages), frames
+
+
+def _conceal(y, lsf_idx, gain_idx, lost, cfg):
+    """Lost frames repeat the last good frame, 3 dB quieter for each further loss."""
+    step = max(1, int(round(3.0 / cfg.gain.step_db)))
+    for t in np.flatnonzero(lost):
+        if t == 0:
+            y[t] = 0
+            gain_idx[t] = 0
+            continue
+        y[t] = y[t - 1]
+        lsf_idx[t] = lsf_idx[t - 1]
+        gain_idx[t] = max(0, gain_idx[t - 1] - step)
+    return y, lsf_idx, gain_idx

@@ -1,0 +1,129 @@
+"""PyTorch reference of the cascaded residual autoencoders (patent FIG. 2-4, Eq. 1-3).
+
+The float forward pass computes what ``model/golden.py`` computes in integers, layer for layer:
+
+* ``BinaryLinear``: y = alpha * (sign(W) x) + b with one positive scale per output,
+  alpha_i = mean_j |W_ij| (XNOR-Net, Rastegari et al. 2016); sign() has a straight-through
+  gradient (Courbariaux et al. 2016, BinaryConnect).  ``binary=False`` keeps W as is.
+* ``Stage``: encoder ``in`` (hardtanh), ``res`` layers h <- h + hardtanh(W h + b) (Eq. 1/2),
+  code layer c = sign(W h + b) in {-1, +1} (Eq. 3, straight-through gradient); decoder mirrors it
+  and ends in a linear ``out`` layer.
+* ``Cascade``: stage n+1 codes the residual x - (y_1 + ... + y_n).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import CodecConfig
+
+__all__ = ["BinaryLinear", "Stage", "Cascade", "sign_ste"]
+
+
+class _SignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (x.abs() <= 1).to(g.dtype)
+
+
+def sign_ste(x: torch.Tensor) -> torch.Tensor:
+    """sign with sign(0) = +1 (as the golden model's ``p >= 0``) and a clipped identity gradient."""
+    return _SignSTE.apply(x)
+
+
+class BinaryLinear(nn.Module):
+    def __init__(self, fan_in: int, fan_out: int, binary: bool = True):
+        super().__init__()
+        self.binary = binary
+        self.weight = nn.Parameter(torch.randn(fan_out, fan_in) / fan_in ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(fan_out))
+
+    def scale(self) -> torch.Tensor:
+        """Per-output scale alpha (fan_out,)."""
+        return self.weight.abs().mean(dim=1)
+
+    def effective_weight(self) -> torch.Tensor:
+        if not self.binary:
+            return self.weight
+        w = self.weight
+        # straight-through sign of the weights, scaled per output
+        signs = w + (torch.where(w >= 0, 1.0, -1.0) - w).detach()
+        return signs * self.scale()[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.effective_weight(), self.bias)
+
+
+class Stage(nn.Module):
+    """One autoencoder of the cascade."""
+
+    def __init__(self, cfg: CodecConfig, index: int):
+        super().__init__()
+        shapes = cfg.layer_shapes(index)
+        binary = cfg.network.binary
+        self.enc = nn.ModuleList(BinaryLinear(i, o, binary) for _, i, o in shapes["encoder"])
+        self.dec = nn.ModuleList(BinaryLinear(i, o, binary) for _, i, o in shapes["decoder"])
+        self.kinds_enc = [k for k, _, _ in shapes["encoder"]]
+        self.kinds_dec = [k for k, _, _ in shapes["decoder"]]
+
+    @staticmethod
+    def _run(layers, kinds, h):
+        for layer, kind in zip(layers, kinds):
+            z = layer(h)
+            if kind == "in":
+                h = F.hardtanh(z)
+            elif kind == "res":
+                h = h + F.hardtanh(z)
+            elif kind == "code":
+                h = sign_ste(z)
+            else:
+                h = z
+        return h
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames (B, D) -> codes (B, bits) in {-1, +1}."""
+        return self._run(self.enc, self.kinds_enc, x)
+
+    def decode(self, c: torch.Tensor) -> torch.Tensor:
+        return self._run(self.dec, self.kinds_dec, c)
+
+    def forward(self, x):
+        c = self.encode(x)
+        return c, self.decode(c)
+
+
+class Cascade(nn.Module):
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.stages = nn.ModuleList(Stage(cfg, n) for n in range(cfg.network.stages))
+
+    def forward(self, x: torch.Tensor, stages: int | None = None):
+        """Returns (codes, outputs): per-stage codes and decoder outputs y_n; the reconstruction
+        with K stages is sum(outputs[:K])."""
+        k = len(self.stages) if stages is None else stages
+        r = x
+        codes, outs = [], []
+        for n in range(k):
+            c, y = self.stages[n](r)
+            codes.append(c)
+            outs.append(y)
+            r = r - y
+        return codes, outs
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        codes, _ = self.forward(x)
+        return codes
+
+    @torch.no_grad()
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        return sum(self.stages[n].decode(c) for n, c in enumerate(codes))

@@ -1,0 +1,186 @@
+"""Training: greedy stage-by-stage, then joint fine-tuning of all stages (patent claims 2-4).
+
+* Greedy: stage n is trained alone on the residual r_n = x - (y_1 + ... + y_{n-1}) that the
+  already trained stages leave (they are frozen), minimizing the residual error in dB.
+* Fine-tuning: M rounds in which all stages are updated together on the error of the whole
+  cascade.  To keep the bitrate scalable, the loss is the mean over K = 1..N of the dB error of
+  the first K stages (each truncated decoder must stay good, not only the full one).
+* Perceptual weighting: the codec works on the LPC residual of A(z/gamma) (see
+  ``LpcConfig.gamma``): an MSE there is the CELP weighted error, so the loss is a plain MSE on the
+  gain-normalized residual spectrum.
+* Data: any folder of WAV files; frames are gain-normalized (per-frame RMS).  Augmentation
+  (``augment``) adds speed-perturbed copies (resampling by 0.9 and 1.1, which shifts pitch and
+  formants) of every training file.
+
+Runs on the CPU, a GPU when one is there, and several processes through ``torchrun``
+(DistributedDataParallel over frames; gradients averaged by DDP, rank 0 writes checkpoints).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.signal import resample_poly
+
+from . import dsp
+from .config import CodecConfig
+from .net import Cascade
+
+__all__ = ["TrainOptions", "frames_from_signals", "train"]
+
+
+@dataclass
+class TrainOptions:
+    seed: int = 0
+    greedy_epochs: int = 30
+    finetune_rounds: int = 2
+    finetune_epochs: int = 15
+    batch: int = 128
+    lr: float = 2e-3
+    augment: bool = True
+    device: str = "auto"
+
+
+def _augmented(signals: list[np.ndarray]) -> list[np.ndarray]:
+    out = list(signals)
+    for s in signals:
+        out.append(resample_poly(s, 10, 9))   # slower and lower by 10 %
+        out.append(resample_poly(s, 9, 10))   # faster and higher
+    return out
+
+
+def frames_from_signals(signals: list[np.ndarray], cfg: CodecConfig, q) -> np.ndarray:
+    """Gain-normalized transform frames of all signals, silent frames dropped."""
+    frames = []
+    for s in signals:
+        an = dsp.analyze(s, cfg, q)
+        keep = an.gain_idx > 0
+        frames.append(an.frames[keep])
+    return np.concatenate(frames).astype(np.float32)
+
+
+def _db(err: torch.Tensor, ref_power: torch.Tensor) -> torch.Tensor:
+    return 10 * torch.log10(err / ref_power + 1e-9)
+
+
+def _epochs(model_params, data: torch.Tensor, loss_fn, epochs: int, opts: TrainOptions,
+            gen: torch.Generator, progress, label: str, ddp_rank: int, ddp_world: int):
+    opt = torch.optim.Adam(model_params, lr=opts.lr)
+    steps_per_epoch = max(1, len(data) // opts.batch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch, eta_min=opts.lr * 0.05)
+    task = progress.add_task(label, total=epochs) if progress else None
+    last = float("nan")
+    for ep in range(epochs):
+        perm = torch.randperm(len(data), generator=gen)
+        perm = perm[ddp_rank::ddp_world]
+        total, count = 0.0, 0
+        for i in range(0, len(perm) - opts.batch // ddp_world + 1, max(1, opts.batch // ddp_world)):
+            xb = data[perm[i:i + opts.batch // ddp_world]]
+            loss = loss_fn(xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+            count += 1
+        last = total / max(count, 1)
+        if progress:
+            progress.update(task, advance=1, description=f"{label} loss {last:6.2f} dB")
+    return last
+
+
+def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
+          checkpoint: Path | None = None, progress=None, log=print) -> tuple[Cascade, dict]:
+    """Train a cascade on some signals (already at the codec's sample rate).
+
+    ``checkpoint``: a path where the state after each greedy stage and fine-tuning round is
+    saved; when it exists, training resumes from it (same config and options required).
+    Returns the trained model and a history dict.
+    """
+    torch.manual_seed(opts.seed)
+    np.random.seed(opts.seed)
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if opts.device == "auto":
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(opts.device)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    if opts.augment:
+        signals = _augmented(signals)
+    data = torch.from_numpy(frames_from_signals(signals, cfg, q)).to(device)
+    ref_power = (data ** 2).mean()
+    log(f"training frames: {len(data)} ({len(data) / cfg.signal.frame_rate:.0f} s incl. augmentation)")
+
+    net = Cascade(cfg).to(device)
+    gen = torch.Generator().manual_seed(opts.seed)
+    history = {"greedy": [], "finetune": [], "frames": len(data)}
+    done_stages, done_rounds = 0, 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        ck = torch.load(checkpoint, map_location=device, weights_only=True)
+        if ck["config_hash"] == cfg.config_hash:
+            net.load_state_dict(ck["state_dict"])
+            done_stages, done_rounds = ck["done_stages"], ck["done_rounds"]
+            history = ck["history"]
+            gen.set_state(ck["gen_state"])
+            log(f"resuming from {checkpoint}: {done_stages} greedy stages, {done_rounds} rounds done")
+
+    def wrap(module):
+        if world > 1:
+            return torch.nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
+        return module
+
+    def save():
+        if checkpoint is None or rank != 0:
+            return
+        tmp = Path(str(checkpoint) + ".tmp")
+        torch.save({"config_hash": cfg.config_hash, "state_dict": net.state_dict(),
+                    "done_stages": done_stages, "done_rounds": done_rounds, "history": history,
+                    "gen_state": gen.get_state()}, tmp)
+        tmp.replace(checkpoint)
+
+    N = cfg.network.stages
+    for n in range(done_stages, N):
+        stage = wrap(net.stages[n])
+        with torch.no_grad():  # the frozen stages' residual, computed once for the whole set
+            resid = data.clone()
+            for m in range(n):
+                for i in range(0, len(resid), 4096):
+                    resid[i:i + 4096] -= net.stages[m](resid[i:i + 4096])[1]
+
+        def loss_fn(r, stage=stage):
+            _, y = stage(r)
+            return _db(((r - y) ** 2).mean(), ref_power)
+
+        last = _epochs(stage.parameters(), resid, loss_fn, opts.greedy_epochs, opts, gen, progress,
+                       f"greedy stage {n + 1}/{N}", rank, world)
+        history["greedy"].append(last)
+        done_stages = n + 1
+        save()
+
+    full = wrap(net)
+
+    def joint_loss(xb):
+        _, outs = full(xb)
+        recon = torch.zeros_like(xb)
+        losses = []
+        for y in outs:
+            recon = recon + y
+            losses.append(_db(((xb - recon) ** 2).mean(), ref_power))
+        return torch.stack(losses).mean()
+
+    for r in range(done_rounds, opts.finetune_rounds):
+        last = _epochs(full.parameters(), data, joint_loss, opts.finetune_epochs, opts, gen, progress,
+                       f"fine-tune round {r + 1}/{opts.finetune_rounds}", rank, world)
+        history["finetune"].append(last)
+        done_rounds = r + 1
+        save()
+    return net.cpu(), history
