@@ -1,0 +1,167 @@
+"""The CASC bitstream (model/bitstream.py): round trips, truncation, robustness, fuzzing."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from model.bitstream import (HEADER_SIZE, BitstreamError, Frames, read_stream, stream_info,
+                             truncate_stream, write_stream)
+from model.config import preset
+from model.huffman import train_codebooks
+
+CFG = preset("tiny")
+FUZZ_COUNT = {"n": 0}
+
+
+def make_frames(cfg=CFG, T=60, seed=0, stages=None):
+    rng = np.random.default_rng(seed)
+    K = cfg.network.stages if stages is None else stages
+    codes = [(rng.random((T, cfg.network.code_bits[n])) < 0.2).astype(np.uint8) for n in range(K)]
+    order = cfg.lpc.order if cfg.lpc.enabled else 0
+    return Frames(num_samples=T * cfg.signal.hop,
+                  lsf_idx=rng.integers(0, 1 << cfg.lpc.lsf_bits, (T, order)),
+                  gain_idx=rng.integers(0, 1 << cfg.gain.bits, T), codes=codes)
+
+
+CODEBOOKS = train_codebooks(make_frames(T=500, seed=9).codes, CFG)
+
+
+def same(a: Frames, b: Frames, stages=None):
+    K = len(a.codes) if stages is None else stages
+    return (a.num_samples == b.num_samples and np.array_equal(a.lsf_idx, b.lsf_idx)
+            and np.array_equal(a.gain_idx, b.gain_idx) and len(b.codes) == K
+            and all(np.array_equal(x, y) for x, y in zip(a.codes[:K], b.codes)))
+
+
+@pytest.mark.parametrize("cbs", [None, CODEBOOKS], ids=["raw", "huffman"])
+@pytest.mark.parametrize("T", [0, 1, 25, 60])
+def test_roundtrip(cbs, T):
+    fr = make_frames(T=T)
+    data = write_stream(fr, CFG, cbs)
+    out = read_stream(data, CFG, cbs)
+    assert same(fr, out) and not out.lost.any()
+    info = stream_info(data)
+    assert info["frames"] == T and info["huffman"] == (cbs is not None)
+    assert info["config_hash"] == CFG.config_hash and info["stages"] == CFG.network.stages
+
+
+def test_lpc_disabled_and_fewer_stages():
+    cfg = CFG.replace(lpc={"enabled": False})
+    fr = make_frames(cfg, stages=1)
+    assert fr.lsf_idx.shape == (60, 0)
+    out = read_stream(write_stream(fr, cfg, None), cfg, None)
+    assert same(fr, out) and out.lsf_idx.shape == (60, 0)
+
+
+@pytest.mark.parametrize("cbs", [None, CODEBOOKS], ids=["raw", "huffman"])
+def test_truncate_equals_first_stages(cbs):
+    fr = make_frames()
+    data = write_stream(fr, CFG, cbs)
+    cut = truncate_stream(data, 1, CFG)
+    assert len(cut) < len(data) and stream_info(cut)["stages"] == 1
+    assert same(fr, read_stream(cut, CFG, cbs), stages=1)
+    fr1 = Frames(fr.num_samples, fr.lsf_idx, fr.gain_idx, fr.codes[:1])
+    assert cut == write_stream(fr1, CFG, cbs)                               # as if written with K=1
+    with pytest.raises(BitstreamError):
+        truncate_stream(data, 3, CFG)
+
+
+def test_header_errors():
+    data = write_stream(make_frames(), CFG, CODEBOOKS)
+    bad = [b"", b"CAS", b"RIFF" + data[4:], data[:4] + b"\x09" + data[5:], data[:HEADER_SIZE - 1],
+           data[:20] + bytes([data[20] ^ 1]) + data[21:]]
+    for d in bad:
+        with pytest.raises(BitstreamError) as e:
+            read_stream(d, CFG, CODEBOOKS)
+        assert "\n" not in str(e.value)
+    with pytest.raises(BitstreamError, match="made for codec"):
+        read_stream(data, CFG.replace(gain={"bits": 7}), CODEBOOKS)
+    with pytest.raises(BitstreamError, match="codebooks needed"):
+        read_stream(data, CFG, None)
+    other = train_codebooks(make_frames(T=300, seed=4).codes, CFG)
+    with pytest.raises(BitstreamError, match="other codebooks"):
+        read_stream(data, CFG, other)
+
+
+@pytest.mark.parametrize("cbs", [None, CODEBOOKS], ids=["raw", "huffman"])
+def test_damaged_packet_is_concealed(cbs):
+    fr = make_frames(T=75)
+    data = bytearray(write_stream(fr, CFG, cbs))
+    data[HEADER_SIZE + 30] ^= 0x10                                           # inside packet 0
+    out = read_stream(bytes(data), CFG, cbs)
+    assert out.lost[:25].all() and not out.lost[25:].any()
+    assert not out.codes[0][:25].any() and np.array_equal(out.codes[0][25:], fr.codes[0][25:])
+    with pytest.raises(BitstreamError, match="damaged"):
+        read_stream(bytes(data), CFG, cbs, conceal=False)
+
+
+def test_truncated_stream():
+    data = write_stream(make_frames(T=75), CFG, CODEBOOKS)
+    out = read_stream(data[:-3], CFG, CODEBOOKS)                              # last packet cut
+    assert out.lost[50:].all() and not out.lost[:50].any()
+    with pytest.raises(BitstreamError):
+        read_stream(data[:-3], CFG, CODEBOOKS, conceal=False)
+    with pytest.raises(BitstreamError, match="truncated"):
+        read_stream(data[:HEADER_SIZE + 10], CFG, CODEBOOKS)
+
+
+def _check(data, cbs):
+    FUZZ_COUNT["n"] += 1
+    for conceal in (True, False):
+        try:
+            out = read_stream(data, CFG, cbs, conceal=conceal)
+        except BitstreamError as e:
+            assert "\n" not in str(e)
+            continue
+        T = out.gain_idx.shape[0]
+        assert out.lost.shape == (T,) and all(c.shape[0] == T for c in out.codes)
+    for fn in (lambda: stream_info(data), lambda: truncate_stream(data, 1, CFG)):
+        try:
+            fn()
+        except BitstreamError:
+            pass
+
+
+GOOD = {None: write_stream(make_frames(T=60), CFG, None),
+        "h": write_stream(make_frames(T=60), CFG, CODEBOOKS)}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.binary(max_size=400))
+def test_fuzz_random_bytes(data):
+    """Random bytes, with and without a valid-looking start: only BitstreamError escapes."""
+    _check(data, CODEBOOKS)
+    _check(GOOD["h"][:HEADER_SIZE] + data, CODEBOOKS)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from([None, "h"]),
+       st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)), max_size=6),
+       st.integers(0, 10**6), st.booleans())
+def test_fuzz_mutated_streams(which, flips, cut, do_cut):
+    """Bit flips and truncations of good streams (raw and Huffman): only BitstreamError escapes,
+    and frames outside damaged packets decode unchanged.  Inputs tried per run: see FUZZ_COUNT
+    (about 1,000 with 300 + 2 x 400 examples, plus the two _check calls per random-bytes example)."""
+    good = GOOD[which]
+    cbs = CODEBOOKS if which else None
+    d = bytearray(good)
+    for pos, bit in flips:
+        d[pos % len(d)] ^= 1 << bit
+    if do_cut:
+        d = d[:cut % (len(d) + 1)]
+    _check(bytes(d), cbs)
+    try:
+        out = read_stream(bytes(d), CFG, cbs)
+    except BitstreamError:
+        return
+    ref = make_frames(T=60)
+    ok = ~out.lost
+    assert np.array_equal(out.codes[0][ok], ref.codes[0][ok])
+    assert np.array_equal(out.gain_idx[ok], ref.gain_idx[ok])
+
+
+def test_fuzz_count_reported():
+    # runs after the fuzz tests in file order; 300*2 + 400 = 1000 inputs when run together
+    if FUZZ_COUNT["n"]:
+        print(f"fuzzed read_stream with {FUZZ_COUNT['n']} inputs")
+        assert FUZZ_COUNT["n"] >= 100
