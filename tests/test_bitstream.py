@@ -161,7 +161,7 @@ def test_fuzz_mutated_streams(which, flips, cut, do_cut):
 
 
 def test_fuzz_count_reported():
-    # runs after the fuzz tests in file order; 300*2 + 400 = 1000 inputs when run together
+    # runs after the fuzz tests in file order; 2*300 + 400 = 1000 inputs when run together
     if FUZZ_COUNT["n"]:
         print(f"fuzzed read_stream with {FUZZ_COUNT['n']} inputs")
         assert FUZZ_COUNT["n"] >= 100
