@@ -11,6 +11,7 @@ Model file (``.pt``, loaded with ``torch.load(weights_only=True)``): a dict with
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,7 @@ class Codec:
              "config_hash": self.cfg.config_hash, "state_dict": self.net.state_dict(),
              "lsf": self.lsf_q.to_dict() if self.lsf_q else None,
              "codebooks": [c.to_dict() for c in self.codebooks] if self.codebooks else None,
-             "meta": self.meta}
+             "meta": json.loads(json.dumps(self.meta, default=str))}  # plain types only
         tmp = path.with_name(path.name + ".tmp")
         torch.save(d, tmp)
         os.replace(tmp, path)

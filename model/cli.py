@@ -1,0 +1,529 @@
+"""``cascade``: the command-line tool.
+
+Every subcommand that takes ``--model`` uses the shipped default model when it is left out.
+Errors a user can cause (bad audio, bad stream, bad model, bad config, an existing output file)
+print one line, ``cascade: error: ...``, and exit with status 1; nothing is overwritten unless
+``--force`` is given, and outputs are written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_TEST_DIR = REPO / "data" / "test"
+
+
+class UserError(Exception):
+    """An error to report in one line."""
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+def _console():
+    from rich.console import Console
+    return Console(stderr=True)
+
+
+@contextmanager
+def _progress(enabled=True):
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, MofNCompleteColumn
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_console(), transient=False) as p:
+        yield p
+
+
+def _out_path(path: str | Path, force: bool) -> Path:
+    path = Path(path)
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; use --force to overwrite it")
+    if not path.parent.exists():
+        raise UserError(f"folder {path.parent} does not exist")
+    return path
+
+
+def _write_atomic(path: Path, data: bytes):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_codec(path):
+    from .codec import Codec
+    return Codec.load(path)
+
+
+def _load_audio(path, codec, resample: bool):
+    from .data import load_wav
+    x = load_wav(path, codec.cfg.signal.sample_rate, resample=resample)
+    return x
+
+
+def _json_out(obj, path):
+    text = json.dumps(obj, indent=2, default=float)
+    if path in (None, "-"):
+        print(text)
+    else:
+        _write_atomic(Path(path), text.encode())
+
+
+def _stages_arg(codec, stages):
+    n = codec.cfg.network.stages
+    if stages is None:
+        return n
+    if not 1 <= stages <= n:
+        raise UserError(f"--stages must be 1..{n} for this model")
+    return stages
+
+
+# --------------------------------------------------------------------------------- commands
+
+def cmd_encode(a):
+    codec = _load_codec(a.model)
+    out = _out_path(a.output, a.force)
+    x = _load_audio(a.input, codec, a.resample)
+    data = codec.encode_bytes(x, a.arith, _stages_arg(codec, a.stages))
+    _write_atomic(out, data)
+    dur = len(x) / codec.cfg.signal.sample_rate
+    print(f"{a.input} -> {out}: {len(data)} bytes, {dur:.2f} s, {8 * len(data) / dur / 1000:.2f} kbps")
+
+
+def cmd_decode(a):
+    from .data import write_wav
+    codec = _load_codec(a.model)
+    out = _out_path(a.output, a.force)
+    data = Path(a.input).read_bytes() if Path(a.input).is_file() else None
+    if data is None:
+        raise UserError(f"{a.input} not found")
+    y, frames = codec.decode_bytes(data, a.arith, a.stages)
+    write_wav(out, y, codec.cfg.signal.sample_rate)
+    lost = int(frames.lost.sum()) if frames.lost is not None else 0
+    msg = f"{a.input} -> {out}: {len(frames.codes)} stages, {len(frames.gain_idx)} frames"
+    if lost:
+        msg += f", {lost} damaged frames concealed"
+    print(msg)
+
+
+def cmd_truncate(a):
+    from .bitstream import truncate_stream, stream_info
+    src = Path(a.input)
+    if not src.is_file():
+        raise UserError(f"{a.input} not found")
+    out = _out_path(a.output, a.force)
+    data = src.read_bytes()
+    info = stream_info(data)
+    from .config import CodecConfig
+    codec = _load_codec(a.model)
+    if codec.cfg.config_hash != info["config_hash"]:
+        raise UserError(f"{a.input} was made by another model (config {info['config_hash']})")
+    cut = truncate_stream(data, a.stages, codec.cfg)
+    _write_atomic(out, cut)
+    print(f"{src} ({info['stages']} stages, {len(data)} bytes) -> {out} ({a.stages} stages, {len(cut)} bytes)")
+
+
+def cmd_info(a):
+    from .bitstream import stream_info
+    p = Path(a.input)
+    if not p.is_file():
+        raise UserError(f"{a.input} not found")
+    _json_out(stream_info(p.read_bytes()), None)
+
+
+def evaluate_files(codec, files, arith="float", stages=None, progress=None, keep_dir=None):
+    """Encode and decode each file through a real bitstream; per-file metrics and the mean."""
+    import numpy as np
+    from .data import load_wav, write_wav
+    from .metrics import measure
+    sr = codec.cfg.signal.sample_rate
+    rows = []
+    task = progress.add_task(f"eval K={stages} {arith}", total=len(files)) if progress else None
+    for f in files:
+        x = load_wav(f, sr)
+        data = codec.encode_bytes(x, arith, stages)
+        y, _ = codec.decode_bytes(data, arith)
+        m = measure(x, y, sr)
+        m.update(file=str(f), bytes=len(data), seconds=len(x) / sr, kbps=8 * len(data) / (len(x) / sr) / 1000)
+        rows.append(m)
+        if keep_dir is not None:
+            write_wav(Path(keep_dir) / (Path(f).stem + f"_K{stages}_{arith}.wav"), y, sr)
+        if progress:
+            progress.update(task, advance=1)
+    keys = ["pesq_wb", "stoi", "snr_db", "seg_snr_db"]
+    mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    secs = sum(r["seconds"] for r in rows)
+    mean["kbps"] = 8 * sum(r["bytes"] for r in rows) / secs / 1000
+    mean["seconds"] = secs
+    return {"files": rows, "mean": mean, "stages": stages, "arith": arith}
+
+
+def _wav_files(folder):
+    from .data import list_wavs
+    p = Path(folder)
+    if not p.is_dir():
+        raise UserError(f"{folder} is not a folder")
+    files = list_wavs(p)
+    if not files:
+        raise UserError(f"no .wav files in {folder}")
+    return files
+
+
+def cmd_eval(a):
+    codec = _load_codec(a.model)
+    files = _wav_files(a.wav_dir)
+    k = _stages_arg(codec, a.stages)
+    with _progress(not a.quiet) as p:
+        res = evaluate_files(codec, files, a.arith, k, p)
+    m = res["mean"]
+    print(f"K={k} {a.arith}: {m['kbps']:.2f} kbps  PESQ-WB {m['pesq_wb']:.3f}  STOI {m['stoi']:.3f}  "
+          f"SNR {m['snr_db']:.2f} dB  ({len(files)} files, {m['seconds']:.1f} s)", file=sys.stderr)
+    if a.json:
+        _json_out(res, a.json)
+
+
+def cmd_train(a):
+    import numpy as np
+    import torch
+    from . import dsp
+    from .codec import Codec
+    from .config import CodecConfig
+    from .data import list_wavs, load_wav
+    from .huffman import train_codebooks
+    from .train import TrainOptions, train
+    cfg = CodecConfig.load(a.config) if a.config else CodecConfig()
+    out = _out_path(a.out, a.force)
+    files = []
+    for d in a.wav_dir:
+        files += _wav_files(d)
+    sr = cfg.signal.sample_rate
+    signals = [load_wav(f, sr, resample=a.resample) for f in files]
+    secs = sum(len(s) for s in signals) / sr
+    print(f"training data: {len(files)} files, {secs:.1f} s from {', '.join(a.wav_dir)}", file=sys.stderr)
+    q = dsp.LsfQuantizer.fit(dsp.training_lsfs(signals, cfg), cfg.lpc.lsf_bits) if cfg.lpc.enabled else None
+    opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
+                        finetune_epochs=a.finetune_epochs, batch=a.batch, lr=a.lr,
+                        augment=not a.no_augment, device=a.device)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    ckpt = Path(str(out) + ".ckpt")
+    t0 = time.time()
+    with _progress() as p:
+        net, hist = train(cfg, signals, opts, q, checkpoint=ckpt, progress=p,
+                          log=lambda m: print(m, file=sys.stderr))
+    codec = Codec(cfg, net.eval(), q)
+    # Huffman codebooks from the codes the hardware (fixed arithmetic) produces on training data
+    from .train import frames_from_signals
+    frames = frames_from_signals(signals, cfg, q)
+    codes = codec.encode_frames(frames, "fixed") if cfg.network.binary else codec.encode_frames(frames)
+    codec.codebooks = train_codebooks(codes, cfg)
+    codec.meta = {
+        "made_by": "cascade train " + " ".join(sys.argv[2:]),
+        "data": [{"file": str(f), "seconds": round(len(s) / sr, 3)} for f, s in zip(files, signals)],
+        "data_seconds": round(secs, 2), "options": vars(opts), "history": hist,
+        "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    codec.save(out)
+    ckpt.unlink(missing_ok=True)
+    print(f"model written to {out} ({time.time() - t0:.0f} s)")
+
+
+def cmd_export(a):
+    from .export import save_export
+    codec = _load_codec(a.model)
+    out = Path(a.out)
+    if out.exists() and any(out.iterdir()) and not a.force:
+        raise UserError(f"{out} exists and is not empty; use --force")
+    save_export(codec.int_model(), out)
+    print(f"export written to {out} (config {codec.cfg.config_hash})")
+
+
+def cmd_export_rtl(a):
+    from hw.rtl import export_rtl
+    codec = _load_codec(a.model)
+    out = Path(a.out)
+    if out.exists() and any(out.iterdir()) and not a.force:
+        raise UserError(f"{out} exists and is not empty; use --force")
+    out.mkdir(parents=True, exist_ok=True)
+    info = export_rtl(codec.int_model(), out, a.lanes)
+    print(json.dumps(info, indent=1, default=str))
+
+
+def _frames_for_verify(codec, wav, frames):
+    import numpy as np
+    from . import dsp, golden
+    from .data import load_wav
+    if wav is None:
+        files = sorted(DEFAULT_TEST_DIR.glob("*.wav")) if DEFAULT_TEST_DIR.is_dir() else []
+        if not files:
+            raise UserError("no --wav given and no held-out test data (run `cascade prepare-data`)")
+        wav = files[0]
+    x = load_wav(wav, codec.cfg.signal.sample_rate)
+    an = dsp.analyze(x, codec.cfg, codec.lsf_q)
+    fr = an.frames[an.gain_idx > 0] if (an.gain_idx > 0).any() else an.frames
+    return golden.quantize_frames(fr[:frames], codec.cfg), wav
+
+
+def cmd_verify(a):
+    from sim.verify import verify_cores
+    codec = _load_codec(a.model)
+    frames, wav = _frames_for_verify(codec, a.wav, a.frames)
+    build = Path(a.build_dir)
+    build.mkdir(parents=True, exist_ok=True)
+    print(f"simulating {len(frames)} frames of {wav} (lanes={a.lanes}) in Icarus Verilog...", file=sys.stderr)
+    res = verify_cores(codec.int_model(), frames, a.lanes, build)
+    bad = False
+    for core in ("encoder", "decoder"):
+        r = res[core]
+        print(f"{core}: {r['mismatches']} mismatches in {r['words']} words, {r['cycles_per_frame']} cycles/frame")
+        if r["mismatches"]:
+            bad = True
+            print(f"  first mismatch: {r['first_mismatch']}")
+    if a.json:
+        _json_out(res, a.json)
+    if bad:
+        raise SystemExit(1)
+
+
+def cmd_synth(a):
+    from hw.synth import synth
+    codec = _load_codec(a.model)
+    out = Path(a.out) if a.out else REPO / "bitstreams" / a.board
+    res = synth(codec.int_model(), a.board, a.lanes, out)
+    print(json.dumps(res, indent=1, default=str))
+
+
+def cmd_report(a):
+    from .report_cmd import run_report
+    run_report(a)
+
+
+def cmd_prepare_data(a):
+    from .data import prepare_pocketsphinx, synthesize_speech
+    out = Path(a.out)
+    res = prepare_pocketsphinx(out)
+    print(f"pocketsphinx-testdata: {len(res['train'])} train, {len(res['test'])} test files in {out}")
+    if a.synth_minutes > 0:
+        files = synthesize_speech(out / "synth", minutes=a.synth_minutes, seed=a.seed)
+        print(f"espeak-ng: {len(files)} synthetic files in {out / 'synth'}")
+
+
+def cmd_demo(a):
+    import numpy as np
+    from .data import write_wav
+    from .metrics import measure
+    codec = _load_codec(a.model)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not DEFAULT_TEST_DIR.is_dir() or not any(DEFAULT_TEST_DIR.glob("*.wav")):
+        from .data import prepare_pocketsphinx
+        prepare_pocketsphinx(REPO / "data")
+    files = sorted(DEFAULT_TEST_DIR.glob("*.wav"))
+    wav = Path(a.wav) if a.wav else next(f for f in files if "0920" in f.name) if any("0920" in f.name for f in files) else files[0]
+    from .data import load_wav
+    sr = codec.cfg.signal.sample_rate
+    x = load_wav(wav, sr)
+    print(f"model: {codec.meta.get('made_by', '?')} (config {codec.cfg.config_hash})")
+    print(f"input: {wav} ({len(x) / sr:.2f} s, held out from training)")
+    rows = []
+    for arith in ("float", "fixed"):
+        data = codec.encode_bytes(x, arith)
+        y, _ = codec.decode_bytes(data, arith)
+        (out / f"demo_{arith}.cas").write_bytes(data)
+        write_wav(out / f"demo_{arith}.wav", y, sr)
+        m = measure(x, y, sr)
+        rows.append((arith, 8 * len(data) / (len(x) / sr) / 1000, m))
+    print(f"{'arith':6} {'kbps':>6} {'PESQ-WB':>8} {'STOI':>6} {'SNR dB':>7}")
+    for arith, kbps, m in rows:
+        print(f"{arith:6} {kbps:6.2f} {m['pesq_wb']:8.3f} {m['stoi']:6.3f} {m['snr_db']:7.2f}")
+    print(f"decoded audio: {out}/demo_fixed.wav (bitstream {out}/demo_fixed.cas)")
+    from .export import save_export
+    save_export(codec.int_model(), out / "export")
+    try:
+        from hw.rtl import export_rtl
+    except ImportError:
+        print("hardware generator not available in this build")
+        return
+    info = export_rtl(codec.int_model(), out / "rtl", a.lanes)
+    print(f"hardware: Verilog in {out}/rtl (lanes={a.lanes}): " + ", ".join(
+        f"{k}={v}" for k, v in info.items() if "cycles" in k))
+
+
+# ------------------------------------------------------------------------------------ parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cascade",
+        description="Cascaded residual autoencoder speech codec (US 11,276,413): train, code, "
+                    "measure, and turn it into bit-exact FPGA hardware.",
+        epilog="Every --model defaults to the shipped model (model/default/model.pt).")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    def model_arg(sp):
+        sp.add_argument("--model", help="model file (.pt); default: the shipped model")
+
+    def arith_arg(sp):
+        sp.add_argument("--arith", choices=("float", "fixed"), default="fixed",
+                        help="float: PyTorch model; fixed: integer golden model = the hardware (default)")
+
+    sp = add("demo", cmd_demo, "encode and decode held-out real speech with the default model, print "
+             "bitrate and quality, export weights and generate the Verilog")
+    model_arg(sp)
+    sp.add_argument("--wav", help="speech file to use (default: a held-out pocketsphinx recording)")
+    sp.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    sp.add_argument("--lanes", type=int, default=16, help="parallel MAC lanes of the generated cores")
+
+    sp = add("train", cmd_train, "train a codec on folders of WAV files (greedy, then joint fine-tuning)")
+    sp.add_argument("wav_dir", nargs="+", help="folder(s) of WAV files, searched recursively")
+    sp.add_argument("--config", help="config JSON file or preset name (default: the default config)")
+    sp.add_argument("--out", required=True, help="model file to write")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--greedy-epochs", type=int, default=30, help="epochs per stage in greedy training")
+    sp.add_argument("--rounds", type=int, default=2, help="joint fine-tuning rounds M")
+    sp.add_argument("--finetune-epochs", type=int, default=15, help="epochs per fine-tuning round")
+    sp.add_argument("--batch", type=int, default=128)
+    sp.add_argument("--lr", type=float, default=2e-3)
+    sp.add_argument("--no-augment", action="store_true", help="no speed-perturbed copies")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    sp.add_argument("--resample", action="store_true", help="resample/downmix files that are not 16 kHz mono")
+    sp.add_argument("--force", action="store_true", help="overwrite --out")
+
+    sp = add("encode", cmd_encode, "encode a WAV file to a .cas bitstream")
+    sp.add_argument("input")
+    sp.add_argument("output")
+    model_arg(sp)
+    arith_arg(sp)
+    sp.add_argument("--stages", type=int, help="code only the first K stages (lower bitrate)")
+    sp.add_argument("--resample", action="store_true", help="accept other rates / stereo by resampling / downmixing")
+    sp.add_argument("--force", action="store_true", help="overwrite the output")
+
+    sp = add("decode", cmd_decode, "decode a .cas bitstream to a WAV file")
+    sp.add_argument("input")
+    sp.add_argument("output")
+    model_arg(sp)
+    arith_arg(sp)
+    sp.add_argument("--stages", type=int, help="decode only the first K stages")
+    sp.add_argument("--force", action="store_true", help="overwrite the output")
+
+    sp = add("truncate", cmd_truncate, "cut a .cas stream to its first K stages without re-encoding")
+    sp.add_argument("input")
+    sp.add_argument("output")
+    sp.add_argument("--stages", type=int, required=True)
+    model_arg(sp)
+    sp.add_argument("--force", action="store_true")
+
+    sp = add("info", cmd_info, "print a .cas stream's header as JSON")
+    sp.add_argument("input")
+
+    sp = add("eval", cmd_eval, "measure PESQ-WB, STOI, SNR and the actual bitrate on a folder of WAV files")
+    sp.add_argument("wav_dir")
+    model_arg(sp)
+    arith_arg(sp)
+    sp.add_argument("--stages", type=int, help="use the first K stages (default all)")
+    sp.add_argument("--json", help="write per-file and mean results to this JSON file ('-': stdout)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sp = add("export", cmd_export, "write the integer model (weight bits, scales, biases, formats) for the hardware")
+    model_arg(sp)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--force", action="store_true")
+
+    sp = add("export-rtl", cmd_export_rtl, "generate the encoder and decoder cores as Verilog")
+    model_arg(sp)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--lanes", type=int, default=16, help="parallel MAC lanes P")
+    sp.add_argument("--force", action="store_true")
+
+    sp = add("verify", cmd_verify, "simulate the encoder and decoder cores (Icarus) on real speech "
+             "frames and compare every word with the golden model")
+    model_arg(sp)
+    sp.add_argument("--wav", help="speech file (default: a held-out test recording)")
+    sp.add_argument("--frames", type=int, default=4, help="frames to simulate (default 4)")
+    sp.add_argument("--lanes", type=int, default=16)
+    sp.add_argument("--build-dir", default="build/verify")
+    sp.add_argument("--json", help="write the result as JSON")
+
+    sp = add("synth", cmd_synth, "synthesize, place and route for a board; write bitstream and report")
+    sp.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-25f", "ulx3s-85f"))
+    model_arg(sp)
+    sp.add_argument("--lanes", type=int, default=16)
+    sp.add_argument("--out", help="output folder (default bitstreams/BOARD)")
+
+    sp = add("report", cmd_report, "rate-quality curve at every K next to Opus/Speex/G.722, fixed vs "
+             "float sweep, Huffman savings: Markdown, JSON and PNG")
+    model_arg(sp)
+    sp.add_argument("--test-dir", default=str(DEFAULT_TEST_DIR), help="held-out WAV folder")
+    sp.add_argument("--out", default="out/report")
+    sp.add_argument("--arith", choices=("float", "fixed", "both"), default="both")
+    sp.add_argument("--widths", default="6,8,10,12,16", help="activation widths for the fixed-point sweep")
+    sp.add_argument("--no-baselines", action="store_true")
+
+    sp = add("prepare-data", cmd_prepare_data, "make the train/test split from Debian's "
+             "pocketsphinx-testdata and synthesize espeak-ng training speech")
+    sp.add_argument("--out", default=str(REPO / "data"))
+    sp.add_argument("--synth-minutes", type=float, default=10.0)
+    sp.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
+    a = p.parse_args(argv)
+    from .bitstream import BitstreamError
+    from .config import ConfigError
+    from .data import AudioError
+    from .export import ExportError
+    try:
+        from .codec import ModelError
+    except ImportError:  # pragma: no cover
+        ModelError = ValueError
+    known = (UserError, AudioError, BitstreamError, ConfigError, ExportError, ModelError)
+    try:
+        from hw.synth import FitError
+        known = known + (FitError,)
+    except ImportError:
+        pass
+    try:
+        a.fn(a)
+    except known as exc:
+        if a.debug:
+            raise
+        print(f"cascade: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cascade: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # an internal error: still one line, with the way to see more
+        if a.debug:
+            raise
+        print(f"cascade: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
