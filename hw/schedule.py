@@ -89,6 +89,8 @@ class Schedule:
         model.check()
         self.model, self.cfg, self.side = model, model.config, side
         self.lanes = P = int(lanes)
+        if P < 1:
+            raise ValueError(f"lanes must be at least 1, not {P}")
         cfg, net = self.cfg, self.cfg.network
         self.D = D = cfg.coefficients
         self.N = N = net.stages
