@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
