@@ -1,0 +1,82 @@
+"""hw.schedule: layer schedule, memory images and cycle model; hw.rtl export."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hw.decoder import DecoderCore
+from hw.encoder import EncoderCore
+from hw.rtl import export_rtl
+from hw.schedule import Schedule
+from model.config import CodecConfig, preset
+from model.golden import random_model
+
+CFG = preset("tiny")
+MODEL = random_model(CFG, seed=11)
+
+
+@pytest.mark.parametrize("side", ["encoder", "decoder"])
+def test_schedule_follows_layer_shapes(side):
+    sc = Schedule(MODEL, 8, side)
+    exp = []
+    for s in range(CFG.network.stages):
+        sh = CFG.layer_shapes(s)
+        exp += sh[side] if side == "decoder" else sh["encoder"] + (sh["decoder"] if s < CFG.network.stages - 1 else [])
+    assert [(op.kind, op.fan_in, op.fan_out) for op in sc.ops] == exp
+
+
+def test_weight_and_param_images_decode_back():
+    P = 8
+    sc = Schedule(MODEL, P, "encoder")
+    rows, params = sc.weight_rows(), sc.param_rows()
+    assert len(rows) == sc.weight_depth and len(params) == sc.param_depth
+    sb, bb = sc.scale_bits, sc.bias_bits
+    for op in sc.ops:
+        L = getattr(MODEL.stages[op.stage], op.side)[op.layer]
+        for g in range(op.groups):
+            for j in range(op.fan_in):
+                word = rows[op.w_base + g * op.fan_in + j]
+                for l in range(P):
+                    i = g * P + l
+                    assert (word >> l) & 1 == (L.weights[i, j] if i < op.fan_out else 0)
+        for i in range(op.fan_out):
+            r = params[op.p_base + i]
+            m, b = r & ((1 << sb) - 1), r >> sb
+            m -= (m >> (sb - 1)) << sb
+            b -= (b >> (bb - 1)) << bb
+            assert (m, b) == (L.mult[i], L.bias[i])
+
+
+def test_cycle_model_within_ten_percent_and_default_sizes():
+    for P in (4, 8, 16):
+        for side in ("encoder", "decoder"):
+            sc = Schedule(MODEL, P, side)
+            assert sc.ideal_cycles_per_frame() <= sc.cycles_per_frame() <= 1.1 * sc.ideal_cycles_per_frame()
+    # the default model: ~983k encoder weight bits, one wide memory
+    big = CodecConfig()
+    sc = Schedule(random_model(big, 0), 16, "encoder")
+    assert sc.weight_depth * 16 == big.binary_macs_per_frame("encoder")
+    assert sc.cycles_per_frame() <= 1.1 * sc.ideal_cycles_per_frame()
+
+
+def test_decoder_cycles_grow_with_stages():
+    sc = Schedule(MODEL, 8, "decoder")
+    assert sc.cycles_per_frame(1) < sc.cycles_per_frame(2) == sc.cycles_per_frame()
+
+
+@pytest.mark.parametrize("lanes", [0, 17])
+def test_lanes_out_of_range(lanes):
+    with pytest.raises(ValueError, match="lanes"):
+        EncoderCore(MODEL, lanes)
+
+
+def test_export_rtl(tmp_path):
+    info = export_rtl(MODEL, tmp_path, 8)
+    assert (tmp_path / "encoder.v").read_text().count("module encoder_core(") == 1
+    assert "module decoder_core(" in (tmp_path / "decoder.v").read_text()
+    on_disk = json.loads((tmp_path / "rtl.json").read_text())
+    assert on_disk == json.loads(json.dumps(info))
+    assert info["config_hash"] == CFG.config_hash and info["lanes"] == 8
+    assert info["cycles_per_frame"]["encoder"] == EncoderCore(MODEL, 8).cycles_per_frame
+    assert info["cycles_per_frame"]["decoder"] == DecoderCore(MODEL, 8).cycles_per_frame
