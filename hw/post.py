@@ -20,17 +20,17 @@ class PostUnit(wiring.Component):
 
     Computes, for one neuron per cycle::
 
-        p = acc * mult + bias
-        z = (p + 2**(shift-1)) >> shift          # round half up (z = p when shift == 0)
+        p = acc * mult
+        z = ((p + 2**(shift-1)) >> shift) + bias  # round half up (no rounding when shift == 0)
         MODE_IN:      value = clamp(z, -2**F, 2**F)                (hardtanh)
         MODE_RES:     value = sat_A(res + clamp(z, -2**F, 2**F))
-        MODE_CODE:    bit = p >= 0, value = +1 if bit else -1      (sign; +-1 for the next decoder)
+        MODE_CODE:    bit = z >= 0, value = +1 if bit else -1      (sign; +-1 for the next decoder)
         MODE_OUT:     value = sat_A(z)
         MODE_OUT_ADD: value = sat_A(res + sat_A(z))                (decoder running sum)
         MODE_OUT_SUB: value = sat_A(res - sat_A(z))                (encoder residual r - y)
 
     Number formats (``model/golden.py``): ``acc`` signed ``acc_bits``, ``mult`` signed
-    ``scale_bits``, ``bias`` signed ``bias_bits`` (aligned to ``acc * mult``), ``res`` and ``value``
+    ``scale_bits``, ``bias`` signed ``bias_bits`` with F fraction bits, ``res`` and ``value``
     signed A = ``act_bits`` with F = ``act_frac`` fraction bits.  One multiplier.
 
     Latency: inputs are registered with the product ``acc * mult`` at the clock edge when ``valid``
@@ -66,7 +66,7 @@ class PostUnit(wiring.Component):
 
     @property
     def product_bits(self) -> int:
-        return max(self._acc_bits + self._scale_bits, self._bias_bits) + 1
+        return self._acc_bits + self._scale_bits
 
     def elaborate(self, platform):
         m = Module()
@@ -85,18 +85,18 @@ class PostUnit(wiring.Component):
             bias.eq(self.bias), res.eq(self.res), shift.eq(self.shift), mode.eq(self.mode),
         ]
 
-        p = Signal(signed(pw))
         half = Signal(unsigned(self._max_shift + 1))
-        z = Signal(signed(pw + 1))
+        zr = Signal(signed(pw + 1))
+        z = Signal(signed(max(pw + 1, self._bias_bits) + 1))
         act = Signal(signed(F + 2))
         zs = Signal(signed(A))
         m.d.comb += [
-            p.eq(prod + bias),
             half.eq((Const(1, 1) << shift) >> 1),
-            z.eq((p + half) >> shift),
+            zr.eq((prod + half) >> shift),
+            z.eq(zr + bias),
             act.eq(_clamp(z, -(1 << F), 1 << F)),
             zs.eq(_clamp(z, lo, hi)),
-            self.bit.eq(p >= 0),
+            self.bit.eq(z >= 0),
         ]
         with m.Switch(mode):
             with m.Case(MODE_IN):
@@ -104,7 +104,7 @@ class PostUnit(wiring.Component):
             with m.Case(MODE_RES):
                 m.d.comb += self.value.eq(_clamp(res + act, lo, hi))
             with m.Case(MODE_CODE):
-                m.d.comb += self.value.eq(Mux(p >= 0, 1, -1))
+                m.d.comb += self.value.eq(Mux(z >= 0, 1, -1))
             with m.Case(MODE_OUT):
                 m.d.comb += self.value.eq(zs)
             with m.Case(MODE_OUT_ADD):

@@ -153,7 +153,7 @@ class Schedule:
         fx = cfg.fixed
         self.max_fan_in = max(op.fan_in for op in ops)
         self.acc_bits = fx.acc_bits(self.max_fan_in)
-        self.bias_bits = fx.product_bits(self.max_fan_in)
+        self.bias_bits = fx.bias_bits
         self.scale_bits = fx.scale_bits
         self.max_shift = max(op.shift for op in ops)
 

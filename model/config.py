@@ -114,11 +114,14 @@ class FixedPointConfig:
     with ``act_bits - act_int_bits`` fractional bits (Q``act_int_bits``.``frac``; the sign bit
     counts among the integer bits).  Each layer's per-output scale is a signed ``scale_bits``-bit
     multiplier followed by an arithmetic right shift (per layer) with round-half-up.
-    Accumulator width follows from fan-in so that it cannot overflow (see ``acc_bits``).
+    Each output's bias is a signed ``bias_bits``-bit integer at the output's resolution (F
+    fractional bits), added after the shift.  Accumulator width follows from fan-in so that it
+    cannot overflow (see ``acc_bits``).
     """
     act_bits: int = 12
     act_int_bits: int = 4
     scale_bits: int = 16
+    bias_bits: int = 14
 
     @property
     def act_frac(self) -> int:
@@ -129,7 +132,7 @@ class FixedPointConfig:
         return self.act_bits + max(1, math.ceil(math.log2(fan_in)))
 
     def product_bits(self, fan_in: int) -> int:
-        """Width of ``acc * scale + bias`` (bias is stored at this width)."""
+        """Width of ``acc * scale``."""
         return self.acc_bits(fan_in) + self.scale_bits
 
 
@@ -218,6 +221,8 @@ class CodecConfig:
             raise ConfigError("need 2 <= act_int_bits < act_bits (hardtanh output +-1 must fit)")
         if not 2 <= f.scale_bits <= 32:
             raise ConfigError("scale_bits must be 2..32")
+        if not f.act_frac + 2 <= f.bias_bits <= 32:
+            raise ConfigError("bias_bits must be act_frac+2..32 (a bias of +-1 must fit)")
         if l.enabled and not (1 <= l.order <= 32 and 0 < l.gamma <= 1 and 1 <= l.lsf_bits <= 8):
             raise ConfigError("lpc: order 1..32, gamma in (0, 1], lsf_bits 1..8")
         if l.enabled and l.window < s.hop:

@@ -103,7 +103,7 @@ def quantize_model(net, cfg: CodecConfig) -> IntModel:
 
     For a layer y = alpha * (sign(W) x) + beta with input frac bits F_in and output frac bits F:
     ``mult = round(alpha * 2**(F - F_in + shift))`` with the largest ``shift`` that keeps every
-    |mult| below 2**(scale_bits-1), and ``bias = round(beta * 2**(F + shift))``.
+    |mult| below 2**(scale_bits-1), and ``bias = round(beta * 2**F)`` saturated to ``bias_bits``.
     """
     if not cfg.network.binary:
         raise ExportError("a float-weight model has no integer form (train with binary weights)")
@@ -123,8 +123,8 @@ def quantize_model(net, cfg: CodecConfig) -> IntModel:
                 peak = max(float(m_float.max()), 1e-30)
                 shift = max(0, min(48, int(np.floor(np.log2(m_max / peak)))))
                 mult = np.clip(np.round(m_float * 2.0 ** shift), -m_max, m_max).astype(np.int64)
-                b_lim = (1 << (cfg.fixed.product_bits(w.shape[1]) - 1)) - 1
-                bias = np.clip(np.round(beta * 2.0 ** (F + shift)), -b_lim, b_lim).astype(np.int64)
+                b_lim = (1 << (cfg.fixed.bias_bits - 1)) - 1
+                bias = np.clip(np.round(beta * 2.0 ** F), -b_lim - 1, b_lim).astype(np.int64)
                 out.append(IntLayer(kind, (w >= 0).astype(np.uint8), mult, bias, shift, in_frac))
             sides[side] = out
         stages.append(IntStage(**sides))

@@ -11,16 +11,16 @@ Number formats (all from ``cfg.fixed``; A = ``act_bits``, F = ``act_frac``):
 * decoder input: code bits as +-1 (integer, 0 frac bits)
 * accumulator of a layer with fan-in n: ``acc_bits(n)`` = A + ceil(log2 n) bits, cannot overflow
 * per-output scale: signed ``scale_bits`` multiplier ``mult`` and a per-layer right shift
-  ``shift``; ``bias`` is stored pre-aligned to ``acc * mult`` (``product_bits(n)`` wide)
+  ``shift``; per-output ``bias``: signed ``bias_bits``, F fractional bits (the output's format)
 
 One layer (``layer_forward``), for each output i::
 
     acc_i = sum_j (+a_j if w_ij else -a_j)           # binary weights: adds and subtracts only
-    p_i   = acc_i * mult_i + bias_i
-    z_i   = (p_i + 2**(shift-1)) >> shift             # round half up; arithmetic shift
+    p_i   = acc_i * mult_i                           # product_bits(n) wide
+    z_i   = ((p_i + 2**(shift-1)) >> shift) + bias_i  # round half up; arithmetic shift
     kind "in":   h_i = clamp(z_i, -2**F, 2**F)           (hardtanh)
     kind "res":  h_i = sat_A(h_i + clamp(z_i, -2**F, 2**F))
-    kind "code": c_i = 1 if p_i >= 0 else 0          (sign; bit 1 means +1)
+    kind "code": c_i = 1 if z_i >= 0 else 0          (sign; bit 1 means +1)
     kind "out":  y_i = sat_A(z_i)
 
 The cascade (``encode``): r_1 = x; stage n codes r_n; for n < N its decoder gives y_n and
@@ -55,7 +55,7 @@ class IntLayer:
     """One binary-weight layer in integer form.
 
     ``weights``: (fan_out, fan_in) uint8, 1 = +1, 0 = -1.  ``mult``: (fan_out,) signed
-    ``scale_bits``.  ``bias``: (fan_out,) signed, aligned to ``acc * mult``.  ``shift``: >= 0.
+    ``scale_bits``.  ``bias``: (fan_out,) signed ``bias_bits``, F fractional bits.  ``shift``: >= 0.
     ``in_frac``: fractional bits of this layer's input (F, or 0 for a decoder's code input).
     """
     kind: str
@@ -99,11 +99,11 @@ class IntModel:
                     raise ValueError(f"stage {s} {side}: layer shapes differ from the config")
                 for l in layers:
                     m_lim = 1 << (cfg.fixed.scale_bits - 1)
-                    b_lim = 1 << (cfg.fixed.product_bits(l.fan_in) - 1)
+                    b_lim = 1 << (cfg.fixed.bias_bits - 1)
                     if l.mult.min() < -m_lim or l.mult.max() >= m_lim:
                         raise ValueError(f"stage {s} {side} {l.kind}: mult exceeds scale_bits")
                     if l.bias.min() < -b_lim or l.bias.max() >= b_lim:
-                        raise ValueError(f"stage {s} {side} {l.kind}: bias exceeds product width")
+                        raise ValueError(f"stage {s} {side} {l.kind}: bias exceeds bias_bits")
                     if not set(np.unique(l.weights)) <= {0, 1}:
                         raise ValueError(f"stage {s} {side} {l.kind}: weights are not bits")
 
@@ -115,10 +115,11 @@ def layer_forward(layer: IntLayer, a: np.ndarray, cfg: CodecConfig) -> np.ndarra
     a = np.asarray(a, dtype=np.int64)
     signs = layer.weights.astype(np.int64) * 2 - 1
     acc = a @ signs.T
-    p = acc * layer.mult.astype(np.int64) + layer.bias.astype(np.int64)
-    if layer.kind == "code":
-        return (p >= 0).astype(np.int64)
+    p = acc * layer.mult.astype(np.int64)
     z = (p + (1 << (layer.shift - 1))) >> layer.shift if layer.shift > 0 else p
+    z = z + layer.bias.astype(np.int64)
+    if layer.kind == "code":
+        return (z >= 0).astype(np.int64)
     if layer.kind == "out":
         return sat(z, A)
     act = np.clip(z, -(1 << F), 1 << F)
@@ -225,7 +226,7 @@ def random_model(cfg: CodecConfig, seed: int = 0) -> IntModel:
                     shift -= 1
                     target /= 2
                 mult = np.clip(np.round(target * rng.uniform(0.25, 1.0, fo)), 1, m_hi).astype(np.int64)
-                bias = np.round(rng.normal(0, 0.3, fo) * 2.0 ** (F + shift)).astype(np.int64)
+                bias = np.round(rng.normal(0, 0.3, fo) * 2.0 ** F).astype(np.int64)
                 weights = rng.integers(0, 2, (fo, fi), dtype=np.uint8)
                 layers.append(IntLayer(kind, weights, mult, bias, shift, in_frac))
             sides[side] = layers

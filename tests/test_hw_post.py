@@ -8,22 +8,29 @@ from hw.mac import MacEngine
 from hw.post import PostUnit
 from hw.schedule import MODE_CODE, MODE_IN, MODE_OUT, MODE_OUT_ADD, MODE_OUT_SUB, MODE_RES
 from model.config import preset
-from model.golden import sat
+from model.golden import IntLayer, layer_forward, sat
 
 CFG = preset("tiny")
 A, F = CFG.fixed.act_bits, CFG.fixed.act_frac
 ACC, SB = CFG.fixed.acc_bits(64), CFG.fixed.scale_bits
-BB = CFG.fixed.product_bits(64)
+BB = CFG.fixed.bias_bits
 
 
 def post_ref(acc, mult, bias, shift, mode, res):
-    """Per-output form of golden.layer_forward (plus the cascade's residual/sum updates)."""
-    p = acc * mult + bias
-    z = (p + (1 << (shift - 1))) >> shift if shift > 0 else p
-    act = int(np.clip(z, -(1 << F), 1 << F))
-    return {MODE_IN: act, MODE_RES: int(sat(res + act, A)), MODE_CODE: 1 if p >= 0 else -1,
-            MODE_OUT: int(sat(z, A)), MODE_OUT_ADD: int(sat(res + sat(z, A), A)),
-            MODE_OUT_SUB: int(sat(res - sat(z, A), A))}[mode], int(p >= 0)
+    """golden.layer_forward on a one-weight layer whose accumulator is ``acc``, plus the cascade's
+    residual/sum updates of golden.encode/decode."""
+    def layer(kind, a):
+        lay = IntLayer(kind, np.ones((1, 1), np.uint8), np.array([mult]), np.array([bias]), shift, F)
+        return int(layer_forward(lay, np.array([[a]]), CFG)[0, 0])
+    # a "res" layer adds its own input: feed acc through a layer whose input is acc, then
+    # re-add res in place of that input
+    bit = layer("code", acc)
+    out = layer("out", acc)
+    act = layer("in", acc)
+    value = {MODE_IN: act, MODE_RES: int(sat(res + act, A)), MODE_CODE: 1 if bit else -1,
+             MODE_OUT: out, MODE_OUT_ADD: int(sat(res + out, A)),
+             MODE_OUT_SUB: int(sat(res - out, A))}[mode]
+    return value, bit
 
 
 def post_cases(n, seed):
