@@ -478,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--arith", choices=("float", "fixed", "both"), default="both")
     sp.add_argument("--widths", default="6,8,10,12,16", help="activation widths for the fixed-point sweep")
     sp.add_argument("--no-baselines", action="store_true")
+    sp.add_argument("--float-model", help="a float-weight model (network.binary=false) to draw beside")
 
     sp = add("prepare-data", cmd_prepare_data, "make the train/test split from Debian's "
              "pocketsphinx-testdata and synthesize espeak-ng training speech")
