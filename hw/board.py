@@ -32,7 +32,8 @@ import operator
 
 import numpy as np
 from amaranth.hdl import Array, Const, Elaboratable, Module, Signal
-from amaranth.lib import wiring
+from amaranth.build import ResourceError
+from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -442,12 +443,15 @@ class BoardTop(Elaboratable):
             raise ValueError(f"BoardTop made for {self.clk_freq / 1e6:g} MHz, platform clock is "
                              f"{platform.default_clk_frequency / 1e6:g} MHz")
         m.submodules.core = core = self.core
-        uart = platform.request("uart", 0)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx_buf.i), tx_buf.o.eq(core.tx)]
         for n, sig in enumerate((core.led_fail, core.led_pass, core.busy)):
             try:
-                led = platform.request("led", n)
-            except Exception:  # ResourceError: fewer LEDs on this board
+                led = platform.request("led", n, dir="-")
+            except ResourceError:  # fewer LEDs on this board
                 break
-            m.d.comb += led.o.eq(sig)
+            m.submodules[f"led{n}_buf"] = buf = io.Buffer("o", led)
+            m.d.comb += buf.o.eq(sig)
         return m
