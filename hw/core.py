@@ -1,0 +1,336 @@
+"""The shared datapath of the encoder and decoder cores: sequencer, memories, MAC engine, post unit.
+
+Block diagram (names as in :meth:`CascadeCore.elaborate`)::
+
+    i ──> loader ──> frames/codes (2 banks) ──┐ MAC port            ┌─> res port (frames, stage 0 encoder)
+                                              ├──> a ─> MacEngine ──┤ shadow[P]
+    acts (R|S, H0, H1) ── MAC port ───────────┘    ^ w              v
+      ^   └── res port ───────────────────────> PostUnit <── params (mult, bias)
+      |                                            |
+      └──────────── write port <──────── value ────┴── bit/value ──> out_fifo ──> o
+    weights (P bits/row) ── w ──> MacEngine           sequencer: layer, g, j, stalls
+
+See ``hw/schedule.py`` for the memory layouts and the cycle model, ``docs/architecture.md`` for
+the whole picture.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+
+from model.golden import IntModel
+
+from .mac import MacEngine
+from .post import PostUnit
+from .schedule import POST_LATENCY, Schedule
+
+__all__ = ["CascadeCore"]
+
+
+class CascadeCore(wiring.Component):
+    """Base of :class:`~hw.encoder.EncoderCore` and :class:`~hw.decoder.DecoderCore`.
+
+    Subclasses give the signature; this class builds the datapath for ``side``.
+    """
+
+    def __init__(self, model: IntModel, lanes: int, side: str, signature: dict):
+        if not isinstance(model, IntModel):
+            raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
+        self._sched = Schedule(model, operator.index(lanes), side)
+        self._model, self._side = model, side
+        super().__init__(signature)
+
+    @property
+    def schedule(self) -> Schedule:
+        return self._sched
+
+    @property
+    def lanes(self) -> int:
+        return self._sched.lanes
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """Designed cycles per frame in steady state (all stages; I/O overlapped)."""
+        return self._sched.cycles_per_frame()
+
+    @property
+    def ideal_cycles_per_frame(self) -> float:
+        """``cfg.binary_macs_per_frame(side) / P``."""
+        return self._sched.ideal_cycles_per_frame()
+
+    @property
+    def post_latency(self) -> int:
+        return POST_LATENCY
+
+    # ------------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        sc, cfg = self._sched, self._model.config
+        enc = self._side == "encoder"
+        P, A, D, N, T = sc.lanes, cfg.fixed.act_bits, sc.D, sc.N, sc.code_total
+        ops = sc.ops
+        nL = len(ops)
+        sb, bb = sc.scale_bits, sc.bias_bits
+
+        # ---- memories ---------------------------------------------------------------------
+        m.submodules.weights = wmem = Memory(shape=unsigned(P), depth=sc.weight_depth, init=sc.weight_rows())
+        m.submodules.params = pmem = Memory(shape=unsigned(sb + bb), depth=sc.param_depth, init=sc.param_rows())
+        m.submodules.acts = amem = Memory(shape=signed(A), depth=sc.act_depth, init=[])
+        w_rd, p_rd = wmem.read_port(), pmem.read_port()
+        a_mac, a_res, a_wr = amem.read_port(), amem.read_port(), amem.write_port()
+        if enc:
+            in_depth, in_bank = 2 * D, D
+            m.submodules.frames = xmem = Memory(shape=signed(A), depth=in_depth, init=[])
+            x_wr, x_mac, x_res = xmem.write_port(), xmem.read_port(), xmem.read_port()
+        else:
+            in_depth, in_bank = 2 * T, T
+            m.submodules.codes = xmem = Memory(shape=unsigned(1), depth=in_depth, init=[])
+            x_wr, x_mac = xmem.write_port(), xmem.read_port()
+            x_res = None
+
+        per_frame_out = T if enc else D
+        fifo_depth = 2 * per_frame_out
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=1 if enc else A, depth=fifo_depth)
+        m.submodules.mac = mac = MacEngine(P, A, sc.acc_bits)
+        m.submodules.post = post = PostUnit(cfg, sc.acc_bits, bb, sc.max_shift)
+
+        # ---- loader: stream input -> frames/codes bank ------------------------------------
+        full = Signal(2)            # bank b holds a complete frame not yet consumed
+        set_full = Signal(2)
+        clr_full = Signal(2)
+        ld_bank = Signal()
+        ld_cnt = Signal(range(max(in_bank, 2)))
+        m.d.sync += full.eq((full | set_full) & ~clr_full)
+        m.d.comb += x_wr.addr.eq(Mux(ld_bank, in_bank, 0) + ld_cnt)
+        kbank = None
+        if enc:
+            m.d.comb += [
+                self.i.ready.eq(~full.bit_select(ld_bank, 1)),
+                x_wr.data.eq(self.i.payload),
+                x_wr.en.eq(self.i.valid & self.i.ready),
+            ]
+            with m.If(self.i.valid & self.i.ready):
+                with m.If(ld_cnt == D - 1):
+                    m.d.sync += [ld_cnt.eq(0), ld_bank.eq(~ld_bank)]
+                    m.d.comb += set_full.eq(Mux(ld_bank, 0b10, 0b01))
+                with m.Else():
+                    m.d.sync += ld_cnt.eq(ld_cnt + 1)
+        else:
+            kbank = [Signal(range(N + 1), name=f"k_bank{b}") for b in range(2)]
+            ld_bits = Signal(range(max(in_bank, 2)))   # code bits of the frame being loaded, minus 1
+            ld_state = Signal()                        # 0: wait for k, 1: code bits
+            nbits = Signal.like(ld_bits)
+            with m.Switch(self.k.payload):
+                for k in range(1, N + 1):
+                    with m.Case(k):
+                        m.d.comb += nbits.eq(sum(cfg.network.code_bits[:k]) - 1)
+            m.d.comb += [
+                self.k.ready.eq(~ld_state & ~full.bit_select(ld_bank, 1)),
+                self.i.ready.eq(ld_state),
+                x_wr.data.eq(self.i.payload),
+                x_wr.en.eq(self.i.valid & self.i.ready),
+            ]
+            with m.If(self.k.valid & self.k.ready):
+                m.d.sync += [ld_state.eq(1), ld_bits.eq(nbits), ld_cnt.eq(0)]
+                with m.If(ld_bank):
+                    m.d.sync += kbank[1].eq(self.k.payload)
+                with m.Else():
+                    m.d.sync += kbank[0].eq(self.k.payload)
+            with m.If(self.i.valid & self.i.ready):
+                with m.If(ld_cnt == ld_bits):
+                    m.d.sync += [ld_cnt.eq(0), ld_bank.eq(~ld_bank), ld_state.eq(0)]
+                    m.d.comb += set_full.eq(Mux(ld_bank, 0b10, 0b01))
+                with m.Else():
+                    m.d.sync += ld_cnt.eq(ld_cnt + 1)
+
+        # ---- output fifo with credit: a frame starts only if its whole output fits --------
+        used = Signal(range(fifo_depth + 1))
+        credit_ok = Signal()
+        start_frame = Signal()
+        m.d.comb += [
+            credit_ok.eq(used <= fifo_depth - per_frame_out),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready),
+        ]
+        m.d.sync += used.eq(used + Mux(start_frame, per_frame_out, 0) - (self.o.valid & self.o.ready))
+
+        # ---- sequencer (issue stage) ------------------------------------------------------
+        running = Signal()
+        bank = Signal()             # bank of the running frame (or of the next one when idle)
+        layer = Signal(range(nL))
+        g = Signal(range(max(op.groups for op in ops)))
+        j = Signal(range(sc.max_fan_in))
+        gP = Signal(range(max(op.groups for op in ops) * P))
+        w_addr = Signal(range(max(sc.weight_depth, 2)))
+        wr_layer = Signal(range(nL + 1), init=nL)   # layer and (padded) index of the last write
+        wr_idx = Signal(range(max(op.groups for op in ops) * P))
+
+        c_fan_in_m1 = Signal.like(j)
+        c_groups_m1 = Signal.like(g)
+        c_src_x = Signal()
+        c_src_base = Signal(range(max(sc.act_depth, in_bank) + 1))
+        c_dep = Signal()
+        c_last_of_stage = Signal()
+        c_stage = Signal(range(N))
+        with m.Switch(layer):
+            for op in ops:
+                with m.Case(op.index):
+                    m.d.comb += [
+                        c_fan_in_m1.eq(op.fan_in - 1), c_groups_m1.eq(op.groups - 1),
+                        c_src_x.eq(op.src_x), c_src_base.eq(op.src_base), c_dep.eq(op.dep),
+                        c_last_of_stage.eq(op.last_of_stage), c_stage.eq(op.stage),
+                    ]
+        k_cur = Signal(range(N + 1))
+        if enc:
+            m.d.comb += k_cur.eq(N)
+        else:
+            m.d.comb += k_cur.eq(Mux(bank, kbank[1], kbank[0]))
+        final_stage = Signal()
+        m.d.comb += final_stage.eq(c_stage == k_cur - 1)
+        frame_last = Signal()
+        m.d.comb += frame_last.eq(c_last_of_stage & final_stage)
+
+        stall = Signal()
+        issue = Signal()
+        m.d.comb += [
+            stall.eq(c_dep & (g == 0) & ~((wr_layer == layer - 1) & (wr_idx >= j))),
+            issue.eq(running & ~stall),
+            w_rd.addr.eq(w_addr),
+            a_mac.addr.eq(c_src_base + j),
+            x_mac.addr.eq(Mux(bank, in_bank, 0) + c_src_base + j),
+        ]
+        next_ok = Signal()
+        m.d.comb += next_ok.eq(full.bit_select(~bank, 1) & credit_ok)
+        with m.If(issue):
+            m.d.sync += w_addr.eq(w_addr + 1)
+            with m.If(j == c_fan_in_m1):
+                m.d.sync += j.eq(0)
+                with m.If(g == c_groups_m1):
+                    m.d.sync += [g.eq(0), gP.eq(0)]
+                    with m.If(frame_last):
+                        # frame done: release its input bank, go on with the next one if ready
+                        m.d.comb += clr_full.eq(Mux(bank, 0b10, 0b01))
+                        m.d.sync += [layer.eq(0), w_addr.eq(0), bank.eq(~bank), running.eq(next_ok)]
+                        m.d.comb += start_frame.eq(next_ok)
+                    with m.Else():
+                        m.d.sync += layer.eq(layer + 1)
+                with m.Else():
+                    m.d.sync += [g.eq(g + 1), gP.eq(gP + P)]
+            with m.Else():
+                m.d.sync += j.eq(j + 1)
+        with m.Elif(~running & full.bit_select(bank, 1) & credit_ok):
+            m.d.sync += running.eq(1)
+            m.d.comb += start_frame.eq(1)
+
+        # ---- stage 1: memory data -> MAC engine -------------------------------------------
+        s1_valid, s1_first, s1_last, s1_src_x, s1_final = (Signal(name=f"s1_{n}") for n in
+                                                           ("valid", "first", "last", "src_x", "final"))
+        s1_layer = Signal.like(layer)
+        s1_gP = Signal.like(gP)
+        m.d.sync += [
+            s1_valid.eq(issue), s1_first.eq(j == 0), s1_last.eq(j == c_fan_in_m1),
+            s1_src_x.eq(c_src_x), s1_final.eq(final_stage), s1_layer.eq(layer), s1_gP.eq(gP),
+        ]
+        x_val = Signal(signed(A))
+        if enc:
+            m.d.comb += x_val.eq(x_mac.data)
+        else:
+            m.d.comb += x_val.eq(Mux(x_mac.data, 1, -1))
+        m.d.comb += [
+            mac.valid.eq(s1_valid), mac.first.eq(s1_first), mac.last.eq(s1_last),
+            mac.a.eq(Mux(s1_src_x, x_val, a_mac.data)), mac.w.eq(w_rd.data),
+        ]
+
+        # ---- post p0: select a lane of the shadow bank, read params and residual ----------
+        post_active = Signal()
+        post_k = Signal(range(P))
+        q_layer = Signal.like(layer)
+        q_gP = Signal.like(gP)
+        q_final = Signal()
+        with m.If(post_active):
+            m.d.sync += post_k.eq(post_k + 1)
+            with m.If(post_k == P - 1):
+                m.d.sync += [post_active.eq(0), post_k.eq(0)]
+        with m.If(s1_valid & s1_last):
+            m.d.sync += [post_active.eq(1), post_k.eq(0), q_layer.eq(s1_layer), q_gP.eq(s1_gP),
+                         q_final.eq(s1_final)]
+
+        q_p_base = Signal(range(sc.param_depth + 1))
+        q_res_x = Signal()
+        q_res_base = Signal(range(sc.act_depth + 1))
+        q_fan_out = Signal(range(max(op.fan_out for op in ops) + 1))
+        q_mode = Signal(range(6))
+        q_shift = Signal(range(sc.max_shift + 1))
+        q_write = Signal()
+        q_dst = Signal(range(sc.act_depth + 1))
+        q_fifo = Signal()
+        with m.Switch(q_layer):
+            for op in ops:
+                with m.Case(op.index):
+                    to_fifo = op.to_fifo if enc else (op.kind == "out")
+                    m.d.comb += [
+                        q_p_base.eq(op.p_base), q_res_x.eq(op.res_x), q_res_base.eq(op.res_base),
+                        q_fan_out.eq(op.fan_out), q_mode.eq(op.mode), q_shift.eq(op.shift),
+                        q_write.eq(op.write_act), q_dst.eq(op.dst_base), q_fifo.eq(to_fifo),
+                    ]
+        q_i = Signal.like(gP)
+        m.d.comb += [
+            q_i.eq(q_gP + post_k),
+            p_rd.addr.eq(q_p_base + q_i),
+            a_res.addr.eq(q_res_base + q_i),
+        ]
+        if x_res is not None:
+            m.d.comb += x_res.addr.eq(Mux(bank, in_bank, 0) + q_i)
+
+        # p0 -> p1 registers
+        p1_valid, p1_res_x = Signal(), Signal()
+        p1_acc = Signal(signed(sc.acc_bits))
+        p1_mode, p1_shift = Signal.like(q_mode), Signal.like(q_shift)
+        p1_i = Signal.like(q_i)
+        p1_write, p1_fifo = Signal(), Signal()
+        p1_dst = Signal.like(q_dst)
+        p1_layer = Signal.like(layer)
+        in_range = Signal()
+        m.d.comb += in_range.eq(q_i < q_fan_out)
+        m.d.sync += [
+            p1_valid.eq(post_active), p1_res_x.eq(q_res_x), p1_acc.eq(mac.shadow[post_k]),
+            p1_mode.eq(q_mode), p1_shift.eq(q_shift), p1_i.eq(q_i), p1_dst.eq(q_dst),
+            p1_write.eq(q_write & in_range), p1_fifo.eq(q_fifo & in_range & (q_final if not enc else 1)),
+            p1_layer.eq(q_layer),
+        ]
+
+        # ---- post p1: multiply (inside PostUnit) ------------------------------------------
+        res_val = Signal(signed(A))
+        if x_res is not None:
+            m.d.comb += res_val.eq(Mux(p1_res_x, x_res.data, a_res.data))
+        else:
+            m.d.comb += res_val.eq(a_res.data)
+        m.d.comb += [
+            post.valid.eq(p1_valid), post.acc.eq(p1_acc),
+            post.mult.eq(p_rd.data[:sb].as_signed()), post.bias.eq(p_rd.data[sb:].as_signed()),
+            post.res.eq(res_val), post.shift.eq(p1_shift), post.mode.eq(p1_mode),
+        ]
+        p2_i = Signal.like(q_i)
+        p2_write, p2_fifo = Signal(), Signal()
+        p2_dst = Signal.like(q_dst)
+        p2_layer = Signal.like(layer)
+        m.d.sync += [p2_i.eq(p1_i), p2_write.eq(p1_write), p2_fifo.eq(p1_fifo), p2_dst.eq(p1_dst),
+                     p2_layer.eq(p1_layer)]
+
+        # ---- post p2: finish and write ----------------------------------------------------
+        m.d.comb += [
+            a_wr.addr.eq(p2_dst + p2_i),
+            a_wr.data.eq(post.value),
+            a_wr.en.eq(post.o_valid & p2_write),
+            fifo.w_data.eq(post.bit if enc else post.value),
+            fifo.w_en.eq(post.o_valid & p2_fifo),
+        ]
+        with m.If(post.o_valid):
+            m.d.sync += [wr_layer.eq(p2_layer), wr_idx.eq(p2_i)]
+        return m

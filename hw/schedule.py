@@ -1,0 +1,217 @@
+"""Layer schedule, memory images and cycle model of the cascade cores (pure Python).
+
+:class:`Schedule` turns an :class:`~model.golden.IntModel` and a lane count P into everything the
+Amaranth generators in ``hw/`` need as constants: the list of layer operations in the order the
+sequencer runs them (``cfg.layer_shapes(stage)``, stage by stage), the weight and parameter
+memory images, the activation memory regions, and the designed cycle count per frame.
+
+Memory layouts (P = lanes, G = ceil(fan_out / P) groups of a layer, F = fan_in):
+
+* **weights** (``P`` bits wide): layers in schedule order, each ``G * F`` rows; row
+  ``w_base + g*F + j`` holds bit ``l`` = weight of output ``g*P + l`` for input ``j``
+  (1 = +1; 0 for padding lanes past ``fan_out``).  The row address is simply the number of MAC
+  cycles issued so far in the frame.
+* **params** (``scale_bits + bias_bits`` wide): row ``p_base + g*P + l`` holds ``mult`` in the low
+  ``scale_bits`` bits and ``bias`` above (two's complement; zeros for padding lanes).
+* **acts** (signed ``act_bits``): encoder ``R`` = ``[0, D)`` (the residual r_n),
+  ``H0 = [D, D+Hm)``, ``H1 = [D+Hm, D+2Hm)`` with ``Hm = max(hidden, max code_bits)``; decoder
+  ``S`` = ``[0, D)`` (the running sum) then ``H0``, ``H1`` likewise.  Hidden layers ping-pong
+  between H0 and H1; a code layer also writes its bits as +-1 for the decoder that follows.
+* **frames** (encoder, signed ``act_bits``, ``2*D``): double-buffered input frame, bank b at ``b*D``.
+* **codes** (decoder, 1 bit, ``2*T`` with ``T = sum(code_bits)``): double-buffered code bits,
+  bank b at ``b*T``, stage n at offset ``sum(code_bits[:n])``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.golden import IntModel
+
+__all__ = ["Schedule", "LayerOp", "MODE_IN", "MODE_RES", "MODE_CODE", "MODE_OUT",
+           "MODE_OUT_ADD", "MODE_OUT_SUB", "POST_LATENCY"]
+
+# Post unit modes (what is done after z = round_shift(acc*mult + bias)); see hw/post.py.
+MODE_IN, MODE_RES, MODE_CODE, MODE_OUT, MODE_OUT_ADD, MODE_OUT_SUB = range(6)
+
+#: Cycles from the shadow-register load of a group (end of cycle T) to the memory write of its
+#: lane k (end of cycle T + POST_LATENCY + k): p0 select/read, p1 multiply, p2 finish/write.
+POST_LATENCY = 3
+
+
+@dataclass(frozen=True)
+class LayerOp:
+    """One layer as the sequencer runs it (all fields are generator-time constants)."""
+    index: int          # position in the frame schedule (also the weight/param order)
+    stage: int
+    side: str           # golden side the layer comes from: "encoder" or "decoder"
+    layer: int          # index within that side of the stage
+    kind: str
+    fan_in: int
+    fan_out: int
+    groups: int
+    w_base: int
+    p_base: int
+    src_x: bool         # MAC input from the frames/codes memory (else the acts memory)
+    src_base: int
+    dep: bool           # reads what the previous layer writes (sequencer waits per word)
+    mode: int
+    shift: int
+    write_act: bool
+    dst_base: int
+    res_x: bool         # residual operand from the frames memory (else acts)
+    res_base: int
+    to_fifo: bool       # static: encoder code layer; decoder out layers decide at run time
+    last_of_stage: bool
+
+
+class Schedule:
+    """Layer schedule and memory images of one core.
+
+    Parameters
+    ----------
+    model : IntModel
+        The integer model (``model.golden``).
+    lanes : int
+        P, output neurons computed at once; ``1 <= P <= min fan_in`` (the post unit handles one
+        lane per cycle, so a group must last at least P cycles).
+    side : str
+        ``"encoder"`` (all encoders and decoders 1..N-1) or ``"decoder"`` (all decoders).
+    """
+
+    def __init__(self, model: IntModel, lanes: int, side: str):
+        if not isinstance(model, IntModel):
+            raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
+        if side not in ("encoder", "decoder"):
+            raise ValueError(f"side must be 'encoder' or 'decoder', not {side!r}")
+        model.check()
+        self.model, self.cfg, self.side = model, model.config, side
+        self.lanes = P = int(lanes)
+        cfg, net = self.cfg, self.cfg.network
+        self.D = D = cfg.coefficients
+        self.N = N = net.stages
+        self.code_total = sum(net.code_bits)
+        self.code_offsets = [sum(net.code_bits[:s]) for s in range(N)]
+        self.Hm = Hm = max(net.hidden, max(net.code_bits))
+        H = [D, D + Hm]
+        self.act_depth = D + 2 * Hm
+
+        ops: list[LayerOp] = []
+        w_base = p_base = 0
+        self.stage_first_op = []
+        for s in range(N):
+            st = model.stages[s]
+            layers = []
+            if side == "encoder":
+                layers += [("encoder", i, l) for i, l in enumerate(st.encoder)]
+                if s < N - 1:
+                    layers += [("decoder", i, l) for i, l in enumerate(st.decoder)]
+            else:
+                layers += [("decoder", i, l) for i, l in enumerate(st.decoder)]
+            self.stage_first_op.append(len(ops))
+            cur = None  # region holding the current layer's input: None = stage input
+            for n, (lside, li, L) in enumerate(layers):
+                if cur is None:
+                    if side == "encoder":
+                        src_x, src_base, dep = s == 0, 0, s > 0
+                    else:
+                        src_x, src_base, dep = True, self.code_offsets[s], False
+                else:
+                    src_x, src_base, dep = False, cur, True
+                res_x, res_base = src_x, src_base
+                if L.kind == "out":
+                    dst = 0
+                    if side == "encoder":
+                        mode, res_x, res_base = MODE_OUT_SUB, s == 0, 0
+                    else:
+                        mode, res_x, res_base = (MODE_OUT if s == 0 else MODE_OUT_ADD), False, 0
+                    write_act = True
+                else:
+                    dst = H[1] if cur == H[0] else H[0]
+                    mode = {"in": MODE_IN, "res": MODE_RES, "code": MODE_CODE}[L.kind]
+                    write_act = not (L.kind == "code" and s == N - 1)
+                G = -(-L.fan_out // P)
+                ops.append(LayerOp(
+                    index=len(ops), stage=s, side=lside, layer=li, kind=L.kind, fan_in=L.fan_in,
+                    fan_out=L.fan_out, groups=G, w_base=w_base, p_base=p_base, src_x=src_x,
+                    src_base=src_base, dep=dep, mode=mode, shift=int(L.shift), write_act=write_act,
+                    dst_base=dst, res_x=res_x, res_base=res_base,
+                    to_fifo=(side == "encoder" and L.kind == "code"),
+                    last_of_stage=(n == len(layers) - 1)))
+                w_base += G * L.fan_in
+                p_base += G * P
+                cur = dst
+        self.ops = ops
+        min_fan_in = min(op.fan_in for op in ops)
+        if not 1 <= P <= min_fan_in:
+            raise ValueError(f"lanes must be 1..{min_fan_in} (smallest fan-in) for this config, not {P}")
+        self.weight_depth, self.param_depth = w_base, p_base
+        fx = cfg.fixed
+        self.max_fan_in = max(op.fan_in for op in ops)
+        self.acc_bits = fx.acc_bits(self.max_fan_in)
+        self.bias_bits = fx.product_bits(self.max_fan_in)
+        self.scale_bits = fx.scale_bits
+        self.max_shift = max(op.shift for op in ops)
+
+    # ---- memory images ----------------------------------------------------------------------
+    def _layer(self, op: LayerOp):
+        return getattr(self.model.stages[op.stage], op.side)[op.layer]
+
+    def weight_rows(self) -> list[int]:
+        """Weight memory image (see module docstring for the layout)."""
+        P, rows = self.lanes, []
+        for op in self.ops:
+            w = np.zeros((op.groups * P, op.fan_in), dtype=object)
+            w[:op.fan_out] = self._layer(op).weights.astype(object)
+            w = w.reshape(op.groups, P, op.fan_in)
+            place = np.array([1 << l for l in range(P)], dtype=object)
+            rows.extend(int(v) for v in np.einsum("gpj,p->gj", w, place).reshape(-1))
+        return rows
+
+    def param_rows(self) -> list[int]:
+        """Parameter memory image: ``mult | bias << scale_bits`` per (padded) output."""
+        P, sb, bb, rows = self.lanes, self.scale_bits, self.bias_bits, []
+        for op in self.ops:
+            L = self._layer(op)
+            for i in range(op.groups * P):
+                if i < op.fan_out:
+                    m, b = int(L.mult[i]), int(L.bias[i])
+                    rows.append((m & ((1 << sb) - 1)) | ((b & ((1 << bb) - 1)) << sb))
+                else:
+                    rows.append(0)
+        return rows
+
+    # ---- cycle model ------------------------------------------------------------------------
+    def frame_ops(self, stages: int | None = None) -> list[LayerOp]:
+        """The layers one frame runs (decoder: the first ``stages`` stages)."""
+        if self.side == "encoder" or stages is None or stages == self.N:
+            return self.ops
+        if not 1 <= stages <= self.N:
+            raise ValueError(f"stages must be 1..{self.N}")
+        return self.ops[:self.stage_first_op[stages]]
+
+    def cycles_per_frame(self, stages: int | None = None) -> int:
+        """Designed cycles between frame starts with input ready and output drained.
+
+        One MAC cycle per (group, input word) plus the stall cycles of the first group of a layer
+        that reads what the previous layer is still writing: word j is issued no earlier than the
+        cycle after the post unit wrote it (write of lane k of group g at ``Ts(g) + POST_LATENCY +
+        k``, ``Ts(g)`` being the cycle after the group's last MAC issue).  Stream I/O is
+        double-buffered and overlapped, so it does not appear here.
+        """
+        P, t, prev_w = self.lanes, 0, None
+        for op in self.frame_ops(stages):
+            ts = []
+            for g in range(op.groups):
+                for j in range(op.fan_in):
+                    if op.dep and g == 0:
+                        t = max(t, prev_w[j] + 1)
+                    t += 1
+                ts.append(t)
+            prev_w = [ts[i // P] + POST_LATENCY + i % P for i in range(op.groups * P)]
+        return t
+
+    def ideal_cycles_per_frame(self) -> float:
+        return self.cfg.binary_macs_per_frame(self.side) / self.lanes
