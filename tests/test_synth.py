@@ -9,9 +9,8 @@ from hw.synth import FitError, estimate, fit_check, synth
 from model import golden
 from model.config import CodecConfig, preset
 
-from standin_cores import StandinDecoder, StandinEncoder
 
-CORES = dict(encoder_cls=StandinEncoder, decoder_cls=StandinDecoder)
+CORES = {}  # the real hw.encoder.EncoderCore and hw.decoder.DecoderCore
 
 
 @pytest.fixture(scope="module")
