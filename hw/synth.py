@@ -40,7 +40,7 @@ class FitError(ValueError):
 # Device facts (see /work/shared/notes/toolchain.md).  ram: kind -> (blocks, bits per block).
 BOARDS = {
     "icebreaker": dict(family="ice40", device="iCE40 UP5K", luts=5280,
-                       ram={"SPRAM": (4, 256 * 1024), "EBR": (30, 4096)},
+                       ram={"SPRAM": (4, 256 * 1024), "EBR": (30, 4096)}, no_init=("SPRAM",),
                        dsps=8, dsp_width=16, synth_opts="-dsp -spram",
                        cells={"lc": "ICESTORM_LC", "EBR": "ICESTORM_RAM", "SPRAM": "ICESTORM_SPRAM",
                               "dsp": "ICESTORM_DSP", "io": "SB_IO"},
@@ -124,7 +124,12 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
     st = selftest_frames * ((2 * D * A) + B)
     est["other_bits"]["selftest"] = st
     est["memory_bits"] = sum(sum(est[k].values()) for k in ("weight_bits", "param_bits", "other_bits"))
+    # weights, parameters and self-test vectors are ROMs: they need RAM that the bitstream initializes
+    est["rom_bits"] = (sum(est["weight_bits"].values()) + sum(est["param_bits"].values())
+                       + est["other_bits"]["selftest"])
     est["ram_bits_available"] = sum(n * bits for n, bits in b["ram"].values())
+    est["rom_bits_available"] = sum(n * bits for kind, (n, bits) in b["ram"].items()
+                                    if kind not in b.get("no_init", ()))
     if est["dsps"] > b["dsps"]:  # multipliers without a DSP go to LUTs
         est["luts"] += (est["dsps"] - b["dsps"]) * b["dsp_width"] ** 2
     return est
@@ -147,7 +152,15 @@ def fit_check(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftes
         w = sum(e["weight_bits"].values())
         raise FitError(f"model needs {w} weight bits + {e['memory_bits'] - w} other memory bits in the {names}; "
                        f"{b['device']} has {have} bits ({e['ram_bits_available']} in all)"
-                       + (" - build the cores one at a time" if len(cores) > 1 else ""))
+                       + (" - build the cores one at a time" if len(cores) > 1 and all(
+                           estimate(model, board, lanes, (c,), selftest_frames)["memory_bits"]
+                           <= e["ram_bits_available"] for c in cores) else ""))
+    if e["rom_bits"] > e["rom_bits_available"]:
+        w = sum(e["weight_bits"].values())
+        empty = " + ".join(f"{n * bits} {kind}" for kind, (n, bits) in b["ram"].items() if kind in b.get("no_init", ()))
+        raise FitError(f"model needs {w} weight bits + {e['rom_bits'] - w} parameter/self-test bits of initialized "
+                       f"memory in the {names}; {b['device']} has {e['rom_bits_available']} bits that a bitstream "
+                       f"initializes ({empty} bits start empty)")
     if e["luts"] > b["luts"]:
         raise FitError(f"the {names} need about {e['luts']} LUTs with {lanes} lanes; {b['device']} has {b['luts']}")
 

@@ -35,6 +35,7 @@ def test_icebreaker_tiny_full_build(tiny_model, tmp_path):
             r["fmax_mhz"] * 1e6 / (e["cycles_per_frame"] * 250), rel=1e-3)
 
 
+@pytest.mark.slow  # ~45 s of Yosys
 def test_ulx3s_yosys_only(tiny_model, tmp_path):
     r = synth(tiny_model, "ulx3s-25f", 1, tmp_path, mode="yosys", **CORES)
     assert r["fmax_mhz"] is None and 100 < r["synth"]["luts"] < 24288
@@ -48,7 +49,12 @@ def test_fit_check_refuses_oversize_model():
     with pytest.raises(FitError) as exc:
         synth(big, "icebreaker", 1, "/nonexistent/never-written")
     assert "\n" not in str(exc.value)
-    fit_check(big, "icebreaker", 1, cores=("decoder",))  # the decoder alone fits in memory
+    # the decoder alone fits the UP5K's RAM bits, but its weights are ROM and SPRAM starts empty
+    with pytest.raises(FitError, match=r"122880 bits that a bitstream initializes \(1048576 SPRAM bits start empty\)"):
+        fit_check(big, "icebreaker", 1, cores=("decoder",))
+    with pytest.raises(FitError, match="ECP5 LFE5U-25F has 1032192 DP16KD bits"):
+        fit_check(big, "ulx3s-25f", 1)
+    fit_check(big, "ulx3s-25f", 1, cores=("decoder",))
     fit_check(big, "ulx3s-85f", 1)
     with pytest.raises(FitError, match="lanes"):
         fit_check(big, "ulx3s-85f", 1000)
