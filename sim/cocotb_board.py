@@ -1,0 +1,80 @@
+"""cocotb bench of the whole board top level (``hw.board.BoardCore``: UART, command decoder,
+self-test, cores), imported inside the simulator.
+
+A byte mover: reads ``CASCADE_BOARD`` (an .npz written by ``sim/board.py``) with the UART divisor
+and the request byte strings with their reply lengths, bit-bangs each request into ``rx`` while it
+collects the reply from ``tx``, and writes the LED state after the power-up self-test, every reply
+(hex) and the cycles each took to ``CASCADE_RESULT`` (JSON).  The comparison with the golden model
+happens outside, through ``hw.host``'s parse functions.
+"""
+
+import json
+import os
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
+
+PERIOD_NS = 10
+
+
+async def send_bytes(dut, data: bytes, div: int):
+    for b in data:
+        for bit in [0] + [(b >> i) & 1 for i in range(8)] + [1]:
+            dut.rx.value = bit
+            await ClockCycles(dut.clk, div)
+
+
+async def recv_bytes(dut, n: int, div: int, timeout_cycles: int) -> bytes:
+    out = bytearray()
+    for _ in range(n):
+        if int(dut.tx.value):
+            edge = await First(FallingEdge(dut.tx), Timer(timeout_cycles * PERIOD_NS, "ns"))
+            if not isinstance(edge, FallingEdge):
+                return bytes(out)
+        await ClockCycles(dut.clk, div // 2)
+        assert int(dut.tx.value) == 0, "start bit glitch"
+        b = 0
+        for i in range(8):
+            await ClockCycles(dut.clk, div)
+            b |= int(dut.tx.value) << i
+        await ClockCycles(dut.clk, div)
+        assert int(dut.tx.value) == 1, f"stop bit missing in byte {len(out)}"
+        out.append(b)
+    return bytes(out)
+
+
+@cocotb.test()
+async def board_transactions(dut):
+    v = np.load(os.environ["CASCADE_BOARD"])
+    div, timeout = int(v["divisor"]), int(v["timeout_cycles"])
+    requests = [bytes(r) for r in np.split(v["request_bytes"].astype(np.uint8), v["request_splits"])]
+    lengths = [int(n) for n in v["reply_lengths"]]
+    dut.rx.value = 1
+    dut.rst.value = 1
+    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+
+    result = {"boot_cycles": None, "replies": [], "cycles": []}
+    cycles = 0
+    while not (int(dut.led_pass.value) or int(dut.led_fail.value)):
+        await RisingEdge(dut.clk)
+        cycles += 1
+        if cycles > timeout:
+            break
+    result["boot_cycles"] = cycles
+    result["leds"] = [int(dut.led_pass.value), int(dut.led_fail.value)]
+
+    for req, n in zip(requests, lengths):
+        t0 = cocotb.utils.get_sim_time("ns")
+        receiver = cocotb.start_soon(recv_bytes(dut, n, div, timeout))
+        await send_bytes(dut, req, div)
+        reply = await receiver
+        result["replies"].append(reply.hex())
+        result["cycles"].append(int((cocotb.utils.get_sim_time("ns") - t0) // PERIOD_NS))
+        await ClockCycles(dut.clk, 2 * div)
+    with open(os.environ["CASCADE_RESULT"], "w") as f:
+        json.dump(result, f)

@@ -1,0 +1,33 @@
+"""The whole board top level (UART included) in Icarus + cocotb against the golden model: power-up
+self-test LEDs, ``I``, ``T``, ``E`` and ``D`` (several K) answers, and a refused bad K."""
+
+import numpy as np
+import pytest
+
+from model import golden
+from model.config import preset
+from sim.board import run_board
+
+
+def test_board_tiny_against_golden(tmp_path):
+    cfg = preset("tiny")
+    model = golden.random_model(cfg, 3)
+    A = cfg.fixed.act_bits
+    frames = np.random.default_rng(11).integers(-(1 << (A - 1)), 1 << (A - 1), (2, cfg.coefficients))
+    res = run_board(model, 4, tmp_path, frames, ks=[cfg.network.stages, 1])
+    assert res["errors"] == []
+    assert res["leds"] == [1, 0]
+
+
+def test_board_selftest_catches_wrong_rom(tmp_path):
+    from hw.board import selftest_vectors
+    cfg = preset("tiny")
+    model = golden.random_model(cfg, 3)
+    x, bits, y = selftest_vectors(model, 1)
+    y = y.copy()
+    y[0, 5] ^= 1
+    frames = x[:1]
+    res = run_board(model, 16, tmp_path, frames, ks=[1], selftest=(x, bits, y), selftest_frames=1)
+    assert res["leds"] == [0, 1]
+    assert res["errors"] == ["selftest: got {'encoder_ok': True, 'decoder_ok': False}, "
+                             "expected {'encoder_ok': True, 'decoder_ok': True}"]

@@ -1,0 +1,75 @@
+"""``hw.host.Board`` over a software link that answers like the board (the byte-level protocol
+itself is checked against the simulated board in tests/test_board.py)."""
+
+import numpy as np
+import pytest
+
+from hw import host
+from model import golden
+from model.config import preset
+
+
+class SoftLink:
+    """Answers requests with ``model.golden``, as ``hw/board.py`` does."""
+
+    def __init__(self, model):
+        self.model, self.cfg, self.out = model, model.config, b""
+
+    def write(self, data: bytes):
+        cfg, n = self.cfg, self.cfg.network.stages
+        cmd, body = data[:1], data[1:]
+        if cmd == b"E":
+            x = np.frombuffer(body, "<i2").astype(np.int64)[None]
+            bits = np.concatenate([c[0] for c in golden.encode(self.model, x)]).astype(np.uint8)
+            self.out += b"E" + np.packbits(bits, bitorder="little").tobytes()
+        elif cmd == b"D":
+            k = body[0]
+            if not 1 <= k <= n:
+                self.out += b"!"
+                return
+            nb = sum(cfg.network.code_bits[:k])
+            bits = np.unpackbits(np.frombuffer(body[1:], np.uint8), count=nb, bitorder="little")
+            edges = np.cumsum((0,) + cfg.network.code_bits[:k])
+            codes = [bits[a:b][None].astype(np.int64) for a, b in zip(edges[:-1], edges[1:])]
+            self.out += b"D" + golden.decode(self.model, codes, stages=k)[0].astype("<i2").tobytes()
+        elif cmd == b"I":
+            self.out += b"I" + bytes.fromhex(cfg.config_hash) + b"\x03"
+        elif cmd == b"T":
+            self.out += b"T\x00"
+
+    def read(self, n: int) -> bytes:
+        data, self.out = self.out[:n], self.out[n:]
+        return data
+
+
+def test_board_roundtrip_matches_golden():
+    cfg = preset("tiny")
+    model = golden.random_model(cfg, 2)
+    board = host.Board(SoftLink(model), cfg)
+    assert board.info() == {"config_hash": cfg.config_hash, "encoder": True, "decoder": True}
+    assert board.selftest() == {"encoder_ok": True, "decoder_ok": True}
+    x = np.random.default_rng(0).integers(-2048, 2048, (3, cfg.coefficients))
+    codes = board.encode(x)
+    for got, want in zip(codes, golden.encode(model, x)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(board.decode(codes, 1), golden.decode(model, codes, stages=1))
+    with pytest.raises(ValueError, match="K must be"):
+        host.decode_request(cfg, [c[0] for c in codes], 3)
+    with pytest.raises(ValueError, match="signed 12-bit"):
+        host.encode_request(cfg, np.full(cfg.coefficients, 4096))
+    other = host.Board(SoftLink(model), preset("default"))
+    with pytest.raises(host.ProtocolError, match="host config is"):
+        other.info()
+
+
+def test_open_without_pyserial_says_so(monkeypatch):
+    import builtins
+    real = builtins.__import__
+
+    def no_serial(name, *a, **kw):
+        if name == "serial":
+            raise ImportError(name)
+        return real(name, *a, **kw)
+    monkeypatch.setattr(builtins, "__import__", no_serial)
+    with pytest.raises(ImportError, match="pip install pyserial"):
+        host.Board.open("/dev/null", preset("tiny"))

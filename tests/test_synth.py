@@ -1,0 +1,67 @@
+"""FPGA builds: one real Yosys + nextpnr + icepack build of the tiny preset for the iCEBreaker, a
+Yosys-only build for the ULX3S, and fit_check's refusal of a model too big for the board."""
+
+import json
+
+import pytest
+
+from hw.synth import FitError, estimate, fit_check, synth
+from model import golden
+from model.config import CodecConfig, preset
+
+
+CORES = {}  # the real hw.encoder.EncoderCore and hw.decoder.DecoderCore
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return golden.random_model(preset("tiny"), 0)
+
+
+def test_icebreaker_tiny_full_build(tiny_model, tmp_path):
+    r = synth(tiny_model, "icebreaker", 1, tmp_path, **CORES)
+    assert (tmp_path / "top.bin").stat().st_size > 100_000  # UP5K bitstream ~104 kB
+    assert json.loads((tmp_path / "report.json").read_text())["fmax_mhz"] == r["fmax_mhz"]
+    assert "Fmax (post-route)" in (tmp_path / "report.md").read_text()
+    assert r["fmax_mhz"] > 0
+    lc = r["utilization"]["lc"]
+    assert lc["available"] == 5280 and 100 < lc["used"] < lc["available"]
+    assert 100 < r["synth"]["luts"] < 5280 and r["synth"]["ffs"] > 50
+    assert r["utilization"]["io"]["used"] >= 3  # clock, UART rx/tx (+ LEDs)
+    for core in ("encoder", "decoder"):
+        e = r["per_core"][core]
+        assert e["cycles_per_frame"] > 0
+        assert e["real_time_factor"] == pytest.approx(
+            r["fmax_mhz"] * 1e6 / (e["cycles_per_frame"] * 250), rel=1e-3)
+
+
+@pytest.mark.slow  # ~45 s of Yosys
+def test_ulx3s_yosys_only(tiny_model, tmp_path):
+    r = synth(tiny_model, "ulx3s-25f", 1, tmp_path, mode="yosys", **CORES)
+    assert r["fmax_mhz"] is None and 100 < r["synth"]["luts"] < 24288
+    assert not (tmp_path / "top.bit").exists()
+
+
+def test_fit_check_refuses_oversize_model():
+    big = golden.random_model(CodecConfig(), 0)
+    with pytest.raises(FitError, match=r"needs \d+ weight bits .* iCE40 UP5K has 1048576 SPRAM \+ 122880 EBR"):
+        fit_check(big, "icebreaker", 1)
+    with pytest.raises(FitError) as exc:
+        synth(big, "icebreaker", 1, "/nonexistent/never-written")
+    assert "\n" not in str(exc.value)
+    # the decoder alone fits the UP5K's RAM bits, but its weights are ROM and SPRAM starts empty
+    with pytest.raises(FitError, match=r"122880 bits that a bitstream initializes \(1048576 SPRAM bits start empty\)"):
+        fit_check(big, "icebreaker", 1, cores=("decoder",))
+    with pytest.raises(FitError, match="ECP5 LFE5U-25F has 1032192 DP16KD bits"):
+        fit_check(big, "ulx3s-25f", 1)
+    fit_check(big, "ulx3s-25f", 1, cores=("decoder",))
+    fit_check(big, "ulx3s-85f", 1)
+    with pytest.raises(FitError, match="lanes"):
+        fit_check(big, "ulx3s-85f", 1000)
+
+
+def test_estimate_counts_weight_bits_exactly(tiny_model):
+    cfg = tiny_model.config
+    e = estimate(tiny_model, "icebreaker", 1)
+    assert e["weight_bits"]["encoder"] + e["weight_bits"]["decoder"] == (
+        cfg.binary_macs_per_frame("encoder") + cfg.binary_macs_per_frame("decoder"))
