@@ -125,7 +125,7 @@ class BoardCore(wiring.Component):
     led_fail: Out(1)
     busy: Out(1)
 
-    def __init__(self, model: IntModel, lanes: int = 1, *, clk_freq: float = 12e6, baud: int = 115200,
+    def __init__(self, model: IntModel, lanes: int = 1, *, clk_freq: float = 12e6, baud: int = 1_000_000,
                  divisor: int | None = None, cores=CORE_NAMES, selftest_frames: int = 2,
                  encoder_cls=None, decoder_cls=None, selftest=None):
         if not isinstance(model, IntModel):
@@ -433,7 +433,7 @@ class BoardTop(Elaboratable):
 
     ``clk_freq`` must be the platform's default clock (checked at elaboration)."""
 
-    def __init__(self, model: IntModel, lanes: int = 1, *, clk_freq: float, baud: int = 115200, **kwargs):
+    def __init__(self, model: IntModel, lanes: int = 1, *, clk_freq: float, baud: int = 1_000_000, **kwargs):
         self.clk_freq = clk_freq
         self.core = BoardCore(model, lanes, clk_freq=clk_freq, baud=baud, **kwargs)
 

@@ -27,7 +27,7 @@ from model.golden import IntModel
 
 from .mac import MacEngine
 from .post import PostUnit
-from .schedule import POST_LATENCY, Schedule
+from .schedule import POST_LATENCY, POST_UNIT_LATENCY, Schedule
 
 __all__ = ["CascadeCore"]
 
@@ -98,6 +98,7 @@ class CascadeCore(wiring.Component):
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=1 if enc else A, depth=fifo_depth)
         m.submodules.mac = mac = MacEngine(P, A, sc.acc_bits)
         m.submodules.post = post = PostUnit(cfg, sc.acc_bits, bb, sc.max_shift)
+        assert PostUnit.LATENCY == POST_UNIT_LATENCY == POST_LATENCY - 2   # p0, p1 + PostUnit
 
         # ---- loader: stream input -> frames/codes bank ------------------------------------
         full = Signal(2)            # bank b holds a complete frame not yet consumed
@@ -305,7 +306,7 @@ class CascadeCore(wiring.Component):
             p1_layer.eq(q_layer),
         ]
 
-        # ---- post p1: multiply (inside PostUnit) ------------------------------------------
+        # ---- post p1: read data -> PostUnit (input register, multiply, round/shift, finish)
         res_val = Signal(signed(A))
         if x_res is not None:
             m.d.comb += res_val.eq(Mux(p1_res_x, x_res.data, a_res.data))
@@ -316,21 +317,24 @@ class CascadeCore(wiring.Component):
             post.mult.eq(p_rd.data[:sb].as_signed()), post.bias.eq(p_rd.data[sb:].as_signed()),
             post.res.eq(res_val), post.shift.eq(p1_shift), post.mode.eq(p1_mode),
         ]
-        p2_i = Signal.like(q_i)
-        p2_write, p2_fifo = Signal(), Signal()
-        p2_dst = Signal.like(q_dst)
-        p2_layer = Signal.like(layer)
-        m.d.sync += [p2_i.eq(p1_i), p2_write.eq(p1_write), p2_fifo.eq(p1_fifo), p2_dst.eq(p1_dst),
-                     p2_layer.eq(p1_layer)]
+        # the write side (index, write address, enables, layer) waits PostUnit.LATENCY cycles
+        p1_waddr = Signal(range(sc.act_depth))
+        m.d.comb += p1_waddr.eq(p1_dst + p1_i)
+        wside = [p1_i, p1_waddr, p1_write, p1_fifo, p1_layer]
+        for st in range(2, 2 + PostUnit.LATENCY):
+            nxt = [Signal.like(v, name=f"p{st}_{v.name[3:]}") for v in wside]
+            m.d.sync += [d.eq(v) for d, v in zip(nxt, wside)]
+            wside = nxt
+        pw_i, pw_waddr, pw_write, pw_fifo, pw_layer = wside
 
-        # ---- post p2: finish and write ----------------------------------------------------
+        # ---- post p5: write the registered value (p2..p4 are inside PostUnit) ------------
         m.d.comb += [
-            a_wr.addr.eq(p2_dst + p2_i),
+            a_wr.addr.eq(pw_waddr),
             a_wr.data.eq(post.value),
-            a_wr.en.eq(post.o_valid & p2_write),
+            a_wr.en.eq(post.o_valid & pw_write),
             fifo.w_data.eq(post.bit if enc else post.value),
-            fifo.w_en.eq(post.o_valid & p2_fifo),
+            fifo.w_en.eq(post.o_valid & pw_fifo),
         ]
         with m.If(post.o_valid):
-            m.d.sync += [wr_layer.eq(p2_layer), wr_idx.eq(p2_i)]
+            m.d.sync += [wr_layer.eq(pw_layer), wr_idx.eq(pw_i)]
         return m

@@ -108,7 +108,7 @@ class Board:
         self.link, self.cfg = link, cfg
 
     @classmethod
-    def open(cls, port: str, cfg: CodecConfig, baud: int = 115200, timeout: float = 2.0) -> "Board":
+    def open(cls, port: str, cfg: CodecConfig, baud: int = 1_000_000, timeout: float = 2.0) -> "Board":
         try:
             import serial  # pyserial
         except ImportError:

@@ -1,4 +1,4 @@
-"""Post unit: scale, bias, round, activation and residual of one output neuron per cycle."""
+"""Post unit: scale, bias, round, activation and residual of one output neuron per cycle (4 stages)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .schedule import MODE_CODE, MODE_IN, MODE_OUT, MODE_OUT_ADD, MODE_OUT_SUB, MODE_RES
+from .schedule import MODE_CODE, MODE_IN, MODE_OUT, MODE_OUT_ADD, MODE_OUT_SUB, MODE_RES, POST_UNIT_LATENCY
 
 __all__ = ["PostUnit"]
 
@@ -18,7 +18,7 @@ def _clamp(v, lo, hi):
 class PostUnit(wiring.Component):
     """The per-output part of ``model.golden.layer_forward``.
 
-    Computes, for one neuron per cycle::
+    Computes, for one neuron per cycle (fully pipelined)::
 
         p = acc * mult
         z = ((p + 2**(shift-1)) >> shift) + bias  # round half up (no rounding when shift == 0)
@@ -33,9 +33,17 @@ class PostUnit(wiring.Component):
     ``scale_bits``, ``bias`` signed ``bias_bits`` with F fraction bits, ``res`` and ``value``
     signed A = ``act_bits`` with F = ``act_frac`` fraction bits.  One multiplier.
 
-    Latency: inputs are registered with the product ``acc * mult`` at the clock edge when ``valid``
-    is sampled; ``o_valid``, ``value`` and ``bit`` are combinational from those registers, i.e.
-    valid one cycle after the inputs (the caller's memory write port adds the final register).
+    Latency: :attr:`LATENCY` = 4 cycles, one result per cycle.  Pipeline stages (each ends in a
+    register)::
+
+        s0  input register: acc, mult, bias, res, shift, mode  (memory read data may feed it directly)
+        s1  p  = acc * mult                                     (product_bits)
+        s2  zr = (p + half) >> shift                            (product_bits + 1)
+        s3  z = zr + bias; clamp / saturate / residual add-sub  -> value, bit, o_valid
+
+    Inputs are sampled at the clock edge where ``valid`` is sampled; ``o_valid``, ``value`` and
+    ``bit`` are registers, valid ``LATENCY`` cycles later (the caller's memory write port then
+    writes ``value`` at the end of that cycle).
 
     Parameters
     ----------
@@ -45,6 +53,8 @@ class PostUnit(wiring.Component):
     max_shift : int
         Largest layer shift the unit must support.
     """
+
+    LATENCY = POST_UNIT_LATENCY
 
     def __init__(self, cfg, acc_bits: int, bias_bits: int, max_shift: int):
         fx = cfg.fixed
@@ -74,41 +84,56 @@ class PostUnit(wiring.Component):
         pw = self.product_bits
         lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
 
-        prod = Signal(signed(self._acc_bits + self._scale_bits))
-        bias = Signal.like(self.bias)
-        res = Signal.like(self.res)
-        shift = Signal.like(self.shift)
-        mode = Signal.like(self.mode)
-        m.d.sync += [
-            self.o_valid.eq(self.valid),
-            prod.eq(self.acc * self.mult),
-            bias.eq(self.bias), res.eq(self.res), shift.eq(self.shift), mode.eq(self.mode),
-        ]
+        # valid, bias, res, shift and mode travel along the pipeline: ``r<s>`` are the copies in
+        # the register at the end of stage s
+        def stage_regs(s):
+            return {n: Signal(sig.shape(), name=f"s{s}_{n}")
+                    for n, sig in (("valid", self.valid), ("bias", self.bias), ("res", self.res),
+                                   ("shift", self.shift), ("mode", self.mode))}
 
+        # ---- s0: input register ------------------------------------------------------------
+        r0 = stage_regs(0)
+        acc0, mult0 = Signal.like(self.acc, name="s0_acc"), Signal.like(self.mult, name="s0_mult")
+        m.d.sync += [acc0.eq(self.acc), mult0.eq(self.mult)]
+        m.d.sync += [r0[n].eq(getattr(self, n)) for n in r0]
+
+        # ---- s1: multiply ------------------------------------------------------------------
+        r1 = stage_regs(1)
+        prod = Signal(signed(pw), name="s1_prod")
+        m.d.sync += prod.eq(acc0 * mult0)
+        m.d.sync += [r1[n].eq(r0[n]) for n in r1]
+
+        # ---- s2: round half up and shift ---------------------------------------------------
+        r2 = stage_regs(2)
         half = Signal(unsigned(self._max_shift + 1))
-        zr = Signal(signed(pw + 1))
+        zr = Signal(signed(pw + 1), name="s2_zr")
+        m.d.comb += half.eq((Const(1, 1) << r1["shift"]) >> 1)
+        m.d.sync += zr.eq((prod + half) >> r1["shift"])
+        m.d.sync += [r2[n].eq(r1[n]) for n in r2]
+
+        # ---- s3: bias, activation / saturation, residual -> output registers ---------------
+        bias, res, mode = r2["bias"], r2["res"], r2["mode"]
         z = Signal(signed(max(pw + 1, self._bias_bits) + 1))
         act = Signal(signed(F + 2))
         zs = Signal(signed(A))
+        value = Signal.like(self.value)
         m.d.comb += [
-            half.eq((Const(1, 1) << shift) >> 1),
-            zr.eq((prod + half) >> shift),
             z.eq(zr + bias),
             act.eq(_clamp(z, -(1 << F), 1 << F)),
             zs.eq(_clamp(z, lo, hi)),
-            self.bit.eq(z >= 0),
         ]
         with m.Switch(mode):
             with m.Case(MODE_IN):
-                m.d.comb += self.value.eq(act)
+                m.d.comb += value.eq(act)
             with m.Case(MODE_RES):
-                m.d.comb += self.value.eq(_clamp(res + act, lo, hi))
+                m.d.comb += value.eq(_clamp(res + act, lo, hi))
             with m.Case(MODE_CODE):
-                m.d.comb += self.value.eq(Mux(z >= 0, 1, -1))
+                m.d.comb += value.eq(Mux(z >= 0, 1, -1))
             with m.Case(MODE_OUT):
-                m.d.comb += self.value.eq(zs)
+                m.d.comb += value.eq(zs)
             with m.Case(MODE_OUT_ADD):
-                m.d.comb += self.value.eq(_clamp(res + zs, lo, hi))
+                m.d.comb += value.eq(_clamp(res + zs, lo, hi))
             with m.Case(MODE_OUT_SUB):
-                m.d.comb += self.value.eq(_clamp(res - zs, lo, hi))
+                m.d.comb += value.eq(_clamp(res - zs, lo, hi))
+        m.d.sync += [self.o_valid.eq(r2["valid"]), self.value.eq(value), self.bit.eq(z >= 0)]
         return m

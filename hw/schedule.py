@@ -31,14 +31,19 @@ import numpy as np
 from model.golden import IntModel
 
 __all__ = ["Schedule", "LayerOp", "MODE_IN", "MODE_RES", "MODE_CODE", "MODE_OUT",
-           "MODE_OUT_ADD", "MODE_OUT_SUB", "POST_LATENCY"]
+           "MODE_OUT_ADD", "MODE_OUT_SUB", "POST_LATENCY", "POST_UNIT_LATENCY"]
 
 # Post unit modes (what is done after z = round_shift(acc*mult + bias)); see hw/post.py.
 MODE_IN, MODE_RES, MODE_CODE, MODE_OUT, MODE_OUT_ADD, MODE_OUT_SUB = range(6)
 
+#: Pipeline depth of :class:`~hw.post.PostUnit` (input register, multiply, round/shift, finish).
+POST_UNIT_LATENCY = 4
+
 #: Cycles from the shadow-register load of a group (end of cycle T) to the memory write of its
-#: lane k (end of cycle T + POST_LATENCY + k): p0 select/read, p1 multiply, p2 finish/write.
-POST_LATENCY = 3
+#: lane k (end of cycle T + POST_LATENCY + k): p0 select lane, address params and residual; p1
+#: read data into the PostUnit input register; p2 multiply; p3 round/shift; p4 bias, clamp,
+#: residual; p5 memory write of the registered value.
+POST_LATENCY = 2 + POST_UNIT_LATENCY
 
 
 @dataclass(frozen=True)

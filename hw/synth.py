@@ -99,7 +99,7 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
     """Memory bits, LUTs and DSPs that the board top needs, before any tool runs.
 
     Memory bits are exact for weights (padded to whole groups of ``lanes`` outputs) and parameters
-    (``scale_bits + product_bits`` per output), plus activation, frame and self-test memories.  LUTs
+    (``scale_bits + bias_bits`` per output), plus activation, frame and self-test memories.  LUTs
     and DSPs are rough (per core: a sequencer, one post unit with one multiplier, ``lanes``
     add/subtract accumulators; the board: UART and command logic)."""
     b = _board(board)
@@ -113,7 +113,7 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
         max_fi = max(i for i, _ in layers)
         groups = [math.ceil(o / lanes) for _, o in layers]
         est["weight_bits"][side] = sum(g * lanes * i for g, (i, _) in zip(groups, layers))
-        est["param_bits"][side] = sum(g * lanes for g in groups) * (fx.scale_bits + fx.product_bits(max_fi))
+        est["param_bits"][side] = sum(g * lanes for g in groups) * (fx.scale_bits + fx.bias_bits)
         acts = (D + 2 * hm) * A
         io = 2 * D * A if side == "encoder" else 2 * B
         est["other_bits"][side] = acts + io
@@ -221,7 +221,7 @@ def _run_yosys_only(top_core, b, out_dir: Path, env) -> dict:
 
 # ---- the build ----------------------------------------------------------------------------------
 def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_CORES, mode: str = "full",
-          baud: int = 115200, selftest_frames: int = 1, seed: int = 1, check_fit: bool = True,
+          baud: int = 1_000_000, selftest_frames: int = 1, seed: int = 1, check_fit: bool = True,
           **board_kwargs) -> dict:
     """Build the board top for ``board`` and return (and write) its report.
 

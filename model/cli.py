@@ -224,6 +224,8 @@ def cmd_train(a):
     with _progress() as p:
         net, hist = train(cfg, signals, opts, q, checkpoint=ckpt, progress=p,
                           log=lambda m: print(m, file=sys.stderr))
+    if int(os.environ.get("RANK", 0)) != 0:  # torchrun: rank 0 writes the model
+        return
     codec = Codec(cfg, net.eval(), q)
     # Huffman codebooks from the codes the hardware (fixed arithmetic) produces on training data
     from .train import frames_from_signals

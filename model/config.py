@@ -96,8 +96,8 @@ class NetworkConfig:
     ``binary``: weights are sign(W) times one positive scale per output (BNN); ``False`` keeps
     float weights for comparison (such a model has no integer/hardware form).
     """
-    stages: int = 8
-    code_bits: tuple[int, ...] = (64,) * 8
+    stages: int = 9
+    code_bits: tuple[int, ...] = (64,) * 9
     hidden: int = 128
     res_layers: int = 1
     binary: bool = True

@@ -71,6 +71,8 @@ class Stage(nn.Module):
         binary = cfg.network.binary
         self.enc = nn.ModuleList(BinaryLinear(i, o, binary) for _, i, o in shapes["encoder"])
         self.dec = nn.ModuleList(BinaryLinear(i, o, binary) for _, i, o in shapes["decoder"])
+        with torch.no_grad():  # a new stage starts close to "add nothing" (error 0 dB, not worse)
+            self.dec[-1].weight.mul_(0.1)
         self.kinds_enc = [k for k, _, _ in shapes["encoder"]]
         self.kinds_dec = [k for k, _, _ in shapes["decoder"]]
 

@@ -78,7 +78,7 @@ def _epochs(model_params, data: torch.Tensor, loss_fn, epochs: int, opts: TrainO
     last = float("nan")
     for ep in range(epochs):
         perm = torch.randperm(len(data), generator=gen)
-        perm = perm[ddp_rank::ddp_world]
+        perm = perm[:len(perm) - len(perm) % ddp_world][ddp_rank::ddp_world]  # equal steps on every rank
         total, count = 0.0, 0
         for i in range(0, len(perm) - opts.batch // ddp_world + 1, max(1, opts.batch // ddp_world)):
             xb = data[perm[i:i + opts.batch // ddp_world]]

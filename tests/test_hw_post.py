@@ -53,22 +53,32 @@ def post_cases(n, seed):
 
 
 def run_post(cases):
+    """One case per cycle (back to back, then idle); results in order, each exactly
+    ``PostUnit.LATENCY`` cycles after its inputs."""
     dut = PostUnit(CFG, ACC, BB, 14)
-    out = []
+    out, valid_at = [], []
 
     async def tb(ctx):
-        for acc, mult, bias, shift, mode, res in cases:
-            for s, v in ((dut.acc, acc), (dut.mult, mult), (dut.bias, bias), (dut.shift, shift),
-                         (dut.mode, mode), (dut.res, res), (dut.valid, 1)):
-                ctx.set(s, v)
+        n = len(cases) + dut.LATENCY + 2
+        for t in range(n):
+            if t < len(cases):
+                acc, mult, bias, shift, mode, res = cases[t]
+                for s, v in ((dut.acc, acc), (dut.mult, mult), (dut.bias, bias), (dut.shift, shift),
+                             (dut.mode, mode), (dut.res, res), (dut.valid, 1)):
+                    ctx.set(s, v)
+            else:
+                ctx.set(dut.valid, 0)
             await ctx.tick()
-            assert ctx.get(dut.o_valid)
-            out.append((ctx.get(dut.value), ctx.get(dut.bit)))
+            if ctx.get(dut.o_valid):
+                valid_at.append(t)
+                out.append((ctx.get(dut.value), ctx.get(dut.bit)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
+    # after the tick of cycle t the outputs show the inputs of cycle t - (LATENCY - 1)
+    assert valid_at == [t + dut.LATENCY - 1 for t in range(len(cases))]
     return out
 
 
