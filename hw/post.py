@@ -11,8 +11,18 @@ from .schedule import MODE_CODE, MODE_IN, MODE_OUT, MODE_OUT_ADD, MODE_OUT_SUB, 
 __all__ = ["PostUnit"]
 
 
-def _clamp(v, lo, hi):
-    return Mux(v < lo, lo, Mux(v > hi, hi, v))
+def _sat(v, bits):
+    """Saturate signed ``v`` to signed ``bits`` bits with a sign-extension check (no comparator)."""
+    top = v[bits - 1:]
+    return Mux(top.all() | ~top.any(), v[:bits].as_signed(),
+               Mux(v[-1], -(1 << (bits - 1)), (1 << (bits - 1)) - 1))
+
+
+def _hardtanh(v, F):
+    """``clamp(v, -2**F, 2**F)`` for signed ``v`` (F + 2 bits out), without comparators: ``v`` is in
+    [-2**F, 2**F - 1] iff bits F and up are all equal; ``v >= 2**F`` gives ``2**F``."""
+    top, low = v[F:], v[:F + 1].as_signed()
+    return Mux(v[-1], Mux(top.all(), low, -(1 << F)), Mux(top.any(), 1 << F, low))
 
 
 class PostUnit(wiring.Component):
@@ -38,8 +48,14 @@ class PostUnit(wiring.Component):
 
         s0  input register: acc, mult, bias, res, shift, mode  (memory read data may feed it directly)
         s1  p  = acc * mult                                     (product_bits)
-        s2  zr = (p + half) >> shift                            (product_bits + 1)
+        s2  zr = sat_W((p + half) >> shift)                     (W = zr_bits = max(A, bias_bits) + 1)
         s3  z = zr + bias; clamp / saturate / residual add-sub  -> value, bit, o_valid
+            (clamps and saturations as sign-extension checks: one carry chain for the bias add,
+            one for the residual add)
+
+    ``sat_W`` does not change any result: a rounded product beyond the W-bit range gives, with
+    any bias, a z beyond [-2**(A-1), 2**(A-1) - 1], where every mode saturates; it keeps the
+    bias add and the clamps of s3 short (W + 1 bits, not ``product_bits`` + 2).
 
     Inputs are sampled at the clock edge where ``valid`` is sampled; ``o_valid``, ``value`` and
     ``bit`` are registers, valid ``LATENCY`` cycles later (the caller's memory write port then
@@ -78,11 +94,16 @@ class PostUnit(wiring.Component):
     def product_bits(self) -> int:
         return self._acc_bits + self._scale_bits
 
+    @property
+    def zr_bits(self) -> int:
+        """Width W of the saturated rounded product: ``max(A, bias_bits) + 1`` (at most
+        ``product_bits + 1``)."""
+        return min(max(self._A, self._bias_bits) + 1, self.product_bits + 1)
+
     def elaborate(self, platform):
         m = Module()
         A, F = self._A, self._F
         pw = self.product_bits
-        lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
 
         # valid, bias, res, shift and mode travel along the pipeline: ``r<s>`` are the copies in
         # the register at the end of stage s
@@ -106,34 +127,46 @@ class PostUnit(wiring.Component):
         # ---- s2: round half up and shift ---------------------------------------------------
         r2 = stage_regs(2)
         half = Signal(unsigned(self._max_shift + 1))
-        zr = Signal(signed(pw + 1), name="s2_zr")
-        m.d.comb += half.eq((Const(1, 1) << r1["shift"]) >> 1)
-        m.d.sync += zr.eq((prod + half) >> r1["shift"])
+        zr_full = Signal(signed(pw + 1))
+        m.d.comb += [
+            half.eq((Const(1, 1) << r1["shift"]) >> 1),
+            zr_full.eq((prod + half) >> r1["shift"]),
+        ]
+        # saturate to W bits (sign-extension check, no carry chain): exact, since with zr beyond
+        # [-2**(W-1), 2**(W-1) - 1] z = zr + bias lies beyond the A-bit range for any bias
+        W = self.zr_bits
+        zr = Signal(signed(W), name="s2_zr")
+        if W < pw + 1:
+            top = zr_full[W - 1:]
+            m.d.sync += zr.eq(Mux(top.all() | ~top.any(), zr_full[:W].as_signed(),
+                                  Mux(zr_full[-1], -(1 << (W - 1)), (1 << (W - 1)) - 1)))
+        else:
+            m.d.sync += zr.eq(zr_full)
         m.d.sync += [r2[n].eq(r1[n]) for n in r2]
 
         # ---- s3: bias, activation / saturation, residual -> output registers ---------------
         bias, res, mode = r2["bias"], r2["res"], r2["mode"]
-        z = Signal(signed(max(pw + 1, self._bias_bits) + 1))
+        z = Signal(signed(max(W, self._bias_bits) + 1))
         act = Signal(signed(F + 2))
         zs = Signal(signed(A))
         value = Signal.like(self.value)
         m.d.comb += [
             z.eq(zr + bias),
-            act.eq(_clamp(z, -(1 << F), 1 << F)),
-            zs.eq(_clamp(z, lo, hi)),
+            act.eq(_hardtanh(z, F)),
+            zs.eq(_sat(z, A)),
         ]
         with m.Switch(mode):
             with m.Case(MODE_IN):
                 m.d.comb += value.eq(act)
             with m.Case(MODE_RES):
-                m.d.comb += value.eq(_clamp(res + act, lo, hi))
+                m.d.comb += value.eq(_sat(res + act, A))
             with m.Case(MODE_CODE):
-                m.d.comb += value.eq(Mux(z >= 0, 1, -1))
+                m.d.comb += value.eq(Mux(z[-1], -1, 1))
             with m.Case(MODE_OUT):
                 m.d.comb += value.eq(zs)
             with m.Case(MODE_OUT_ADD):
-                m.d.comb += value.eq(_clamp(res + zs, lo, hi))
+                m.d.comb += value.eq(_sat(res + zs, A))
             with m.Case(MODE_OUT_SUB):
-                m.d.comb += value.eq(_clamp(res - zs, lo, hi))
-        m.d.sync += [self.o_valid.eq(r2["valid"]), self.value.eq(value), self.bit.eq(z >= 0)]
+                m.d.comb += value.eq(_sat(res - zs, A))
+        m.d.sync += [self.o_valid.eq(r2["valid"]), self.value.eq(value), self.bit.eq(~z[-1])]
         return m

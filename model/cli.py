@@ -110,7 +110,11 @@ def cmd_decode(a):
     data = Path(a.input).read_bytes() if Path(a.input).is_file() else None
     if data is None:
         raise UserError(f"{a.input} not found")
-    y, frames = codec.decode_bytes(data, a.arith, a.stages)
+    from .bitstream import read_stream
+    frames = read_stream(data, codec.cfg, codec.codebooks)
+    if a.stages is not None and not 1 <= a.stages <= len(frames.codes):
+        raise UserError(f"--stages must be 1..{len(frames.codes)} for this stream")
+    y = codec.decode(frames, a.arith, a.stages)
     write_wav(out, y, codec.cfg.signal.sample_rate)
     lost = int(frames.lost.sum()) if frames.lost is not None else 0
     msg = f"{a.input} -> {out}: {len(frames.codes)} stages, {len(frames.gain_idx)} frames"
@@ -186,6 +190,8 @@ def cmd_eval(a):
     codec = _load_codec(a.model)
     files = _wav_files(a.wav_dir)
     k = _stages_arg(codec, a.stages)
+    if a.json not in (None, "-"):
+        _out_path(a.json, a.force)
     with _progress(not a.quiet) as p:
         res = evaluate_files(codec, files, a.arith, k, p)
     m = res["mean"]
@@ -445,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stages", type=int, help="use the first K stages (default all)")
     sp.add_argument("--json", help="write per-file and mean results to this JSON file ('-': stdout)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--force", action="store_true", help="overwrite --json")
 
     sp = add("export", cmd_export, "write the integer model (weight bits, scales, biases, formats) for the hardware")
     model_arg(sp)

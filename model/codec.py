@@ -63,7 +63,7 @@ class Codec:
             raise ModelError(f"{path} has model format version {d.get('version')}, this code reads {MODEL_VERSION}")
         try:
             cfg = CodecConfig.from_dict(d["config"])
-        except (ConfigError, TypeError, KeyError) as exc:
+        except (ConfigError, TypeError, KeyError, AttributeError) as exc:
             raise ModelError(f"{path}: its config does not fit this code: {exc}") from None
         if cfg.config_hash != d.get("config_hash"):
             raise ModelError(f"{path}: config hash mismatch (file edited or made by other code)")
@@ -73,14 +73,20 @@ class Codec:
         except (RuntimeError, KeyError) as exc:
             raise ModelError(f"{path}: weights do not match its config ({str(exc).splitlines()[0]})") from None
         net.eval()
-        lsf_q = dsp.LsfQuantizer.from_dict(d["lsf"]) if d.get("lsf") else None
+        from .huffman import Codebook
+        try:
+            lsf_q = dsp.LsfQuantizer.from_dict(d["lsf"]) if d.get("lsf") else None
+            if lsf_q is not None and lsf_q.levels.shape != (cfg.lpc.order, 1 << cfg.lpc.lsf_bits):
+                raise ValueError("LSF quantizer does not match the config")
+            codebooks = [Codebook.from_dict(c) for c in d["codebooks"]] if d.get("codebooks") else None
+            if codebooks is not None and len(codebooks) != cfg.network.stages:
+                raise ValueError("one Huffman codebook per stage expected")
+            meta = dict(d.get("meta") or {})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{path}: damaged quantizer, codebook or metadata ({type(exc).__name__}: {exc})") from None
         if cfg.lpc.enabled and lsf_q is None:
             raise ModelError(f"{path}: model uses LPC but has no LSF quantizer")
-        codebooks = None
-        if d.get("codebooks"):
-            from .huffman import Codebook
-            codebooks = [Codebook.from_dict(c) for c in d["codebooks"]]
-        return cls(cfg, net, lsf_q, codebooks, dict(d.get("meta", {})))
+        return cls(cfg, net, lsf_q, codebooks, meta)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -133,6 +139,8 @@ class Codec:
         return Frames(an.num_samples, an.lsf_idx, an.gain_idx, codes)
 
     def decode(self, frames: Frames, arith: str = "float", stages: int | None = None) -> np.ndarray:
+        if stages is not None and not 1 <= stages <= len(frames.codes):
+            raise ValueError(f"stages must be 1..{len(frames.codes)} for this stream, not {stages}")
         codes = frames.codes if stages is None else frames.codes[:stages]
         if not codes:
             raise ValueError("no stage to decode")

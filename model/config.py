@@ -128,8 +128,11 @@ class FixedPointConfig:
         return self.act_bits - self.act_int_bits
 
     def acc_bits(self, fan_in: int) -> int:
-        """Width that holds any sum of ``fan_in`` terms of +-(act value): no overflow possible."""
-        return self.act_bits + max(1, math.ceil(math.log2(fan_in)))
+        """Width that holds any sum of ``fan_in`` terms of +-(act value): no overflow possible.
+
+        |acc| <= fan_in * 2**(A-1), and +fan_in * 2**(A-1) (every input -2**(A-1), every weight
+        -1) needs A + bit_length(fan_in) signed bits when fan_in is a power of two."""
+        return self.act_bits + max(1, int(fan_in).bit_length())
 
     def product_bits(self, fan_in: int) -> int:
         """Width of ``acc * scale``."""
@@ -223,6 +226,11 @@ class CodecConfig:
             raise ConfigError("scale_bits must be 2..32")
         if not f.act_frac + 2 <= f.bias_bits <= 32:
             raise ConfigError("bias_bits must be act_frac+2..32 (a bias of +-1 must fit)")
+        if f.act_bits > 24:
+            raise ConfigError("act_bits must be at most 24")
+        widest = max(max(s.coefficients, n.hidden, *n.code_bits), 1)
+        if f.product_bits(widest) > 62:
+            raise ConfigError(f"acc * scale needs {f.product_bits(widest)} bits; at most 62 (int64 golden model)")
         if l.enabled and not (1 <= l.order <= 32 and 0 < l.gamma <= 1 and 1 <= l.lsf_bits <= 8):
             raise ConfigError("lpc: order 1..32, gamma in (0, 1], lsf_bits 1..8")
         if l.enabled and l.window < s.hop:
@@ -240,6 +248,8 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":
+        if not isinstance(d, dict):
+            raise ConfigError("a config is a JSON object of sections")
         sections = {"signal": SignalConfig, "lpc": LpcConfig, "gain": GainConfig,
                     "network": NetworkConfig, "fixed": FixedPointConfig, "entropy": EntropyConfig}
         unknown = set(d) - set(sections)
@@ -247,6 +257,8 @@ class CodecConfig:
             raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
         kw = {}
         for name, klass in sections.items():
+            if not isinstance(d.get(name, {}), dict):
+                raise ConfigError(f"config section [{name}] is not an object")
             sub = dict(d.get(name, {}))
             names = {f.name for f in dataclasses.fields(klass)}
             bad = set(sub) - names
@@ -278,6 +290,8 @@ class CodecConfig:
         """``cfg.replace(fixed={"act_bits": 10})``: a copy with some fields of some sections changed."""
         d = self.to_dict()
         for name, changes in sections.items():
+            if name not in d:
+                raise ConfigError(f"unknown config section {name!r}")
             d[name].update(changes)
         return CodecConfig.from_dict(d)
 

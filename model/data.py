@@ -121,13 +121,13 @@ def load_wav(path, sample_rate: int = 16000, resample: bool = False) -> np.ndarr
     if x.shape[1] != 1:
         if not resample:
             raise AudioError(f"{p}: has {x.shape[1]} channels, need mono "
-                             f"(pass resample=True to downmix)")
+                             f"(--resample downmixes it)")
         x = x.mean(axis=1, keepdims=True)
     x = x[:, 0]
     if sr != sample_rate:
         if not resample:
             raise AudioError(f"{p}: sample rate {sr} Hz, need {sample_rate} Hz "
-                             f"(pass resample=True to convert)")
+                             f"(--resample converts it)")
         x = _resample(x, sr, sample_rate)
     if not np.all(np.isfinite(x)):
         raise AudioError(f"{p}: contains NaN or infinite samples")

@@ -15,6 +15,7 @@ line on any mismatch.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -64,26 +65,28 @@ def save_export(model: IntModel, out: str | Path) -> Path:
 
 def load_export(path: str | Path) -> IntModel:
     path = Path(path)
+    if not path.is_dir():
+        raise ExportError(f"{path} is not an export directory")
     try:
         manifest = json.loads((path / "manifest.json").read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise ExportError(f"{path} is not an export directory (no manifest.json)") from None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise ExportError(f"{path}/manifest.json is damaged (not JSON)") from None
-    if manifest.get("format") != EXPORT_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{path} is not a cascade export")
     if manifest.get("version") != EXPORT_VERSION:
         raise ExportError(f"{path} has export version {manifest.get('version')}, this code reads {EXPORT_VERSION}")
     try:
         cfg = CodecConfig.from_dict(manifest["config"])
-    except (ConfigError, TypeError, KeyError) as exc:
+    except (ConfigError, TypeError, KeyError, AttributeError) as exc:
         raise ExportError(f"{path}: bad config in manifest: {exc}") from None
     if cfg.config_hash != manifest.get("config_hash"):
         raise ExportError(f"{path}: config hash mismatch (manifest edited or made by other code)")
     try:
         data = np.load(path / "weights.npz")
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        raise ExportError(f"{path}/weights.npz cannot be read: {exc}") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ExportError(f"{path}/weights.npz cannot be read: {type(exc).__name__}") from None
     stages = [IntStage([], []) for _ in range(cfg.network.stages)]
     try:
         for e in manifest["layers"]:
@@ -93,8 +96,8 @@ def load_export(path: str | Path) -> IntModel:
             getattr(stages[e["stage"]], e["side"]).append(layer)
         model = IntModel(cfg, stages)
         model.check()
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ExportError(f"{path}: export does not match its config: {exc}") from None
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, OSError, zipfile.BadZipFile) as exc:
+        raise ExportError(f"{path}: export does not match its config ({type(exc).__name__}: {exc})") from None
     return model
 
 

@@ -98,6 +98,8 @@ class IntModel:
                 if [(l.kind, l.fan_in, l.fan_out) for l in layers] != shapes[side]:
                     raise ValueError(f"stage {s} {side}: layer shapes differ from the config")
                 for l in layers:
+                    if l.mult.shape != (l.fan_out,) or l.bias.shape != (l.fan_out,):
+                        raise ValueError(f"stage {s} {side} {l.kind}: mult/bias length differs from fan_out")
                     m_lim = 1 << (cfg.fixed.scale_bits - 1)
                     b_lim = 1 << (cfg.fixed.bias_bits - 1)
                     if l.mult.min() < -m_lim or l.mult.max() >= m_lim:

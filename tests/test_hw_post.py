@@ -49,6 +49,14 @@ def post_cases(n, seed):
               (0, 0, 0, 0, MODE_CODE, 0), (0, 0, -1, 0, MODE_CODE, 0),
               ((1 << (ACC - 1)) - 1, (1 << (SB - 1)) - 1, 0, 14, MODE_OUT_SUB, -(1 << (A - 1))),
               (-(1 << (ACC - 1)), -(1 << (SB - 1)), 0, 0, MODE_OUT_ADD, (1 << (A - 1)) - 1)]
+    # z = acc (mult 1, shift 0) at and next to every clamp and saturation bound, in every mode
+    lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
+    for zb in (1 << F, -(1 << F), hi, lo, 0, -1, 1 << (BB - 1), -(1 << (BB - 1))):
+        for dz in (-1, 0, 1):
+            for mode in range(6):
+                for res in (lo, hi, 0, -(1 << F), 1 << F):
+                    cases.append((zb + dz, 1, 0, 0, mode, res))
+                    cases.append((zb + dz + 5, 1, -5, 0, mode, res))
     return cases
 
 

@@ -1,0 +1,281 @@
+"""The ``cascade`` command line (model/cli.py) with the tiny model.
+
+Most runs call ``model.cli.main(argv)`` in-process (stdout/stderr captured; each subprocess
+would cost ~2 s of imports); ``test_subprocess_*`` check the real ``python -m model.cli`` entry.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from model.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(capsys, *argv):
+    """main(argv) -> (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:          # argparse
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_user_error(rc, err):
+    lines = err.strip().splitlines()
+    assert rc not in (0, None), err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("cascade: error:"), err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def cas(tiny_model_path, speech_wav, tmp_path_factory):
+    """A .cas stream of the speech fixture, made by the CLI."""
+    out = tmp_path_factory.mktemp("cli") / "speech.cas"
+    rc = main(["encode", str(speech_wav), str(out), "--model", str(tiny_model_path)])
+    assert rc == 0
+    return out
+
+
+# ------------------------------------------------------------------------------ good runs
+
+def test_encode_decode(capsys, tiny_model_path, speech_wav, tiny_codec, speech, tmp_path):
+    m = ["--model", tiny_model_path]
+    rc, out, err = run(capsys, "encode", speech_wav, tmp_path / "a.cas", *m)
+    assert rc == 0 and "kbps" in out
+    data = (tmp_path / "a.cas").read_bytes()
+    assert data == tiny_codec.encode_bytes(speech, "fixed")          # default arith is fixed
+    rc, out, err = run(capsys, "decode", tmp_path / "a.cas", tmp_path / "a.wav", *m)
+    assert rc == 0 and "2 stages" in out and "concealed" not in out
+    y, sr = sf.read(tmp_path / "a.wav")
+    assert sr == 16000 and y.shape == speech.shape
+    ref, _ = tiny_codec.decode_bytes(data, "fixed")
+    np.testing.assert_allclose(y, np.clip(ref, -1, 32767 / 32768), atol=1 / 32768 + 1e-12)
+    # float arith and fewer stages
+    rc, out, _ = run(capsys, "encode", speech_wav, tmp_path / "f1.cas", *m, "--arith", "float", "--stages", 1)
+    assert rc == 0
+    assert (tmp_path / "f1.cas").read_bytes() == tiny_codec.encode_bytes(speech, "float", 1)
+    assert len((tmp_path / "f1.cas").read_bytes()) < len(data)
+    rc, out, _ = run(capsys, "decode", tmp_path / "a.cas", tmp_path / "k1.wav", *m, "--stages", 1)
+    assert rc == 0
+    y1, _ = sf.read(tmp_path / "k1.wav")
+    assert not np.array_equal(y1, y)
+
+
+def test_info(capsys, cas):
+    rc, out, err = run(capsys, "info", cas)
+    assert rc == 0
+    info = json.loads(out)
+    assert info["stages"] == info["codec_stages"] == 2
+    assert info["sample_rate"] == 16000 and info["samples"] == 40000
+    assert info["huffman"] is True and info["bytes"] == cas.stat().st_size
+    assert info["kbps"] > 0 and info["duration_s"] == pytest.approx(2.5)
+
+
+def test_truncate(capsys, cas, tiny_model_path, tiny_codec, speech, tmp_path):
+    out_p = tmp_path / "k1.cas"
+    rc, out, err = run(capsys, "truncate", cas, out_p, "--stages", 1, "--model", tiny_model_path)
+    assert rc == 0
+    assert out_p.read_bytes() == tiny_codec.encode_bytes(speech, "fixed", 1)
+    rc, out, _ = run(capsys, "info", out_p)
+    assert json.loads(out)["stages"] == 1
+
+
+def test_eval_json(capsys, tiny_model_path, speech_wav, tmp_path):
+    d = tmp_path / "wavs"
+    d.mkdir()
+    (d / "s.wav").write_bytes(speech_wav.read_bytes())
+    rc, out, err = run(capsys, "eval", d, "--model", tiny_model_path, "--quiet", "--json", tmp_path / "r.json")
+    assert rc == 0, err
+    assert "PESQ-WB" in err
+    res = json.loads((tmp_path / "r.json").read_text())
+    m = res["mean"]
+    for k in ("pesq_wb", "stoi", "snr_db", "kbps"):
+        assert isinstance(m[k], float) and np.isfinite(m[k]), k
+    assert 1.0 <= m["pesq_wb"] <= 4.7 and -1 <= m["stoi"] <= 1 and m["kbps"] > 0
+    assert res["stages"] == 2 and res["arith"] == "fixed" and len(res["files"]) == 1
+    # to stdout with '-'
+    rc, out, err = run(capsys, "eval", d, "--model", tiny_model_path, "--quiet", "--json", "-", "--stages", 1)
+    assert rc == 0
+    res1 = json.loads(out)
+    assert res1["stages"] == 1 and res1["mean"]["kbps"] < m["kbps"]
+
+
+# ------------------------------------------------------------------------------ bad inputs
+
+def _wav(path, x, sr):
+    sf.write(str(path), x, sr, subtype="PCM_16")
+    return path
+
+
+BAD_WAVS = {
+    "rate-8k": lambda p: _wav(p, np.zeros(8000), 8000),
+    "stereo": lambda p: _wav(p, np.zeros((16000, 2)), 16000),
+    "empty": lambda p: _wav(p, np.zeros(0), 16000),
+    "text-file": lambda p: (p.write_text("hello, I am not audio\n"), p)[1],
+    "missing": lambda p: p,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_WAVS))
+def test_encode_bad_wav(capsys, name, tiny_model_path, tmp_path):
+    wav = BAD_WAVS[name](tmp_path / "in.wav")
+    rc, out, err = run(capsys, "encode", wav, tmp_path / "o.cas", "--model", tiny_model_path)
+    assert_user_error(rc, err)
+    assert not (tmp_path / "o.cas").exists()
+
+
+def test_resample_flag_accepts_8k_stereo(capsys, tiny_model_path, tmp_path):
+    wav = _wav(tmp_path / "in.wav", 0.1 * np.random.default_rng(0).standard_normal((8000, 2)), 8000)
+    rc, out, err = run(capsys, "encode", wav, tmp_path / "o.cas", "--model", tiny_model_path, "--resample")
+    assert rc == 0, err
+
+
+def _corrupt(cas, p):
+    p.write_bytes(np.random.default_rng(0).bytes(cas.stat().st_size))
+
+
+def _half(cas, p):
+    d = cas.read_bytes()
+    p.write_bytes(d[: len(d) // 2])
+
+
+@pytest.mark.parametrize("cmd", ["decode", "info"])
+def test_corrupted_cas(capsys, cmd, cas, tiny_model_path, tmp_path):
+    bad = tmp_path / "bad.cas"
+    _corrupt(cas, bad)
+    extra = [tmp_path / "o.wav", "--model", tiny_model_path] if cmd == "decode" else []
+    rc, out, err = run(capsys, cmd, bad, *extra)
+    assert_user_error(rc, err)
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_truncated_cas(capsys, cas, tiny_model_path, tmp_path):
+    """Half the bytes: either an error, or concealment that says so (both are allowed)."""
+    bad = tmp_path / "half.cas"
+    _half(cas, bad)
+    rc, out, err = run(capsys, "decode", bad, tmp_path / "o.wav", "--model", tiny_model_path)
+    if rc == 0:
+        assert "concealed" in out and (tmp_path / "o.wav").exists()
+        assert "Traceback" not in err
+    else:
+        assert_user_error(rc, err)
+        assert not (tmp_path / "o.wav").exists()
+    rc, out, err = run(capsys, "truncate", bad, tmp_path / "t.cas", "--stages", 1, "--model", tiny_model_path)
+    assert_user_error(rc, err)
+
+
+def test_cas_with_bytes_missing_in_the_middle_is_concealed(capsys, cas, tiny_model_path, tmp_path):
+    d = cas.read_bytes()
+    bad = tmp_path / "hole.cas"
+    bad.write_bytes(d[:200] + bytes(len(d) - 400) + d[-200:])
+    rc, out, err = run(capsys, "decode", bad, tmp_path / "o.wav", "--model", tiny_model_path)
+    assert rc == 0 and "concealed" in out, err
+
+
+@pytest.mark.parametrize("stages", [0, 3, -1])
+@pytest.mark.parametrize("cmd", ["encode", "truncate", "eval"])
+def test_wrong_stages(capsys, cmd, stages, cas, speech_wav, tiny_model_path, tmp_path):
+    src = {"encode": speech_wav, "truncate": cas, "eval": speech_wav.parent}[cmd]
+    out_arg = [] if cmd == "eval" else [tmp_path / "o"]
+    rc, out, err = run(capsys, cmd, src, *out_arg, "--stages", stages, "--model", tiny_model_path,
+                       *(["--quiet"] if cmd == "eval" else []))
+    assert_user_error(rc, err)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("stages", [
+    pytest.param(0),
+    pytest.param(3),
+    pytest.param(-1),
+])
+def test_decode_wrong_stages(capsys, stages, cas, tiny_model_path, tmp_path):
+    rc, out, err = run(capsys, "decode", cas, tmp_path / "o.wav", "--stages", stages, "--model", tiny_model_path)
+    assert_user_error(rc, err)
+
+
+@pytest.mark.parametrize("kind", ["random-bytes", "text", "missing", "empty"])
+@pytest.mark.parametrize("cmd", ["encode", "decode"])
+def test_garbage_model(capsys, cmd, kind, cas, speech_wav, tmp_path):
+    model = tmp_path / "m.pt"
+    if kind == "random-bytes":
+        model.write_bytes(np.random.default_rng(1).bytes(5000))
+    elif kind == "text":
+        model.write_text("not a model\n")
+    elif kind == "empty":
+        model.write_bytes(b"")
+    src = speech_wav if cmd == "encode" else cas
+    rc, out, err = run(capsys, cmd, src, tmp_path / "o", "--model", model)
+    assert_user_error(rc, err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_stream_for_other_model(capsys, cas, tiny_model_path, tiny_codec, tmp_path):
+    from model.codec import Codec
+    other = Codec(tiny_codec.cfg.replace(gain={"step_db": 2.0}), tiny_codec.net, tiny_codec.lsf_q,
+                  tiny_codec.codebooks).save(tmp_path / "other.pt")
+    for argv in (("decode", cas, tmp_path / "o.wav"), ("truncate", cas, tmp_path / "o.cas", "--stages", 1)):
+        rc, out, err = run(capsys, *argv, "--model", other)
+        assert_user_error(rc, err)
+
+
+# ------------------------------------------------------------------------- no overwriting
+
+SENTINEL = b"precious content\n"
+
+
+@pytest.mark.parametrize("cmd", ["encode", "decode", "truncate"])
+def test_existing_output_not_overwritten(capsys, cmd, cas, speech_wav, tiny_model_path, tmp_path):
+    src = speech_wav if cmd == "encode" else cas
+    target = tmp_path / "existing.out"
+    target.write_bytes(SENTINEL)
+    extra = ["--stages", 1] if cmd == "truncate" else []
+    rc, out, err = run(capsys, cmd, src, target, *extra, "--model", tiny_model_path)
+    assert_user_error(rc, err)
+    assert "--force" in err
+    assert target.read_bytes() == SENTINEL
+    rc, out, err = run(capsys, cmd, src, target, *extra, "--model", tiny_model_path, "--force")
+    assert rc == 0, err
+    assert target.read_bytes() != SENTINEL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.out"]      # no temp files left
+
+
+def test_output_folder_missing(capsys, speech_wav, tiny_model_path, tmp_path):
+    rc, out, err = run(capsys, "encode", speech_wav, tmp_path / "no" / "o.cas", "--model", tiny_model_path)
+    assert_user_error(rc, err)
+
+
+def test_eval_json_not_overwritten(capsys, speech_wav, tiny_model_path, tmp_path):
+    target = tmp_path / "r.json"
+    target.write_bytes(SENTINEL)
+    rc, out, err = run(capsys, "eval", speech_wav.parent, "--model", tiny_model_path, "--quiet",
+                       "--json", target)
+    assert target.read_bytes() == SENTINEL
+
+
+# ------------------------------------------------------------------------ real processes
+
+def _proc(*argv):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "model.cli", *map(str, argv)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_subprocess_error_exit_code(tmp_path):
+    """The real entry point: exit status 1 and one stderr line (one process: ~3-7 s of imports)."""
+    bad = tmp_path / "bad.cas"
+    bad.write_bytes(b"CASC" + bytes(10))
+    p = _proc("info", bad)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()]
+    assert p.stderr.startswith("cascade: error:") and "Traceback" not in p.stderr

@@ -1,0 +1,203 @@
+"""CodecConfig (model/config.py): JSON round trip, hash, validation, replace(), derived sizes."""
+
+import dataclasses
+import json
+
+import pytest
+
+from model.config import PRESETS, CodecConfig, ConfigError, preset
+
+SECTIONS = ("signal", "lpc", "gain", "network", "fixed", "entropy")
+
+
+def _all_fields(cfg):
+    for sec in SECTIONS:
+        for f in dataclasses.fields(getattr(cfg, sec)):
+            yield sec, f.name, getattr(getattr(cfg, sec), f.name)
+
+
+def _changed(sec, name, value):
+    """A different value of the same type for a field (kept valid where easy)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 0.5 if value > 0 else value - 1.0
+    if isinstance(value, str):
+        return "stft" if value == "mdct" else "mdct"
+    if isinstance(value, tuple):
+        return (value[0] * 2,) + value[1:]
+    raise AssertionError(f"no rule for {sec}.{name}={value!r}")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_json_round_trip(name, tmp_path):
+    cfg = preset(name)
+    back = CodecConfig.from_dict(json.loads(cfg.to_json()))
+    assert back == cfg
+    assert back.config_hash == cfg.config_hash
+    assert isinstance(back.network.code_bits, tuple)
+    p = tmp_path / "c.json"
+    p.write_text(cfg.to_json())
+    assert CodecConfig.load(p) == cfg
+    assert CodecConfig.load(name) == cfg          # a bare preset name loads the preset
+
+
+def test_hash_stable_and_format():
+    a, b = preset("default"), CodecConfig()
+    assert a.config_hash == b.config_hash == CodecConfig.from_dict(a.to_dict()).config_hash
+    assert len(a.config_hash) == 16 and int(a.config_hash, 16) >= 0
+    assert preset("tiny").config_hash != a.config_hash
+
+
+def test_hash_changes_with_every_field():
+    cfg = preset("default")
+    seen = {cfg.config_hash}
+    n = 0
+    for sec, name, value in _all_fields(cfg):
+        new = _changed(sec, name, value)
+        d = cfg.to_dict()
+        d[sec][name] = new
+        if (sec, name) == ("network", "stages"):
+            d["network"]["code_bits"] = list(cfg.network.code_bits) + [cfg.network.code_bits[0]]
+        if (sec, name) == ("entropy", "symbol_bits"):
+            d["entropy"]["symbol_bits"] = 4
+        other = CodecConfig.from_dict(d)
+        assert other.config_hash not in seen, f"hash ignores {sec}.{name}"
+        seen.add(other.config_hash)
+        n += 1
+    assert n == 23   # every field of every section
+
+
+def test_replace():
+    cfg = preset("tiny")
+    r = cfg.replace(fixed={"act_bits": 10}, lpc={"gamma": 0.9})
+    assert r.fixed.act_bits == 10 and r.lpc.gamma == 0.9
+    assert r.fixed.act_int_bits == cfg.fixed.act_int_bits and r.network == cfg.network
+    assert r.signal == cfg.signal and r.entropy == cfg.entropy and r.gain == cfg.gain
+    assert cfg.fixed.act_bits == 12                    # the original is untouched
+    assert r.config_hash != cfg.config_hash
+    assert cfg.replace() == cfg
+    assert cfg.replace(fixed={"act_bits": 12}).config_hash == cfg.config_hash
+    with pytest.raises(ConfigError):
+        cfg.replace(fixed={"act_bits": 3})             # validated
+    with pytest.raises(ConfigError):
+        cfg.replace(fixed={"no_such_field": 1})
+
+
+def test_frozen():
+    cfg = preset("tiny")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.fixed.act_bits = 8
+
+
+BAD = [
+    ("signal", {"sample_rate": 0}),
+    ("signal", {"hop": -1}),
+    ("signal", {"transform": "dct"}),
+    ("network", {"stages": 0, "code_bits": []}),
+    ("network", {"stages": 3}),                       # code_bits lists 2 stages
+    ("network", {"code_bits": [16, 0]}),
+    ("network", {"hidden": 0}),
+    ("network", {"res_layers": -1}),
+    ("network", {"code_bits": [16, 12]}),              # not a multiple of symbol_bits
+    ("fixed", {"act_int_bits": 1}),
+    ("fixed", {"act_int_bits": 12}),                   # == act_bits
+    ("fixed", {"scale_bits": 1}),
+    ("fixed", {"scale_bits": 33}),
+    ("fixed", {"bias_bits": 9}),                       # < act_frac + 2
+    ("fixed", {"bias_bits": 33}),
+    ("lpc", {"order": 0}),
+    ("lpc", {"order": 33}),
+    ("lpc", {"gamma": 0.0}),
+    ("lpc", {"gamma": 1.5}),
+    ("lpc", {"lsf_bits": 0}),
+    ("lpc", {"lsf_bits": 9}),
+    ("lpc", {"window": 32}),                           # < hop
+    ("gain", {"bits": 0}),
+    ("gain", {"bits": 9}),
+    ("gain", {"step_db": 0.0}),
+    ("entropy", {"symbol_bits": 0}),
+    ("entropy", {"symbol_bits": 17}),
+    ("entropy", {"max_code_len": 4}),
+    ("entropy", {"packet_frames": 0}),
+]
+
+
+@pytest.mark.parametrize("sec,change", BAD, ids=[f"{s}-{'-'.join(c)}" for s, c in BAD])
+def test_validation_errors(sec, change):
+    cfg = preset("tiny")
+    with pytest.raises(ConfigError) as ei:
+        cfg.replace(**{sec: change})
+    msg = str(ei.value)
+    assert msg and "\n" not in msg
+
+
+def test_lpc_disabled_skips_lpc_checks():
+    cfg = preset("tiny").replace(lpc={"enabled": False, "order": 0})
+    assert cfg.lpc.bits_per_frame == 0
+    assert cfg.raw_bits_per_frame() == cfg.gain.bits + sum(cfg.network.code_bits)
+
+
+def test_from_dict_and_load_errors(tmp_path):
+    d = preset("tiny").to_dict()
+    with pytest.raises(ConfigError, match="unknown config section"):
+        CodecConfig.from_dict({**d, "bogus": {}})
+    with pytest.raises(ConfigError, match="unknown field"):
+        CodecConfig.from_dict({**d, "fixed": {**d["fixed"], "bogus": 1}})
+    # missing sections and fields take their defaults
+    assert CodecConfig.from_dict({}) == CodecConfig()
+    with pytest.raises(ConfigError, match="not found"):
+        CodecConfig.load(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        CodecConfig.load(bad)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("huge")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("transform", ["mdct", "stft"])
+def test_layer_shapes_and_macs(name, transform):
+    cfg = preset(name).replace(signal={"transform": transform})
+    n = cfg.network
+    D = cfg.coefficients
+    assert D == (cfg.signal.hop if transform == "mdct" else 2 * cfg.signal.hop)
+    enc_total = dec_total = 0
+    for s in range(n.stages):
+        sh = cfg.layer_shapes(s)
+        enc, dec = sh["encoder"], sh["decoder"]
+        assert [k for k, _, _ in enc] == ["in"] + ["res"] * n.res_layers + ["code"]
+        assert [k for k, _, _ in dec] == ["in"] + ["res"] * n.res_layers + ["out"]
+        # layers chain: each fan_in is the previous fan_out
+        for side, first_in, last_out in ((enc, D, n.code_bits[s]), (dec, n.code_bits[s], D)):
+            assert side[0][1] == first_in and side[-1][2] == last_out
+            for (_, _, o), (_, i, _) in zip(side, side[1:]):
+                assert o == i
+        e = sum(i * o for _, i, o in enc)
+        d = sum(i * o for _, i, o in dec)
+        assert e == D * n.hidden + n.res_layers * n.hidden ** 2 + n.hidden * n.code_bits[s]
+        assert d == n.code_bits[s] * n.hidden + n.res_layers * n.hidden ** 2 + n.hidden * D
+        enc_total += e + (d if s < n.stages - 1 else 0)
+        dec_total += d
+    assert cfg.binary_macs_per_frame("encoder") == enc_total
+    assert cfg.binary_macs_per_frame("decoder") == dec_total
+
+
+def test_derived_quantities():
+    cfg = preset("tiny")
+    assert cfg.code_bits_total == 32
+    assert cfg.raw_bits_per_frame(1) == 8 * 3 + 6 + 16
+    assert cfg.raw_bits_per_frame() == 8 * 3 + 6 + 32
+    assert cfg.raw_kbps() == pytest.approx(cfg.raw_bits_per_frame() * 16000 / 64 / 1000)
+    f = cfg.fixed
+    assert f.act_frac == 8
+    assert f.acc_bits(1) == 13 and f.acc_bits(63) == 18 and f.acc_bits(64) == 19 and f.acc_bits(65) == 19
+    assert f.product_bits(64) == 19 + 16
+
+
+def test_replace_unknown_section_is_config_error():
+    with pytest.raises(ConfigError):
+        preset("tiny").replace(fixd={"act_bits": 10})
