@@ -250,6 +250,24 @@ def cmd_train(a):
     print(f"model written to {out} ({time.time() - t0:.0f} s)")
 
 
+def cmd_set_format(a):
+    from .codec import Codec
+    codec = _load_codec(a.model)
+    out = _out_path(a.out, a.force)
+    changes = {k: v for k, v in (("act_bits", a.act_bits), ("act_int_bits", a.act_int_bits),
+                                 ("scale_bits", a.scale_bits), ("bias_bits", a.bias_bits)) if v is not None}
+    if not changes:
+        raise UserError("nothing to change: give --act-bits, --act-int-bits, --scale-bits or --bias-bits")
+    cfg = codec.cfg.replace(fixed=changes)
+    meta = dict(codec.meta)
+    meta.setdefault("format_changes", []).append({"from": codec.cfg.config_hash, "to": cfg.config_hash,
+                                                  "fixed": changes})
+    new = Codec(cfg, codec.net, codec.lsf_q, codec.codebooks, meta)
+    new.int_model()  # proves the float weights fit the new formats
+    new.save(out)
+    print(f"{out}: fixed-point formats {changes}, config {codec.cfg.config_hash} -> {cfg.config_hash}")
+
+
 def cmd_export(a):
     from .export import save_export
     codec = _load_codec(a.model)
@@ -452,6 +470,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", help="write per-file and mean results to this JSON file ('-': stdout)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.add_argument("--force", action="store_true", help="overwrite --json")
+
+    sp = add("set-format", cmd_set_format, "change a trained model's fixed-point formats (the float "
+             "weights do not depend on them, so no retraining): writes a new model file")
+    model_arg(sp)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--act-bits", type=int)
+    sp.add_argument("--act-int-bits", type=int)
+    sp.add_argument("--scale-bits", type=int)
+    sp.add_argument("--bias-bits", type=int)
+    sp.add_argument("--force", action="store_true")
 
     sp = add("export", cmd_export, "write the integer model (weight bits, scales, biases, formats) for the hardware")
     model_arg(sp)
