@@ -333,6 +333,44 @@ def cmd_synth(a):
     print(json.dumps(res, indent=1, default=str))
 
 
+def cmd_board(a):
+    """Stream speech through a codec board (hw/board.py) over its UART."""
+    from hw.host import Board, ProtocolError
+    from . import dsp, golden
+    from .bitstream import Frames, read_stream, write_stream
+    from .data import load_wav, write_wav
+    codec = _load_codec(a.model)
+    cfg = codec.cfg
+    if a.action in ("encode", "decode"):
+        if not a.input or not a.output:
+            raise UserError(f"board {a.action} needs INPUT and OUTPUT")
+        out = _out_path(a.output, a.force)
+    try:
+        board = Board.open(a.port, cfg, a.baud)
+        info = board.info(check=True)
+        if a.action == "info":
+            _json_out(info, None)
+        elif a.action == "selftest":
+            res = board.selftest()
+            print(json.dumps(res))
+            if not all(res.values()):
+                raise SystemExit(1)
+        elif a.action == "encode":
+            an = dsp.analyze(load_wav(a.input, cfg.signal.sample_rate), cfg, codec.lsf_q)
+            codes = board.encode(golden.quantize_frames(an.frames, cfg))
+            frames = Frames(an.num_samples, an.lsf_idx, an.gain_idx, [c.astype("uint8") for c in codes])
+            _write_atomic(out, write_stream(frames, cfg, codec.codebooks))
+            print(f"{a.input} -> {out} (coded on the board)")
+        else:
+            frames = read_stream(Path(a.input).read_bytes(), cfg, codec.codebooks)
+            y = golden.dequantize_frames(board.decode(frames.codes), cfg)
+            write_wav(out, dsp.synthesize(y, frames.lsf_idx, frames.gain_idx, frames.num_samples, cfg,
+                                          codec.lsf_q), cfg.signal.sample_rate)
+            print(f"{a.input} -> {out} (decoded on the board)")
+    except (ProtocolError, ImportError, OSError) as exc:
+        raise UserError(f"board on {a.port}: {exc}") from None
+
+
 def cmd_report(a):
     from .report_cmd import run_report
     run_report(a)
@@ -506,6 +544,16 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(sp)
     sp.add_argument("--lanes", type=int, default=16)
     sp.add_argument("--out", help="output folder (default bitstreams/BOARD)")
+
+    sp = add("board", cmd_board, "talk to a codec board over its UART: info, selftest, or encode a WAV / "
+             "decode a .cas on the board (needs pyserial)")
+    sp.add_argument("action", choices=("info", "selftest", "encode", "decode"))
+    sp.add_argument("input", nargs="?")
+    sp.add_argument("output", nargs="?")
+    sp.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
+    sp.add_argument("--baud", type=int, default=1_000_000)
+    model_arg(sp)
+    sp.add_argument("--force", action="store_true")
 
     sp = add("report", cmd_report, "rate-quality curve at every K next to Opus/Speex/G.722, fixed vs "
              "float sweep, Huffman savings: Markdown, JSON and PNG")
