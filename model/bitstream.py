@@ -40,13 +40,14 @@ import numpy as np
 
 from .huffman import Codebook, HuffmanError, codebooks_id
 
-__all__ = ["Frames", "BitstreamError", "write_stream", "read_stream", "truncate_stream",
+__all__ = ["Frames", "BitstreamError", "SideCoder", "write_stream", "read_stream", "truncate_stream",
            "stream_info", "MAGIC", "VERSION", "HEADER_SIZE", "SYNC"]
 
 MAGIC = b"CASC"
-VERSION = 1
+VERSION = 2
 SYNC = b"\xA5\x5A"
 FLAG_HUFFMAN = 0x01
+FLAG_SIDE_HUFFMAN = 0x02
 
 _HEADER = struct.Struct("<4sBBBB8sIIIHBBI")      # 36 bytes, then CRC u32
 HEADER_SIZE = _HEADER.size + 4                    # 40
@@ -111,6 +112,75 @@ def _packet_frames(cfg_pf: int, total: int, index: int) -> int:
     return min(cfg_pf, total - index * cfg_pf)
 
 
+class SideCoder:
+    """Huffman coding of the per-frame side information.
+
+    Each side field (``lpc.order`` LSF indices, then the gain index) is coded as the difference to
+    the same field of the previous frame of the packet, modulo its alphabet (the first frame of a
+    packet against 0, so packets stay independent), with one canonical codebook per field whose
+    symbols are the field's width.  A packet's side section is one byte-aligned chunk per field
+    (all frames of the packet).  The LSFs of 20 ms frames move slowly: on the training data this
+    takes the side information from 54 to about 34 bits per frame.
+    """
+
+    def __init__(self, books: list[Codebook]):
+        self.books = list(books)
+
+    @staticmethod
+    def _deltas(vals: np.ndarray, widths: np.ndarray) -> np.ndarray:
+        prev = np.concatenate([np.zeros((1, vals.shape[1]), np.int64), vals[:-1]])
+        return (vals - prev) % (np.int64(1) << widths)
+
+    @classmethod
+    def train(cls, side_values: list[np.ndarray], cfg) -> "SideCoder":
+        """``side_values``: per signal (T, order+1) = [lsf_idx | gain_idx]."""
+        from .huffman import limited_lengths
+        widths = _side_widths(cfg)
+        d = np.concatenate([cls._deltas(np.asarray(v, np.int64), widths) for v in side_values])
+        books = []
+        for j, w in enumerate(widths.tolist()):
+            counts = np.bincount(d[:, j], minlength=1 << w).astype(np.int64) + 1
+            books.append(Codebook(limited_lengths(counts, max(cfg.entropy.max_code_len, w)), w))
+        return cls(books)
+
+    def check(self, cfg) -> None:
+        if [b.symbol_bits for b in self.books] != _side_widths(cfg).tolist():
+            raise BitstreamError("side-information codebooks do not fit the codec config")
+
+    def encode(self, vals: np.ndarray, widths: np.ndarray) -> bytes:
+        d = self._deltas(vals, widths)
+        return b"".join(b.encode_symbols(d[:, j]) for j, b in enumerate(self.books))
+
+    def decode(self, data: bytes, nfr: int, widths: np.ndarray) -> np.ndarray:
+        """Raises HuffmanError unless ``data`` is exactly the chunks of ``nfr`` frames."""
+        pos, cols = 0, []
+        for b in self.books:
+            sym = b.decode_symbols(data[pos:], nfr)
+            pos += (int(b.lengths[sym].sum()) + 7) // 8
+            cols.append(sym)
+        if pos != len(data):
+            raise HuffmanError("side-information section has the wrong length")
+        d = np.stack(cols, 1).astype(np.int64) if cols else np.zeros((nfr, 0), np.int64)
+        return np.cumsum(d, axis=0) % (np.int64(1) << widths)
+
+    @property
+    def id(self) -> int:
+        return codebooks_id(self.books)
+
+    def to_dict(self) -> dict:
+        return {"books": [b.to_dict() for b in self.books]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SideCoder":
+        return cls([Codebook.from_dict(b) for b in d["books"]])
+
+
+def _books_id(codebooks, side) -> int:
+    if side is None:
+        return codebooks_id(codebooks) if codebooks is not None else 0
+    return zlib.crc32(struct.pack("<II", codebooks_id(codebooks) if codebooks is not None else 0, side.id)) or 1
+
+
 # ---- header -------------------------------------------------------------------------------------
 def _parse_header(data: bytes) -> dict:
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -129,16 +199,18 @@ def _parse_header(data: bytes) -> dict:
         raise BitstreamError(f"stream format version {version}, this reader knows version {VERSION}")
     if zlib.crc32(data[:_HEADER.size]) != crc:
         raise BitstreamError("stream header is damaged (header CRC mismatch)")
-    if pf == 0 or k > n or flags & ~FLAG_HUFFMAN:
+    if pf == 0 or k > n or flags & ~(FLAG_HUFFMAN | FLAG_SIDE_HUFFMAN):
         raise BitstreamError("stream header holds impossible values")
-    return {"version": version, "huffman": bool(flags & FLAG_HUFFMAN), "stages": k,
+    return {"version": version, "huffman": bool(flags & FLAG_HUFFMAN),
+            "side_huffman": bool(flags & FLAG_SIDE_HUFFMAN), "stages": k,
             "codec_stages": n, "config_hash": chash.hex(), "sample_rate": rate, "frames": frames,
             "samples": samples, "packet_frames": pf, "symbol_bits": sym_bits,
             "codebooks_id": cb_id}
 
 
 def _make_header(h: dict) -> bytes:
-    head = _HEADER.pack(MAGIC, VERSION, FLAG_HUFFMAN if h["huffman"] else 0, h["stages"],
+    flags = (FLAG_HUFFMAN if h["huffman"] else 0) | (FLAG_SIDE_HUFFMAN if h.get("side_huffman") else 0)
+    head = _HEADER.pack(MAGIC, VERSION, flags, h["stages"],
                         h["codec_stages"], bytes.fromhex(h["config_hash"]), h["sample_rate"],
                         h["frames"], h["samples"], h["packet_frames"], h["symbol_bits"], 0,
                         h["codebooks_id"])
@@ -166,7 +238,7 @@ def _check_codebooks(codebooks, k_stages, cfg):
             raise BitstreamError(f"codebook {n} is not a Codebook of symbol_bits={cfg.entropy.symbol_bits}")
 
 
-def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None) -> bytes:
+def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: SideCoder | None = None) -> bytes:
     """Frames -> stream bytes; Huffman coded when ``codebooks`` are given, else raw bits.
 
     Raises BitstreamError (one line) on frames that do not fit ``cfg``.
@@ -200,14 +272,16 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None) -> bytes
     huff = codebooks is not None
     if huff:
         _check_codebooks(codebooks, k_stages, cfg)
+    if side is not None:
+        side.check(cfg)
     pf = cfg.entropy.packet_frames
     if pf >= 1 << 16:
         raise BitstreamError("packet_frames must be below 65536")
     out = bytearray(_make_header({
         "huffman": huff, "stages": k_stages, "codec_stages": N, "config_hash": cfg.config_hash,
         "sample_rate": cfg.signal.sample_rate, "frames": T, "samples": int(frames.num_samples),
-        "packet_frames": pf, "symbol_bits": cfg.entropy.symbol_bits,
-        "codebooks_id": codebooks_id(codebooks) if huff else 0}))
+        "packet_frames": pf, "symbol_bits": cfg.entropy.symbol_bits, "side_huffman": side is not None,
+        "codebooks_id": _books_id(codebooks, side)}))
     widths = _side_widths(cfg)
     side_all = np.concatenate([lsf, gain[:, None]], axis=1)
     for p in range(-(-T // pf)):
@@ -222,7 +296,10 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None) -> bytes
         pkt = bytearray(_PKT_HEAD.pack(SYNC, p, b - a))
         for sec in sections:
             pkt += _U16.pack(len(sec))
-        pkt += _pack_fields(side_all[a:b], widths)
+        side_sec = side.encode(side_all[a:b], widths) if side is not None else _pack_fields(side_all[a:b], widths)
+        if len(side_sec) >= 1 << 16:
+            raise BitstreamError(f"side information of packet {p} exceeds 65535 bytes; use smaller packets")
+        pkt += _U16.pack(len(side_sec)) + side_sec
         for sec in sections:
             pkt += sec
         pkt += _U32.pack(zlib.crc32(pkt))
@@ -241,7 +318,7 @@ def _scan_packet(data: bytes, pos: int, k_stages: int, side_len_of):
 
     Returns (index, frames, side bytes, [section bytes], end) or None when it is no good packet.
     """
-    if len(data) - pos < _PKT_HEAD.size + 2 * k_stages + 4:
+    if len(data) - pos < _PKT_HEAD.size + 2 * k_stages + 2 + 4:
         return None
     sync, index, nfr = _PKT_HEAD.unpack_from(data, pos)
     if sync != SYNC:
@@ -249,8 +326,9 @@ def _scan_packet(data: bytes, pos: int, k_stages: int, side_len_of):
     q = pos + _PKT_HEAD.size
     lens = [_U16.unpack_from(data, q + 2 * i)[0] for i in range(k_stages)]
     q += 2 * k_stages
-    side_len = side_len_of(index, nfr)
-    if side_len is None:
+    (side_len,) = _U16.unpack_from(data, q)
+    q += 2
+    if not side_len_of(index, nfr, side_len):
         return None
     end = q + side_len + sum(lens)
     if end + 4 > len(data):
@@ -266,17 +344,29 @@ def _scan_packet(data: bytes, pos: int, k_stages: int, side_len_of):
     return index, nfr, side, secs, end + 4
 
 
-def _open(data, cfg, codebooks):
+def _open(data, cfg, codebooks, side=None, check_books=True):
     h = _parse_header(data)
     if h["config_hash"] != cfg.config_hash:
         raise BitstreamError(f"stream was made for codec {h['config_hash']}, this codec is {cfg.config_hash}")
     if h["codec_stages"] != cfg.network.stages or h["packet_frames"] != cfg.entropy.packet_frames:
         raise BitstreamError("stream header disagrees with the codec config")
-    if h["huffman"] and codebooks is not None:
-        _check_codebooks(codebooks, h["stages"], cfg)
-        if codebooks_id(codebooks) != h["codebooks_id"]:
+    if check_books:
+        if h["huffman"] and codebooks is None:
+            raise BitstreamError("stream is Huffman coded: codebooks needed")
+        if h["side_huffman"] and side is None:
+            raise BitstreamError("stream's side information is Huffman coded: side codebooks needed")
+        if h["huffman"]:
+            _check_codebooks(codebooks, h["stages"], cfg)
+        if side is not None and h["side_huffman"]:
+            side.check(cfg)
+        if (h["huffman"] or h["side_huffman"]) and _books_id(
+                codebooks if h["huffman"] else None, side if h["side_huffman"] else None) != h["codebooks_id"]:
             raise BitstreamError("stream was Huffman coded with other codebooks")
     return h
+
+
+def _min_side(cfg, nfr: int, side_huff: bool) -> int:
+    return len(_side_widths(cfg)) * -(-nfr // 8) if side_huff else _side_bytes(cfg, nfr)
 
 
 def _min_stream_size(h, cfg, huff) -> int:
@@ -285,21 +375,21 @@ def _min_stream_size(h, cfg, huff) -> int:
     full, rest = divmod(T, pf)
     for nfr, count in ((pf, full), (rest, 1 if rest else 0)):
         if count:
-            per = (_PKT_HEAD.size + 2 * K + _side_bytes(cfg, nfr) + 4
+            per = (_PKT_HEAD.size + 2 * K + 2 + _min_side(cfg, nfr, h["side_huffman"]) + 4
                    + sum(_min_section(cfg, n, nfr, huff) for n in range(K)))
             total += per * count
     return total
 
 
-def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: bool = True) -> Frames:
+def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: bool = True,
+                side: SideCoder | None = None) -> Frames:
     """Stream bytes -> :class:`Frames` (with ``lost`` set).  See the module docstring for errors
     and concealment.  ``codebooks`` must be the list the writer was given (checked through the
     header's codebooks id); they are not needed for a raw stream."""
-    h = _open(data, cfg, codebooks)
+    h = _open(data, cfg, codebooks, side)
     data = bytes(data)
     huff = h["huffman"]
-    if huff and codebooks is None:
-        raise BitstreamError("stream is Huffman coded: codebooks needed")
+    side_huff = h["side_huffman"]
     T, pf, K = h["frames"], h["packet_frames"], h["stages"]
     if len(data) < _min_stream_size(h, cfg, huff):
         raise BitstreamError(f"stream truncated: {len(data)} bytes, its header needs at least "
@@ -312,20 +402,20 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
     codes = [np.zeros((T, cfg.network.code_bits[n]), np.uint8) for n in range(K)]
     lost = np.ones(T, bool)
 
-    def side_len_of(index, nfr):
+    def side_len_of(index, nfr, side_len):
         if index >= npk or nfr != _packet_frames(pf, T, index):
-            return None
-        return _side_bytes(cfg, nfr)
+            return False
+        return side_len >= _min_side(cfg, nfr, True) if side_huff else side_len == _side_bytes(cfg, nfr)
 
     pos, nxt = HEADER_SIZE, 0
     while pos < len(data):
         pkt = _scan_packet(data, pos, K, side_len_of)
         ok = pkt is not None and pkt[0] >= nxt
         if ok:
-            index, nfr, side, secs, end = pkt
+            index, nfr, side_sec, secs, end = pkt
             a = index * pf
             try:
-                vals = _unpack_fields(side, nfr, widths)
+                vals = side.decode(side_sec, nfr, widths) if side_huff else _unpack_fields(side_sec, nfr, widths)
                 dec = []
                 for n in range(K):
                     if huff:
@@ -365,7 +455,7 @@ def truncate_stream(data: bytes, stages: int, cfg) -> bytes:
     The header's K becomes ``stages``; every packet is rewritten with its first sections and a
     new CRC.  A damaged packet cannot be cut: BitstreamError.
     """
-    h = _open(data, cfg, None)
+    h = _open(data, cfg, None, check_books=False)
     data = bytes(data)
     K, T, pf = h["stages"], h["frames"], h["packet_frames"]
     stages = int(stages)
@@ -374,10 +464,10 @@ def truncate_stream(data: bytes, stages: int, cfg) -> bytes:
     npk = -(-T // pf)
     out = bytearray(_make_header({**h, "stages": stages}))
 
-    def side_len_of(index, nfr):
+    def side_len_of(index, nfr, side_len):
         if index >= npk or nfr != _packet_frames(pf, T, index):
-            return None
-        return _side_bytes(cfg, nfr)
+            return False
+        return side_len >= _min_side(cfg, nfr, True) if h["side_huffman"] else side_len == _side_bytes(cfg, nfr)
 
     pos = HEADER_SIZE
     for p in range(npk):
@@ -388,7 +478,7 @@ def truncate_stream(data: bytes, stages: int, cfg) -> bytes:
         new = bytearray(_PKT_HEAD.pack(SYNC, index, nfr))
         for sec in secs[:stages]:
             new += _U16.pack(len(sec))
-        new += side
+        new += _U16.pack(len(side)) + side
         for sec in secs[:stages]:
             new += sec
         new += _U32.pack(zlib.crc32(new))

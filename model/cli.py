@@ -111,7 +111,7 @@ def cmd_decode(a):
     if data is None:
         raise UserError(f"{a.input} not found")
     from .bitstream import read_stream
-    frames = read_stream(data, codec.cfg, codec.codebooks)
+    frames = read_stream(data, codec.cfg, codec.codebooks, side=codec.side)
     if a.stages is not None and not 1 <= a.stages <= len(frames.codes):
         raise UserError(f"--stages must be 1..{len(frames.codes)} for this stream")
     y = codec.decode(frames, a.arith, a.stages)
@@ -208,7 +208,6 @@ def cmd_train(a):
     from .codec import Codec
     from .config import CodecConfig
     from .data import list_wavs, load_wav
-    from .huffman import train_codebooks
     from .train import TrainOptions, train
     cfg = CodecConfig.load(a.config) if a.config else CodecConfig()
     out = _out_path(a.out, a.force)
@@ -234,10 +233,7 @@ def cmd_train(a):
         return
     codec = Codec(cfg, net.eval(), q)
     # Huffman codebooks from the codes the hardware (fixed arithmetic) produces on training data
-    from .train import frames_from_signals
-    frames = frames_from_signals(signals, cfg, q)
-    codes = codec.encode_frames(frames, "fixed") if cfg.network.binary else codec.encode_frames(frames)
-    codec.codebooks = train_codebooks(codes, cfg)
+    codec.train_entropy_coders(signals, "fixed" if cfg.network.binary else "float")
     codec.meta = {
         "made_by": "cascade train " + " ".join(sys.argv[2:]),
         "data": [{"file": str(f), "seconds": round(len(s) / sr, 3)} for f, s in zip(files, signals)],
@@ -266,6 +262,23 @@ def cmd_set_format(a):
     new.int_model()  # proves the float weights fit the new formats
     new.save(out)
     print(f"{out}: fixed-point formats {changes}, config {codec.cfg.config_hash} -> {cfg.config_hash}")
+
+
+def cmd_codebooks(a):
+    from .data import load_wav
+    codec = _load_codec(a.model)
+    out = _out_path(a.out, a.force)
+    files = []
+    for d in a.wav_dir:
+        files += _wav_files(d)
+    signals = [load_wav(f, codec.cfg.signal.sample_rate, resample=a.resample) for f in files]
+    codec.train_entropy_coders(signals, "fixed" if codec.cfg.network.binary else "float")
+    codec.meta = dict(codec.meta)
+    codec.meta.setdefault("codebook_updates", []).append(
+        {"command": "cascade codebooks " + " ".join(sys.argv[2:]), "files": len(files),
+         "date": time.strftime("%Y-%m-%d")})
+    codec.save(out)
+    print(f"{out}: Huffman codebooks of the stage codes and side information from {len(files)} files")
 
 
 def cmd_export(a):
@@ -359,10 +372,10 @@ def cmd_board(a):
             an = dsp.analyze(load_wav(a.input, cfg.signal.sample_rate), cfg, codec.lsf_q)
             codes = board.encode(golden.quantize_frames(an.frames, cfg))
             frames = Frames(an.num_samples, an.lsf_idx, an.gain_idx, [c.astype("uint8") for c in codes])
-            _write_atomic(out, write_stream(frames, cfg, codec.codebooks))
+            _write_atomic(out, write_stream(frames, cfg, codec.codebooks, codec.side))
             print(f"{a.input} -> {out} (coded on the board)")
         else:
-            frames = read_stream(Path(a.input).read_bytes(), cfg, codec.codebooks)
+            frames = read_stream(Path(a.input).read_bytes(), cfg, codec.codebooks, side=codec.side)
             y = golden.dequantize_frames(board.decode(frames.codes), cfg)
             write_wav(out, dsp.synthesize(y, frames.lsf_idx, frames.gain_idx, frames.num_samples, cfg,
                                           codec.lsf_q), cfg.signal.sample_rate)
@@ -517,6 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--act-int-bits", type=int)
     sp.add_argument("--scale-bits", type=int)
     sp.add_argument("--bias-bits", type=int)
+    sp.add_argument("--force", action="store_true")
+
+    sp = add("codebooks", cmd_codebooks, "(re)build a model's Huffman codebooks (stage codes and side "
+             "information) from folders of WAV files: writes a new model file")
+    sp.add_argument("wav_dir", nargs="+")
+    model_arg(sp)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--resample", action="store_true")
     sp.add_argument("--force", action="store_true")
 
     sp = add("export", cmd_export, "write the integer model (weight bits, scales, biases, formats) for the hardware")

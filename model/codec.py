@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import dsp, golden
-from .bitstream import Frames, read_stream, write_stream
+from .bitstream import Frames, SideCoder, read_stream, write_stream
 from .config import CodecConfig, ConfigError
 from .export import quantize_model
 from .net import Cascade
@@ -45,6 +45,7 @@ class Codec:
     lsf_q: dsp.LsfQuantizer | None
     codebooks: list | None = None
     meta: dict = field(default_factory=dict)
+    side: SideCoder | None = None
     _int: golden.IntModel | None = field(default=None, repr=False)
 
     # ---- files ----------------------------------------------------------------------------
@@ -82,11 +83,23 @@ class Codec:
             if codebooks is not None and len(codebooks) != cfg.network.stages:
                 raise ValueError("one Huffman codebook per stage expected")
             meta = dict(d.get("meta") or {})
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            side = SideCoder.from_dict(d["side_codebooks"]) if d.get("side_codebooks") else None
+            if side is not None:
+                side.check(cfg)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise ModelError(f"{path}: damaged quantizer, codebook or metadata ({type(exc).__name__}: {exc})") from None
         if cfg.lpc.enabled and lsf_q is None:
             raise ModelError(f"{path}: model uses LPC but has no LSF quantizer")
-        return cls(cfg, net, lsf_q, codebooks, meta)
+        return cls(cfg, net, lsf_q, codebooks, meta, side=side)
+
+    def train_entropy_coders(self, signals: list[np.ndarray], arith: str = "fixed") -> None:
+        """Huffman codebooks for the stage codes (from the codes ``arith`` gives on ``signals``)
+        and for the side information (LSF and gain index deltas)."""
+        from .huffman import train_codebooks
+        analyses = [dsp.analyze(s, self.cfg, self.lsf_q) for s in signals]
+        frames = np.concatenate([an.frames[an.gain_idx > 0] for an in analyses])
+        self.codebooks = train_codebooks(self.encode_frames(frames, arith), self.cfg)
+        self.side = SideCoder.train([np.concatenate([an.lsf_idx, an.gain_idx[:, None]], 1) for an in analyses], self.cfg)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -95,6 +108,7 @@ class Codec:
              "config_hash": self.cfg.config_hash, "state_dict": self.net.state_dict(),
              "lsf": self.lsf_q.to_dict() if self.lsf_q else None,
              "codebooks": [c.to_dict() for c in self.codebooks] if self.codebooks else None,
+             "side_codebooks": self.side.to_dict() if self.side else None,
              "meta": json.loads(json.dumps(self.meta, default=str))}  # plain types only
         tmp = path.with_name(path.name + ".tmp")
         torch.save(d, tmp)
@@ -151,10 +165,10 @@ class Codec:
         return dsp.synthesize(y, lsf_idx, gain_idx, frames.num_samples, self.cfg, self.lsf_q)
 
     def encode_bytes(self, signal: np.ndarray, arith: str = "float", stages: int | None = None) -> bytes:
-        return write_stream(self.encode(signal, arith, stages), self.cfg, self.codebooks)
+        return write_stream(self.encode(signal, arith, stages), self.cfg, self.codebooks, self.side)
 
     def decode_bytes(self, data: bytes, arith: str = "float", stages: int | None = None) -> tuple[np.ndarray, Frames]:
-        frames = read_stream(data, self.cfg, self.codebooks)
+        frames = read_stream(data, self.cfg, self.codebooks, side=self.side)
         return self.decode(frames, arith, stages), frames
 
 

@@ -58,16 +58,14 @@ def tiny_model_path(tmp_path_factory, train_signals) -> Path:
     from model import dsp
     from model.codec import Codec
     from model.config import preset
-    from model.huffman import train_codebooks
-    from model.train import TrainOptions, frames_from_signals, train
+    from model.train import TrainOptions, train
 
     cfg = preset("tiny")
     q = dsp.LsfQuantizer.fit(dsp.training_lsfs(train_signals, cfg), cfg.lpc.lsf_bits)
     opts = TrainOptions(greedy_epochs=1, finetune_rounds=1, finetune_epochs=1, augment=False)
     net, hist = train(cfg, train_signals, opts, q, log=lambda m: None)
     codec = Codec(cfg, net.eval(), q)
-    codes = codec.encode_frames(frames_from_signals(train_signals, cfg, q), "fixed")
-    codec.codebooks = train_codebooks(codes, cfg)
+    codec.train_entropy_coders(train_signals, "fixed")
     codec.meta = {"made_by": "tests/conftest.py", "history": hist}
     path = codec.save(tmp_path_factory.mktemp("model") / "tiny.pt")
     return path

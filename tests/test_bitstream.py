@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from model.bitstream import (HEADER_SIZE, BitstreamError, Frames, read_stream, stream_info,
+from model.bitstream import (HEADER_SIZE, BitstreamError, Frames, SideCoder, read_stream, stream_info,
                              truncate_stream, write_stream)
 from model.config import preset
 from model.huffman import train_codebooks
@@ -26,6 +26,23 @@ def make_frames(cfg=CFG, T=60, seed=0, stages=None):
 CODEBOOKS = train_codebooks(make_frames(T=500, seed=9).codes, CFG)
 
 
+def side_values(fr: Frames) -> np.ndarray:
+    return np.concatenate([fr.lsf_idx, fr.gain_idx[:, None]], axis=1)
+
+
+def slow_frames(T, seed):
+    """Frames whose side information moves slowly, like real LSFs and gains."""
+    fr = make_frames(T=T, seed=seed)
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.integers(-1, 2, side_values(fr).shape) * (rng.random(side_values(fr).shape) < 0.3), 0)
+    fr.lsf_idx = np.clip(3 + walk[:, :-1], 0, (1 << CFG.lpc.lsf_bits) - 1)
+    fr.gain_idx = np.clip(30 + walk[:, -1], 0, (1 << CFG.gain.bits) - 1)
+    return fr
+
+
+SIDE = SideCoder.train([side_values(slow_frames(500, 9))], CFG)
+
+
 def same(a: Frames, b: Frames, stages=None):
     K = len(a.codes) if stages is None else stages
     return (a.num_samples == b.num_samples and np.array_equal(a.lsf_idx, b.lsf_idx)
@@ -43,6 +60,26 @@ def test_roundtrip(cbs, T):
     info = stream_info(data)
     assert info["frames"] == T and info["huffman"] == (cbs is not None)
     assert info["config_hash"] == CFG.config_hash and info["stages"] == CFG.network.stages
+
+
+@pytest.mark.parametrize("T", [1, 25, 60])
+def test_side_information_huffman(T):
+    """Delta + Huffman coded side information: exact round trip, cut to fewer stages, smaller than
+    raw on slowly moving values, and refused without its codebooks."""
+    fr = slow_frames(T, 4)
+    raw = write_stream(fr, CFG, CODEBOOKS)
+    coded = write_stream(fr, CFG, CODEBOOKS, SIDE)
+    assert same(fr, read_stream(coded, CFG, CODEBOOKS, side=SIDE))
+    assert stream_info(coded)["side_huffman"] and not stream_info(raw)["side_huffman"]
+    cut = truncate_stream(coded, 1, CFG)
+    assert same(fr, read_stream(cut, CFG, CODEBOOKS, side=SIDE), stages=1)
+    if T >= 25:
+        assert len(coded) < len(raw)
+    with pytest.raises(BitstreamError):
+        read_stream(coded, CFG, CODEBOOKS)
+    other = SideCoder.train([side_values(make_frames(T=200, seed=1))], CFG)
+    with pytest.raises(BitstreamError):
+        read_stream(coded, CFG, CODEBOOKS, side=other)
 
 
 def test_lpc_disabled_and_fewer_stages():
@@ -105,11 +142,11 @@ def test_truncated_stream():
         read_stream(data[:HEADER_SIZE + 10], CFG, CODEBOOKS)
 
 
-def _check(data, cbs):
+def _check(data, cbs, side=None):
     FUZZ_COUNT["n"] += 1
     for conceal in (True, False):
         try:
-            out = read_stream(data, CFG, cbs, conceal=conceal)
+            out = read_stream(data, CFG, cbs, conceal=conceal, side=side)
         except BitstreamError as e:
             assert "\n" not in str(e)
             continue
@@ -123,7 +160,8 @@ def _check(data, cbs):
 
 
 GOOD = {None: write_stream(make_frames(T=60), CFG, None),
-        "h": write_stream(make_frames(T=60), CFG, CODEBOOKS)}
+        "h": write_stream(make_frames(T=60), CFG, CODEBOOKS),
+        "hs": write_stream(make_frames(T=60), CFG, CODEBOOKS, SIDE)}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -135,7 +173,7 @@ def test_fuzz_random_bytes(data):
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.sampled_from([None, "h"]),
+@given(st.sampled_from([None, "h", "hs"]),
        st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)), max_size=6),
        st.integers(0, 10**6), st.booleans())
 def test_fuzz_mutated_streams(which, flips, cut, do_cut):
@@ -144,14 +182,15 @@ def test_fuzz_mutated_streams(which, flips, cut, do_cut):
     (about 1,000 with 300 + 2 x 400 examples, plus the two _check calls per random-bytes example)."""
     good = GOOD[which]
     cbs = CODEBOOKS if which else None
+    side = SIDE if which == "hs" else None
     d = bytearray(good)
     for pos, bit in flips:
         d[pos % len(d)] ^= 1 << bit
     if do_cut:
         d = d[:cut % (len(d) + 1)]
-    _check(bytes(d), cbs)
+    _check(bytes(d), cbs, side)
     try:
-        out = read_stream(bytes(d), CFG, cbs)
+        out = read_stream(bytes(d), CFG, cbs, side=side)
     except BitstreamError:
         return
     ref = make_frames(T=60)

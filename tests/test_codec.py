@@ -141,7 +141,7 @@ def test_decode_with_fewer_stages_every_k(tiny_codec, speech):
     c = tiny_codec
     N = c.cfg.network.stages
     data = c.encode_bytes(speech, "fixed")
-    frames = read_stream(data, c.cfg, c.codebooks)
+    frames = read_stream(data, c.cfg, c.codebooks, side=c.side)
     outs = []
     for k in range(1, N + 1):
         y, _ = c.decode_bytes(data, "fixed", stages=k)
