@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import assume, HealthCheck, given, settings, strategies as st
 
 from model import dsp, golden
 from model.codec import Codec
@@ -106,7 +106,10 @@ def fixed_cfgs(draw):
     I = draw(st.integers(2, A - 1))
     S = draw(st.integers(2, 32))
     B = draw(st.integers(A - I + 2, 32))
-    return TINY.replace(fixed={"act_bits": A, "act_int_bits": I, "scale_bits": S, "bias_bits": B})
+    try:   # formats whose product would not fit int64 are refused by validate(): not a case
+        return TINY.replace(fixed={"act_bits": A, "act_int_bits": I, "scale_bits": S, "bias_bits": B})
+    except ConfigError:
+        assume(False)
 
 
 def _ints(draw, lo, hi, n, mode):
