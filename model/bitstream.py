@@ -3,16 +3,17 @@
 The layout is documented byte by byte in ``docs/bitstream.md``; in short (all integers
 little-endian)::
 
-    header (40 bytes): b"CASC" | version u8 | flags u8 | K u8 | N u8 | config hash 8 bytes |
+    header (40 bytes): b"CASC" | version u8 (2) | flags u8 | K u8 | N u8 | config hash 8 bytes |
                        sample_rate u32 | frames T u32 | samples u32 | packet_frames u16 |
                        symbol_bits u8 | 0 u8 | codebooks id u32 | CRC-32 of the 36 bytes before u32
     packet (repeated ceil(T / packet_frames) times):
                        sync b"\\xA5\\x5A" | index u32 | frames u16 | K x section length u16 |
-                       side information | K stage sections | CRC-32 of the packet before u32
+                       side length u16 | side information | K stage sections | CRC-32 u32
 
 Side information: per frame ``lpc.order`` LSF indices of ``lpc.lsf_bits`` bits then the gain index
 of ``gain.bits`` bits, each MSB first, all frames of the packet concatenated and packed MSB first
-into ``ceil(frames * bits / 8)`` bytes.  A stage section holds the packet's frames of that stage:
+into ``ceil(frames * bits / 8)`` bytes; or, with flag bit 1, delta + Huffman coded per field
+(:class:`SideCoder`).  A stage section holds the packet's frames of that stage:
 Huffman coded (``model/huffman.py``: k-bit symbols with the first code bit in the LSB, codes MSB
 first, packed MSB first, zero-padded) when the stream is Huffman coded, else the raw code bits,
 frame after frame, packed MSB first.
