@@ -117,8 +117,12 @@ class FixedPointConfig:
     Each output's bias is a signed ``bias_bits``-bit integer at the output's resolution (F
     fractional bits), added after the shift.  Accumulator width follows from fan-in so that it
     cannot overflow (see ``acc_bits``).
+
+    The default width is the smallest of 6/8/10/12/16 bits that keeps the shipped model within
+    0.05 PESQ-WB of float and >= 99 % of code bits equal to float stage by stage (``cascade
+    report``: 10 bits loses 0.018, 8 bits 0.086).
     """
-    act_bits: int = 12
+    act_bits: int = 10
     act_int_bits: int = 4
     scale_bits: int = 16
     bias_bits: int = 14

@@ -72,14 +72,14 @@ def test_hash_changes_with_every_field():
 
 def test_replace():
     cfg = preset("tiny")
-    r = cfg.replace(fixed={"act_bits": 10}, lpc={"gamma": 0.9})
-    assert r.fixed.act_bits == 10 and r.lpc.gamma == 0.9
+    r = cfg.replace(fixed={"act_bits": 12}, lpc={"gamma": 0.9})
+    assert r.fixed.act_bits == 12 and r.lpc.gamma == 0.9
     assert r.fixed.act_int_bits == cfg.fixed.act_int_bits and r.network == cfg.network
     assert r.signal == cfg.signal and r.entropy == cfg.entropy and r.gain == cfg.gain
-    assert cfg.fixed.act_bits == 12                    # the original is untouched
+    assert cfg.fixed.act_bits == 10                    # the original is untouched
     assert r.config_hash != cfg.config_hash
     assert cfg.replace() == cfg
-    assert cfg.replace(fixed={"act_bits": 12}).config_hash == cfg.config_hash
+    assert cfg.replace(fixed={"act_bits": 10}).config_hash == cfg.config_hash
     with pytest.raises(ConfigError):
         cfg.replace(fixed={"act_bits": 3})             # validated
     with pytest.raises(ConfigError):
@@ -106,7 +106,7 @@ BAD = [
     ("fixed", {"act_int_bits": 12}),                   # == act_bits
     ("fixed", {"scale_bits": 1}),
     ("fixed", {"scale_bits": 33}),
-    ("fixed", {"bias_bits": 9}),                       # < act_frac + 2
+    ("fixed", {"bias_bits": 7}),                       # < act_frac + 2
     ("fixed", {"bias_bits": 33}),
     ("lpc", {"order": 0}),
     ("lpc", {"order": 33}),
@@ -193,9 +193,9 @@ def test_derived_quantities():
     assert cfg.raw_bits_per_frame() == 8 * 3 + 6 + 32
     assert cfg.raw_kbps() == pytest.approx(cfg.raw_bits_per_frame() * 16000 / 64 / 1000)
     f = cfg.fixed
-    assert f.act_frac == 8
-    assert f.acc_bits(1) == 13 and f.acc_bits(63) == 18 and f.acc_bits(64) == 19 and f.acc_bits(65) == 19
-    assert f.product_bits(64) == 19 + 16
+    assert f.act_frac == 6
+    assert f.acc_bits(1) == 11 and f.acc_bits(63) == 16 and f.acc_bits(64) == 17 and f.acc_bits(65) == 17
+    assert f.product_bits(64) == 17 + 16
 
 
 def test_replace_unknown_section_is_config_error():

@@ -107,7 +107,7 @@ def _set(d, keys, value):
 
 
 TAMPER = {
-    "config-edited": lambda p: _edit_manifest(p, lambda m: _set(m, ["config", "fixed", "act_bits"], 10)),
+    "config-edited": lambda p: _edit_manifest(p, lambda m: _set(m, ["config", "fixed", "act_bits"], 12)),
     "config-hash-edited": lambda p: _edit_manifest(p, lambda m: _set(m, ["config_hash"], "0" * 16)),
     "config-invalid": lambda p: _edit_manifest(p, lambda m: _set(m, ["config", "fixed", "act_bits"], 2)),
     "config-unknown-field": lambda p: _edit_manifest(p, lambda m: _set(m, ["config", "fixed", "bogus"], 1)),
