@@ -79,14 +79,22 @@ def huffman_savings(codec, files) -> list[dict]:
     from . import dsp
     from .data import load_wav
     sr = codec.cfg.signal.sample_rate
-    raw = np.zeros(codec.cfg.network.stages)
-    coded = np.zeros(codec.cfg.network.stages)
+    from .bitstream import _side_widths
+    raw = np.zeros(codec.cfg.network.stages + 1)
+    coded = np.zeros(codec.cfg.network.stages + 1)
+    widths = _side_widths(codec.cfg)
+    pf = codec.cfg.entropy.packet_frames
     for f in files:
         an = dsp.analyze(load_wav(f, sr), codec.cfg, codec.lsf_q)
         for n, c in enumerate(codec.encode_frames(an.frames, "fixed")):
             raw[n] += c.size
             coded[n] += codec.codebooks[n].cost(c) if codec.codebooks else c.size
-    return [{"stage": n + 1, "raw_bits": int(r), "huffman_bits": int(c), "saving": float(1 - c / r)}
+        side = np.concatenate([an.lsf_idx, an.gain_idx[:, None]], 1)
+        raw[-1] += side.shape[0] * int(widths.sum())
+        coded[-1] += sum(8 * len(codec.side.encode(side[a:a + pf], widths)) for a in range(0, len(side), pf)) \
+            if codec.side else side.shape[0] * int(widths.sum())
+    return [{"stage": n + 1 if n < len(raw) - 1 else "side information (LSF + gain, byte-aligned chunks)",
+             "raw_bits": int(r), "huffman_bits": int(c), "saving": float(1 - c / r)}
             for n, (r, c) in enumerate(zip(raw, coded))]
 
 
