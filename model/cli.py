@@ -333,7 +333,10 @@ def cmd_verify(a):
         print(f"{core}: {r['mismatches']} mismatches in {r['words']} words, {cyc}")
         if r["mismatches"]:
             bad = True
-            print(f"  first mismatch: {r['first_mismatch']}")
+            fm = r["first_mismatch"]
+            layer = ("its code layer" if core == "encoder" else "the decoder output layer (running sum)")
+            print(f"  first mismatch: frame {fm['frame']}, stage {fm['stage']}, word {fm['word']} "
+                  f"(output of {layer}): expected {fm['expected']}, got {fm['got']}")
     if a.json:
         _json_out(res, a.json)
     if bad:
