@@ -49,7 +49,7 @@ def tiny():
 
 
 def standin_board(cfg, model, cores=("encoder", "decoder"), corrupt=False):
-    x = np.random.default_rng(5).integers(-2048, 2048, (2, cfg.coefficients))
+    x = np.random.default_rng(5).integers(-(1 << (cfg.fixed.act_bits - 1)), 1 << (cfg.fixed.act_bits - 1), (2, cfg.coefficients))
     bits = standin_encode(cfg, x)
     y = standin_decode(cfg, bits, cfg.network.stages)
     if corrupt:
@@ -62,7 +62,7 @@ def standin_board(cfg, model, cores=("encoder", "decoder"), corrupt=False):
 def test_protocol_with_standin_cores(tiny):
     cfg, model = tiny
     rng = np.random.default_rng(7)
-    frame = rng.integers(-2048, 2048, cfg.coefficients)
+    frame = rng.integers(-(1 << (cfg.fixed.act_bits - 1)), 1 << (cfg.fixed.act_bits - 1), cfg.coefficients)
     bits = standin_encode(cfg, frame[None])[0]
     k = 1
     codes = [bits[:16], bits[16:]]

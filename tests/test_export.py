@@ -38,7 +38,8 @@ def test_round_trip_random_model(cfg, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "weights.npz"]
     back = load_export(out)
     _assert_same(m, back)
-    x = np.random.default_rng(0).integers(-2048, 2048, (3, cfg.coefficients))
+    A = cfg.fixed.act_bits
+    x = np.random.default_rng(0).integers(-(1 << (A - 1)), 1 << (A - 1), (3, cfg.coefficients))
     assert all(np.array_equal(a, b) for a, b in zip(golden.encode(m, x), golden.encode(back, x)))
     man = json.loads((out / "manifest.json").read_text())
     assert man["version"] == EXPORT_VERSION and man["config_hash"] == cfg.config_hash

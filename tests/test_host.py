@@ -48,15 +48,16 @@ def test_board_roundtrip_matches_golden():
     board = host.Board(SoftLink(model), cfg)
     assert board.info() == {"config_hash": cfg.config_hash, "encoder": True, "decoder": True}
     assert board.selftest() == {"encoder_ok": True, "decoder_ok": True}
-    x = np.random.default_rng(0).integers(-2048, 2048, (3, cfg.coefficients))
+    x = np.random.default_rng(0).integers(-(1 << (cfg.fixed.act_bits - 1)), 1 << (cfg.fixed.act_bits - 1), (3, cfg.coefficients))
     codes = board.encode(x)
     for got, want in zip(codes, golden.encode(model, x)):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(board.decode(codes, 1), golden.decode(model, codes, stages=1))
     with pytest.raises(ValueError, match="K must be"):
         host.decode_request(cfg, [c[0] for c in codes], 3)
-    with pytest.raises(ValueError, match="signed 12-bit"):
-        host.encode_request(cfg, np.full(cfg.coefficients, 4096))
+    A = cfg.fixed.act_bits
+    with pytest.raises(ValueError, match=f"signed {A}-bit"):
+        host.encode_request(cfg, np.full(cfg.coefficients, 1 << (A - 1)))
     other = host.Board(SoftLink(model), preset("default"))
     with pytest.raises(host.ProtocolError, match="host config is"):
         other.info()
