@@ -63,6 +63,26 @@ def _write_atomic(path: Path, data: bytes):
         raise
 
 
+@contextmanager
+def _fds_to(path):
+    """Send this process's and its children's stdout/stderr to a file (the simulator is chatty)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "wb") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 def _load_codec(path):
     from .codec import Codec
     return Codec.load(path)
@@ -323,8 +343,11 @@ def cmd_verify(a):
     frames, wav = _frames_for_verify(codec, a.wav, a.frames)
     build = Path(a.build_dir)
     build.mkdir(parents=True, exist_ok=True)
-    print(f"simulating {len(frames)} frames of {wav} (lanes={a.lanes}) in Icarus Verilog...", file=sys.stderr)
-    res = verify_cores(codec.int_model(), frames, a.lanes, build)
+    log = build / "simulation.log"
+    print(f"simulating {len(frames)} frames of {wav} (lanes={a.lanes}) in Icarus Verilog "
+          f"(log: {log})...", file=sys.stderr)
+    with _fds_to(log):
+        res = verify_cores(codec.int_model(), frames, a.lanes, build)
     bad = False
     for core in ("encoder", "decoder"):
         r = res[core]
