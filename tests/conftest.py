@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# CI runs the property tests and fuzzers with a fixed seed (a failure there is reproducible);
+# a developer's run explores new examples each time.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 from model.data import load_wav, write_wav
 
