@@ -369,8 +369,12 @@ def cmd_verify(a):
 def cmd_synth(a):
     from hw.synth import synth
     codec = _load_codec(a.model)
-    out = Path(a.out) if a.out else REPO / "bitstreams" / a.board
-    res = synth(codec.int_model(), a.board, a.lanes, out)
+    cores = tuple(c.strip() for c in a.cores.split(",") if c.strip())
+    if not cores or set(cores) - {"encoder", "decoder"}:
+        raise UserError("--cores takes encoder, decoder or encoder,decoder")
+    name = a.board if len(cores) == 2 else f"{a.board}-{cores[0]}"
+    out = Path(a.out) if a.out else REPO / "bitstreams" / name
+    res = synth(codec.int_model(), a.board, a.lanes, out, cores=cores)
     print(json.dumps(res, indent=1, default=str))
 
 
@@ -592,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-25f", "ulx3s-85f"))
     model_arg(sp)
     sp.add_argument("--lanes", type=int, default=16)
-    sp.add_argument("--out", help="output folder (default bitstreams/BOARD)")
+    sp.add_argument("--cores", default="encoder,decoder",
+                    help="which cores the board top holds: encoder, decoder or both (default)")
+    sp.add_argument("--out", help="output folder (default bitstreams/BOARD, or BOARD-CORE for one core)")
 
     sp = add("board", cmd_board, "talk to a codec board over its UART: info, selftest, or encode a WAV / "
              "decode a .cas on the board (needs pyserial)")
