@@ -13,7 +13,7 @@ first; bytes filled MSB first; a section ends zero-padded to a whole byte.
 
 from __future__ import annotations
 
-from amaranth import *
+from amaranth import C, Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out

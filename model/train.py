@@ -18,10 +18,8 @@ Runs on the CPU, a GPU when one is there, and several processes through ``torchr
 
 from __future__ import annotations
 
-import math
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
