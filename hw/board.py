@@ -13,16 +13,25 @@ command   host sends after the command byte            board answers
           bits (B_K = sum(code_bits[:K]))               sign-extended
 ``T``     nothing                                       ``T``, flags (bit 0: encoder mismatch,
                                                         bit 1: decoder mismatch; 0 = pass)
-``I``     nothing                                       ``I``, 8 bytes config hash, 1 byte cores
-                                                        (bit 0 encoder, bit 1 decoder)
+``I``     nothing                                       ``I``, 8 bytes config hash, 1 byte flags
+                                                        (bit 0 encoder, bit 1 decoder, bit 2 the
+                                                        cores need a weight load, bit 3 they
+                                                        have one), 1 byte lanes P
+``W``     the load image of each RAM-stored core,       ``W`` once every word is written
+          encoder first (``Schedule.load_words()``,
+          ceil(L/8) bytes per word, L =
+          ``load_word_bits``)
 ========  ===========================================  ========================================
 
 ``E`` without an encoder, ``D`` without a decoder, or ``D`` with K outside 1..N answer ``!`` and
 nothing else (for a bad K the code bytes that follow are read as commands: the host library
-checks K first).  Other bytes are ignored.
+checks K first).  So do ``E``, ``D`` and ``T`` while RAM-stored cores wait for their weights, and
+``W`` on a board whose weights are in ROM.  Other bytes are ignored.
 
-After reset the board runs the self-test once without answering, then lights ``led_pass`` or
-``led_fail``.  The self-test feeds ``selftest_frames`` stored frames (random integers of the
+Weights in ROM (``storage="rom"``, the bitstream carries them): after reset the board runs the
+self-test once without answering, then lights ``led_pass`` or ``led_fail``.  Weights in RAM
+(``"ram"``, or ``"spram"`` on the iCE40 UltraPlus, whose SPRAM a bitstream cannot initialize):
+both LEDs stay dark until the host has sent ``W`` and then ``T``.  The self-test feeds ``selftest_frames`` stored frames (random integers of the
 activation range, from a fixed seed) through the encoder and compares every code bit with
 ``model.golden.encode``; it feeds the expected codes (K = N) through the decoder and compares every
 word with ``model.golden.decode``.
@@ -31,7 +40,7 @@ word with ``model.golden.decode``.
 import operator
 
 import numpy as np
-from amaranth.hdl import Array, Const, Elaboratable, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.build import ResourceError
 from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -44,9 +53,9 @@ from model.golden import IntModel
 from .uart import UARTRx, UARTTx, baud_divisor
 
 __all__ = ["BoardCore", "BoardTop", "selftest_vectors", "CMD_ENCODE", "CMD_DECODE", "CMD_SELFTEST",
-           "CMD_INFO", "REPLY_REFUSED", "CORE_NAMES"]
+           "CMD_INFO", "CMD_LOAD", "REPLY_REFUSED", "CORE_NAMES"]
 
-CMD_ENCODE, CMD_DECODE, CMD_SELFTEST, CMD_INFO = b"E"[0], b"D"[0], b"T"[0], b"I"[0]
+CMD_ENCODE, CMD_DECODE, CMD_SELFTEST, CMD_INFO, CMD_LOAD = b"E"[0], b"D"[0], b"T"[0], b"I"[0], b"W"[0]
 REPLY_REFUSED = b"!"[0]
 CORE_NAMES = ("encoder", "decoder")
 
@@ -115,6 +124,9 @@ class BoardCore(wiring.Component):
     selftest : tuple, optional
         ``(x, bits, y)`` to store instead of :func:`selftest_vectors` (for tests with stand-in
         cores).
+    storage : str
+        Where the cores keep weights and parameters (``hw/store.py``): ``"rom"`` (in the
+        bitstream), ``"ram"`` or ``"spram"`` (loaded by the host with ``W``).
 
     Ports: ``rx`` (in) and ``tx`` (out) UART lines; ``led_pass``, ``led_fail`` (self-test result,
     both 0 while it runs); ``busy`` (a command or the self-test runs).
@@ -127,7 +139,7 @@ class BoardCore(wiring.Component):
 
     def __init__(self, model: IntModel, lanes: int = 1, *, clk_freq: float = 12e6, baud: int = 1_000_000,
                  divisor: int | None = None, cores=CORE_NAMES, selftest_frames: int = 2,
-                 encoder_cls=None, decoder_cls=None, selftest=None):
+                 encoder_cls=None, decoder_cls=None, selftest=None, storage: str = "rom"):
         if not isinstance(model, IntModel):
             raise TypeError(f"model must be an IntModel, not {model!r}")
         model.check()
@@ -148,8 +160,10 @@ class BoardCore(wiring.Component):
                 enc_default, dec_default = _default_core_classes()
                 encoder_cls = encoder_cls or enc_default
                 decoder_cls = decoder_cls or dec_default
-        self.encoder = encoder_cls(model, self._lanes) if "encoder" in cores else None
-        self.decoder = decoder_cls(model, self._lanes) if "decoder" in cores else None
+        kw = {} if storage == "rom" else {"storage": storage}
+        self.encoder = encoder_cls(model, self._lanes, **kw) if "encoder" in cores else None
+        self.decoder = decoder_cls(model, self._lanes, **kw) if "decoder" in cores else None
+        self._storage = storage
         if selftest is None:
             selftest = selftest_vectors(model, self._frames)
         x, bits, y = (np.asarray(v) for v in selftest)
@@ -165,6 +179,10 @@ class BoardCore(wiring.Component):
     @property
     def divisor(self) -> int:
         return self._divisor
+
+    @property
+    def storage(self) -> str:
+        return self._storage
 
     @property
     def cores(self) -> tuple:
@@ -216,8 +234,14 @@ class BoardCore(wiring.Component):
         reply = Signal()
         idx = Signal(range(10))
 
-        info = [CMD_INFO, *bytes.fromhex(cfg.config_hash),
-                (enc is not None) | ((dec is not None) << 1)]
+        loadable = [c for c in (enc, dec) if c is not None and self._storage != "rom"]
+        all_loaded = Signal(init=1)
+        if loadable:
+            m.d.comb += all_loaded.eq(Cat(c.loaded for c in loadable).all())
+        flags_byte = Signal(8)
+        m.d.comb += flags_byte.eq((enc is not None) | ((dec is not None) << 1)
+                                  | (bool(loadable) << 2) | (all_loaded << 3))
+        info = [CMD_INFO, *bytes.fromhex(cfg.config_hash), 0, self._lanes]
         info_rom = Array(Const(b, 8) for b in info)
         prefix_rom = Array(Const(p, range(B + 1)) for p in prefix)
 
@@ -233,7 +257,7 @@ class BoardCore(wiring.Component):
 
             with m.State("BOOT"):
                 m.d.sync += reply.eq(0)
-                m.next = "T_START"
+                m.next = "IDLE" if loadable else "T_START"   # RAM weights: nothing to test yet
 
             with m.State("IDLE"):
                 m.d.comb += rx_ready.eq(1)
@@ -241,14 +265,22 @@ class BoardCore(wiring.Component):
                     with m.Switch(rx_data):
                         with m.Case(CMD_ENCODE):
                             m.next = "E_ECHO" if enc is not None else "NAK"
+                            with m.If(~all_loaded):
+                                m.next = "NAK"
                         with m.Case(CMD_DECODE):
                             m.next = "D_K" if dec is not None else "NAK"
+                            with m.If(~all_loaded):
+                                m.next = "NAK"
                         with m.Case(CMD_SELFTEST):
                             m.d.sync += reply.eq(1)
                             m.next = "T_START"
+                            with m.If(~all_loaded):
+                                m.next = "NAK"
                         with m.Case(CMD_INFO):
                             m.d.sync += idx.eq(0)
                             m.next = "I_SEND"
+                        with m.Case(CMD_LOAD):
+                            m.next = "W_START" if loadable else "NAK"
 
             with m.State("NAK"):
                 m.d.comb += [tx_data.eq(REPLY_REFUSED), tx_valid.eq(1)]
@@ -256,10 +288,50 @@ class BoardCore(wiring.Component):
                     m.next = "IDLE"
 
             with m.State("I_SEND"):
-                m.d.comb += [tx_data.eq(info_rom[idx]), tx_valid.eq(1)]
+                m.d.comb += [tx_data.eq(Mux(idx == len(info) - 2, flags_byte, info_rom[idx])), tx_valid.eq(1)]
                 with m.If(tx_ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == len(info) - 1):
+                        m.next = "IDLE"
+
+            # ---- W: load the weight/parameter images of the RAM-stored cores -------------------------
+            if loadable:
+                lbits = loadable[0].schedule.load_word_bits
+                nbytes = (lbits + 7) // 8
+                sizes = [c.schedule.weight_depth + c.schedule.param_depth for c in loadable]
+                lcore = Signal(range(max(len(loadable), 2)))
+                lword = Signal(8 * nbytes)
+                lbyte = Signal(range(max(nbytes, 2)))
+                lcnt = Signal(range(max(sizes)))
+                for c in loadable:
+                    m.d.comb += c.load.payload.eq(lword)
+                with m.State("W_START"):
+                    m.d.sync += [lcore.eq(0), lcnt.eq(0), lbyte.eq(0)]
+                    m.next = "W_BYTE"
+                with m.State("W_BYTE"):
+                    m.d.comb += rx_ready.eq(1)
+                    with m.If(rx_valid):
+                        m.d.sync += lword.word_select(lbyte, 8).eq(rx_data)
+                        with m.If(lbyte == nbytes - 1):
+                            m.d.sync += lbyte.eq(0)
+                            m.next = "W_PUSH"
+                        with m.Else():
+                            m.d.sync += lbyte.eq(lbyte + 1)
+                with m.State("W_PUSH"):
+                    for n, (c, size) in enumerate(zip(loadable, sizes)):
+                        with m.If(lcore == n):
+                            m.d.comb += c.load.valid.eq(1)
+                            with m.If(c.load.ready):
+                                m.next = "W_BYTE"
+                                with m.If(lcnt == size - 1):
+                                    m.d.sync += [lcnt.eq(0), lcore.eq(n + 1)]
+                                    if n == len(loadable) - 1:
+                                        m.next = "W_ECHO"
+                                with m.Else():
+                                    m.d.sync += lcnt.eq(lcnt + 1)
+                with m.State("W_ECHO"):
+                    m.d.comb += [tx_data.eq(CMD_LOAD), tx_valid.eq(1)]
+                    with m.If(tx_ready):
                         m.next = "IDLE"
 
             # ---- E: encode one frame from the host --------------------------------------------------

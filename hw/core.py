@@ -17,10 +17,12 @@ the whole picture.
 from __future__ import annotations
 
 import operator
+from types import SimpleNamespace
 
 from amaranth import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
 from model.golden import IntModel
@@ -28,6 +30,7 @@ from model.golden import IntModel
 from .mac import MacEngine
 from .post import PostUnit
 from .schedule import POST_LATENCY, POST_UNIT_LATENCY, Schedule
+from .store import STORAGES, ParamStore
 
 __all__ = ["CascadeCore"]
 
@@ -36,14 +39,42 @@ class CascadeCore(wiring.Component):
     """Base of :class:`~hw.encoder.EncoderCore` and :class:`~hw.decoder.DecoderCore`.
 
     Subclasses give the signature; this class builds the datapath for ``side``.
+
+    ``storage`` says where the weights and the post-unit parameters live (``hw/store.py``):
+    ``"rom"`` (initialized by the bitstream), ``"ram"`` or ``"spram"`` (loaded at run time).  A
+    loadable core has two more ports:
+
+    ``load``: In(stream.Signature(``schedule.load_word_bits``))
+        The load image ``schedule.load_words()``: every weight row, then every parameter row, in
+        address order.  Accepted one word per cycle while the datapath is idle; a word that
+        arrives while a frame runs waits.  After the last word the pointer wraps to 0, so sending
+        the image again reloads the core.
+    ``loaded``: Out(1)
+        High once a whole image is in; frames start only while it is high.  It drops with the
+        first word of a reload.
     """
 
-    def __init__(self, model: IntModel, lanes: int, side: str, signature: dict):
+    def __init__(self, model: IntModel, lanes: int, side: str, signature: dict, storage: str = "rom"):
         if not isinstance(model, IntModel):
             raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {STORAGES}, not {storage!r}")
         self._sched = Schedule(model, operator.index(lanes), side)
-        self._model, self._side = model, side
+        self._model, self._side, self._storage = model, side, storage
+        if storage == "spram":
+            sc = self._sched
+            if sc.lanes > 16 or sc.scale_bits + sc.bias_bits > 16:
+                raise ValueError(
+                    f"SPRAM words have 16 bits: needs lanes <= 16 (is {sc.lanes}) and scale_bits + "
+                    f"bias_bits <= 16 (is {sc.scale_bits} + {sc.bias_bits})")
+        if storage != "rom":
+            signature = dict(signature, load=In(stream.Signature(self._sched.load_word_bits)),
+                             loaded=Out(1))
         super().__init__(signature)
+
+    @property
+    def storage(self) -> str:
+        return self._storage
 
     @property
     def schedule(self) -> Schedule:
@@ -78,10 +109,14 @@ class CascadeCore(wiring.Component):
         sb, bb = sc.scale_bits, sc.bias_bits
 
         # ---- memories ---------------------------------------------------------------------
-        m.submodules.weights = wmem = Memory(shape=unsigned(P), depth=sc.weight_depth, init=sc.weight_rows())
-        m.submodules.params = pmem = Memory(shape=unsigned(sb + bb), depth=sc.param_depth, init=sc.param_rows())
+        rom = self._storage == "rom"
+        m.submodules.weights = wmem = ParamStore(P, sc.weight_depth, self._storage,
+                                                 sc.weight_rows() if rom else None)
+        m.submodules.params = pmem = ParamStore(sb + bb, sc.param_depth, self._storage,
+                                                sc.param_rows() if rom else None)
         m.submodules.acts = amem = Memory(shape=signed(A), depth=sc.act_depth, init=[])
-        w_rd, p_rd = wmem.read_port(), pmem.read_port()
+        w_rd = SimpleNamespace(addr=wmem.read_addr, data=wmem.read_data)
+        p_rd = SimpleNamespace(addr=pmem.read_addr, data=pmem.read_data)
         a_mac, a_res, a_wr = amem.read_port(), amem.read_port(), amem.write_port()
         if enc:
             in_depth, in_bank = 2 * D, D
@@ -207,7 +242,10 @@ class CascadeCore(wiring.Component):
             x_mac.addr.eq(Mux(bank, in_bank, 0) + c_src_base + j),
         ]
         next_ok = Signal()
-        m.d.comb += next_ok.eq(full.bit_select(~bank, 1) & credit_ok)
+        loaded = Signal(init=int(rom))  # the stores hold a whole image
+        m.d.comb += next_ok.eq(full.bit_select(~bank, 1) & credit_ok & loaded)
+        can_start = Signal()
+        m.d.comb += can_start.eq(~running & full.bit_select(bank, 1) & credit_ok & loaded)
         with m.If(issue):
             m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(j == c_fan_in_m1):
@@ -225,7 +263,7 @@ class CascadeCore(wiring.Component):
                     m.d.sync += [g.eq(g + 1), gP.eq(gP + P)]
             with m.Else():
                 m.d.sync += j.eq(j + 1)
-        with m.Elif(~running & full.bit_select(bank, 1) & credit_ok):
+        with m.Elif(can_start):
             m.d.sync += running.eq(1)
             m.d.comb += start_frame.eq(1)
 
@@ -337,4 +375,24 @@ class CascadeCore(wiring.Component):
         ]
         with m.If(post.o_valid):
             m.d.sync += [wr_layer.eq(pw_layer), wr_idx.eq(pw_i)]
+        # ---- loader of a RAM-stored core: weight rows, then parameter rows ----------------
+        if not rom:
+            n_w, n_p = sc.weight_depth, sc.param_depth
+            ld_ptr = Signal(range(n_w + n_p))
+            ld_param = Signal()                      # the pointer is in the parameter part
+            m.d.comb += [
+                # idle datapath: no frame issues reads, the post unit reads no parameters
+                self.load.ready.eq(~running & ~post_active & ~can_start),
+                self.loaded.eq(loaded),
+                ld_param.eq(ld_ptr >= n_w),
+                wmem.write_addr.eq(ld_ptr), wmem.write_data.eq(self.load.payload[:P]),
+                pmem.write_addr.eq(ld_ptr - n_w), pmem.write_data.eq(self.load.payload[:sb + bb]),
+            ]
+            with m.If(self.load.valid & self.load.ready):
+                m.d.comb += [wmem.write_en.eq(~ld_param), pmem.write_en.eq(ld_param)]
+                with m.If(ld_ptr == n_w + n_p - 1):
+                    m.d.sync += [ld_ptr.eq(0), loaded.eq(1)]
+                with m.Else():
+                    m.d.sync += [ld_ptr.eq(ld_ptr + 1), loaded.eq(0)]
+
         return m

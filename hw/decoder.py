@@ -37,9 +37,12 @@ class DecoderCore(CascadeCore):
     model : IntModel
     lanes : int
         P, 1 <= P <= smallest fan-in of the schedule.
+    storage : str
+        ``"rom"`` (weights in the bitstream), ``"ram"`` or ``"spram"`` (loaded at run time
+        through the ``load`` stream; see :class:`~hw.core.CascadeCore`).
     """
 
-    def __init__(self, model: IntModel, lanes: int):
+    def __init__(self, model: IntModel, lanes: int, storage: str = "rom"):
         if not isinstance(model, IntModel):
             raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
         cfg = model.config
@@ -47,7 +50,7 @@ class DecoderCore(CascadeCore):
             "k": In(stream.Signature(range(1, cfg.network.stages + 1))),
             "i": In(stream.Signature(1)),
             "o": Out(stream.Signature(signed(cfg.fixed.act_bits))),
-        })
+        }, storage)
 
     def cycles_for(self, stages: int) -> int:
         """Designed cycles per frame of a frame carrying ``stages`` stages."""

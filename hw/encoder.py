@@ -37,13 +37,16 @@ class EncoderCore(CascadeCore):
     model : IntModel
     lanes : int
         P, 1 <= P <= smallest fan-in of the schedule.
+    storage : str
+        ``"rom"`` (weights in the bitstream), ``"ram"`` or ``"spram"`` (loaded at run time
+        through the ``load`` stream; see :class:`~hw.core.CascadeCore`).
     """
 
-    def __init__(self, model: IntModel, lanes: int):
+    def __init__(self, model: IntModel, lanes: int, storage: str = "rom"):
         if not isinstance(model, IntModel):
             raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
         A = model.config.fixed.act_bits
         super().__init__(model, lanes, "encoder", {
             "i": In(stream.Signature(signed(A))),
             "o": Out(stream.Signature(1)),
-        })
+        }, storage)

@@ -14,9 +14,11 @@ from model.config import CodecConfig
 
 __all__ = ["ProtocolError", "encode_request", "encode_reply_len", "parse_encode_reply",
            "decode_request", "decode_reply_len", "parse_decode_reply", "info_request",
-           "parse_info_reply", "selftest_request", "parse_selftest_reply", "Board"]
+           "parse_info_reply", "INFO_REPLY_LEN", "selftest_request", "parse_selftest_reply",
+           "load_request", "Board"]
 
-_E, _D, _T, _I, _NAK = b"E", b"D", b"T", b"I", b"!"
+_E, _D, _T, _I, _W, _NAK = b"E", b"D", b"T", b"I", b"W", b"!"
+INFO_REPLY_LEN = 11
 
 
 class ProtocolError(RuntimeError):
@@ -78,9 +80,25 @@ def info_request() -> bytes:
 
 
 def parse_info_reply(data: bytes) -> dict:
-    """``{"config_hash": 16 hex digits, "encoder": bool, "decoder": bool}``."""
-    _expect(data, _I, 10)
-    return {"config_hash": data[1:9].hex(), "encoder": bool(data[9] & 1), "decoder": bool(data[9] & 2)}
+    """``{"config_hash": 16 hex digits, "encoder": bool, "decoder": bool, "needs_load": bool,
+    "loaded": bool, "lanes": P}`` (``needs_load``: the weights live in RAM and come from ``W``)."""
+    _expect(data, _I, INFO_REPLY_LEN)
+    f = data[9]
+    return {"config_hash": data[1:9].hex(), "encoder": bool(f & 1), "decoder": bool(f & 2),
+            "needs_load": bool(f & 4), "loaded": bool(f & 8), "lanes": data[10]}
+
+
+def load_request(model, lanes: int, cores) -> bytes:
+    """``W`` and the load images (``hw.schedule.Schedule.load_words``) of ``cores`` (names, in
+    the board's order: encoder first), each word little-endian in ceil(load_word_bits / 8) bytes."""
+    from hw.schedule import Schedule
+    out = [_W]
+    for side in ("encoder", "decoder"):
+        if side in cores:
+            sc = Schedule(model, lanes, side)
+            nbytes = (sc.load_word_bits + 7) // 8
+            out.append(b"".join(int(w).to_bytes(nbytes, "little") for w in sc.load_words()))
+    return b"".join(out)
 
 
 def selftest_request() -> bytes:
@@ -124,10 +142,21 @@ class Board:
 
     def info(self, check: bool = True) -> dict:
         """The board's config hash and cores; with ``check``, raise unless the hash is ours."""
-        info = parse_info_reply(self._transact(info_request(), 10))
+        info = parse_info_reply(self._transact(info_request(), INFO_REPLY_LEN))
         if check and info["config_hash"] != self.cfg.config_hash:
             raise ProtocolError(f"board runs codec {info['config_hash']}, host config is {self.cfg.config_hash}")
         return info
+
+    def load(self, model, info: dict | None = None) -> None:
+        """Send the weights of ``model`` (an IntModel of this board's codec) to a board whose cores
+        keep them in RAM (``info["needs_load"]``); nothing to do for a ROM board."""
+        info = self.info() if info is None else info
+        if not info["needs_load"]:
+            return
+        cores = [c for c in ("encoder", "decoder") if info[c]]
+        reply = self._transact(load_request(model, info["lanes"], cores), 1)
+        if reply != _W:
+            raise ProtocolError(f"board did not confirm the weight load (got {reply!r})")
 
     def selftest(self) -> dict:
         return parse_selftest_reply(self._transact(selftest_request(), 2))

@@ -190,6 +190,15 @@ class Schedule:
                     rows.append(0)
         return rows
 
+    @property
+    def load_word_bits(self) -> int:
+        """Width of a load word of a RAM-stored core: a weight row or a parameter row."""
+        return max(self.lanes, self.scale_bits + self.bias_bits)
+
+    def load_words(self) -> list[int]:
+        """The load image of a RAM-stored core (``hw/core.py``): weight rows, then parameter rows."""
+        return self.weight_rows() + self.param_rows()
+
     # ---- cycle model ------------------------------------------------------------------------
     def frame_ops(self, stages: int | None = None) -> list[LayerOp]:
         """The layers one frame runs (decoder: the first ``stages`` stages)."""

@@ -388,7 +388,10 @@ def cmd_board(a):
     try:
         board = Board.open(a.port, cfg, a.baud)
         info = board.info(check=True)
-        if a.action == "info":
+        if info["needs_load"] and (not info["loaded"] or a.action == "load"):
+            board.load(codec.int_model(), info)    # weights in RAM (e.g. iCE40 SPRAM): send them
+            info["loaded"] = True
+        if a.action in ("info", "load"):
             _json_out(info, None)
         elif a.action == "selftest":
             res = board.selftest()
@@ -596,9 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="which cores the board top holds: encoder, decoder or both (default)")
     sp.add_argument("--out", help="output folder (default bitstreams/BOARD, or BOARD-CORE for one core)")
 
-    sp = add("board", cmd_board, "talk to a codec board over its UART: info, selftest, or encode a WAV / "
-             "decode a .cas on the board (needs pyserial)")
-    sp.add_argument("action", choices=("info", "selftest", "encode", "decode"))
+    sp = add("board", cmd_board, "talk to a codec board over its UART: info, load (send the weights to "
+             "a board that keeps them in RAM; done first by every action when needed), selftest, or "
+             "encode a WAV / decode a .cas on the board (needs pyserial)")
+    sp.add_argument("action", choices=("info", "load", "selftest", "encode", "decode"))
     sp.add_argument("input", nargs="?")
     sp.add_argument("output", nargs="?")
     sp.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")

