@@ -30,7 +30,7 @@ from pathlib import Path
 
 from model.golden import IntModel
 
-__all__ = ["BOARDS", "FitError", "fit_check", "estimate", "synth"]
+__all__ = ["BOARDS", "FitError", "fit_check", "estimate", "resolve_storage", "synth"]
 
 
 class FitError(ValueError):
@@ -41,7 +41,7 @@ class FitError(ValueError):
 BOARDS = {
     "icebreaker": dict(family="ice40", device="iCE40 UP5K", luts=5280,
                        ram={"SPRAM": (4, 256 * 1024), "EBR": (30, 4096)}, no_init=("SPRAM",),
-                       dsps=8, dsp_width=16, synth_opts="-dsp -spram",
+                       dsps=8, dsp_width=16, synth_opts="-dsp -spram", spram_banks=4,
                        cells={"lc": "ICESTORM_LC", "EBR": "ICESTORM_RAM", "SPRAM": "ICESTORM_SPRAM",
                               "dsp": "ICESTORM_DSP", "io": "SB_IO"},
                        lut_cells=("SB_LUT4",), ff_prefix="SB_DFF", bitstream="bin"),
@@ -95,20 +95,31 @@ def _core_layers(cfg, side):
     return out
 
 
-def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1) -> dict:
+def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1,
+             storage: str = "rom") -> dict:
     """Memory bits, LUTs and DSPs that the board top needs, before any tool runs.
 
     Memory bits are exact for weights (padded to whole groups of ``lanes`` outputs) and parameters
     (``scale_bits + bias_bits`` per output), plus activation, frame and self-test memories.  LUTs
     and DSPs are rough (per core: a sequencer, one post unit with one multiplier, ``lanes``
-    add/subtract accumulators; the board: UART and command logic)."""
+    add/subtract accumulators; the board: UART and command logic).  With ``storage="spram"``
+    weights and parameters go to SPRAM banks (``spram_banks``: per core, weights + parameters)
+    and only the rest needs block RAM."""
+    from .schedule import Schedule
+    from .store import spram_banks
     b = _board(board)
     cfg = model.config
     fx, D, A = cfg.fixed, cfg.coefficients, cfg.fixed.act_bits
     B = cfg.code_bits_total
     hm = max(cfg.network.hidden, max(cfg.network.code_bits))
-    est = {"weight_bits": {}, "param_bits": {}, "other_bits": {}, "luts": 450, "dsps": 0}
+    est = {"storage": storage, "weight_bits": {}, "param_bits": {}, "other_bits": {}, "luts": 450, "dsps": 0}
+    if storage == "spram":
+        est["spram_banks"] = {}
+        est["spram_banks_available"] = b.get("spram_banks", 0)
     for side in cores:
+        if storage == "spram":
+            sc = Schedule(model, lanes, side)
+            est["spram_banks"][side] = spram_banks(sc.weight_depth) + spram_banks(sc.param_depth)
         layers = _core_layers(cfg, side)
         max_fi = max(i for i, _ in layers)
         groups = [math.ceil(o / lanes) for _, o in layers]
@@ -123,11 +134,16 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
         est["luts"] += 400 + lanes * (2 * acc + 8) + 3 * fx.product_bits(max_fi)
     st = selftest_frames * ((2 * D * A) + B)
     est["other_bits"]["selftest"] = st
-    est["memory_bits"] = sum(sum(est[k].values()) for k in ("weight_bits", "param_bits", "other_bits"))
-    # weights, parameters and self-test vectors are ROMs: they need RAM that the bitstream initializes
-    est["rom_bits"] = (sum(est["weight_bits"].values()) + sum(est["param_bits"].values())
-                       + est["other_bits"]["selftest"])
-    est["ram_bits_available"] = sum(n * bits for n, bits in b["ram"].values())
+    if storage == "spram":   # weights and parameters live in SPRAM, the rest in block RAM
+        est["memory_bits"] = sum(est["other_bits"].values())
+        est["rom_bits"] = st
+        est["ram_bits_available"] = sum(n * bits for kind, (n, bits) in b["ram"].items() if kind != "SPRAM")
+    else:
+        est["memory_bits"] = sum(sum(est[k].values()) for k in ("weight_bits", "param_bits", "other_bits"))
+        # ROM storage: weights, parameters and self-test vectors need RAM that the bitstream initializes
+        est["rom_bits"] = (sum(est["weight_bits"].values()) + sum(est["param_bits"].values())
+                           + est["other_bits"]["selftest"]) if storage == "rom" else st
+        est["ram_bits_available"] = sum(n * bits for n, bits in b["ram"].values())
     est["rom_bits_available"] = sum(n * bits for kind, (n, bits) in b["ram"].items()
                                     if kind not in b.get("no_init", ()))
     if est["dsps"] > b["dsps"]:  # multipliers without a DSP go to LUTs
@@ -135,8 +151,10 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
     return est
 
 
-def fit_check(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1) -> None:
-    """Raise :class:`FitError` (one line) if the model cannot fit ``board``; else return None."""
+def fit_check(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1,
+              storage: str = "rom") -> None:
+    """Raise :class:`FitError` (one line) if the model cannot fit ``board`` with its weights in
+    ``storage`` (``hw/store.py``); else return None."""
     if not isinstance(model, IntModel):
         raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
     b = _board(board)
@@ -145,16 +163,33 @@ def fit_check(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftes
     min_fan_in = min(i for side in cores for i, _ in _core_layers(cfg, side))
     if not 1 <= lanes <= min_fan_in:
         raise FitError(f"lanes must be 1..{min_fan_in} (the smallest fan-in), not {lanes}")
-    e = estimate(model, board, lanes, cores, selftest_frames)
-    have = " + ".join(f"{n * bits} {kind}" for kind, (n, bits) in b["ram"].items())
     names = " and ".join(cores)
+    if storage == "spram":
+        fx = cfg.fixed
+        if not b.get("spram_banks"):
+            raise FitError(f"{b['device']} has no SPRAM (storage 'spram' is for the iCE40 UltraPlus)")
+        if lanes > 16 or fx.scale_bits + fx.bias_bits > 16:
+            raise FitError(f"SPRAM words have 16 bits: weights in SPRAM need lanes <= 16 (is {lanes}) and "
+                           f"scale_bits + bias_bits <= 16 (is {fx.scale_bits} + {fx.bias_bits})")
+        e = estimate(model, board, lanes, cores, selftest_frames, storage)
+        need = sum(e["spram_banks"].values())
+        if need > b["spram_banks"]:
+            per = ", ".join(f"{n} for the {c}" for c, n in e["spram_banks"].items())
+            raise FitError(f"weights and parameters need {need} SPRAM banks of 256 kbit ({per}); {b['device']} "
+                           f"has {b['spram_banks']}" + (" - build the cores one at a time" if len(cores) > 1 and
+                                                        max(e["spram_banks"].values()) <= b["spram_banks"] else ""))
+    else:
+        e = estimate(model, board, lanes, cores, selftest_frames, storage)
+    have = " + ".join(f"{n * bits} {kind}" for kind, (n, bits) in b["ram"].items()
+                      if storage != "spram" or kind != "SPRAM")
     if e["memory_bits"] > e["ram_bits_available"]:
         w = sum(e["weight_bits"].values())
         raise FitError(f"model needs {w} weight bits + {e['memory_bits'] - w} other memory bits in the {names}; "
                        f"{b['device']} has {have} bits ({e['ram_bits_available']} in all)"
                        + (" - build the cores one at a time" if len(cores) > 1 and all(
-                           estimate(model, board, lanes, (c,), selftest_frames)["memory_bits"]
-                           <= e["ram_bits_available"] for c in cores) else ""))
+                           estimate(model, board, lanes, (c,), selftest_frames, storage)["memory_bits"]
+                           <= e["ram_bits_available"] for c in cores) else "")
+                       + (" - weights in SPRAM: --storage spram" if storage == "rom" and b.get("spram_banks") else ""))
     if e["rom_bits"] > e["rom_bits_available"]:
         w = sum(e["weight_bits"].values())
         empty = " + ".join(f"{n * bits} {kind}" for kind, (n, bits) in b["ram"].items() if kind in b.get("no_init", ()))
@@ -163,6 +198,27 @@ def fit_check(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftes
                        f"initializes ({empty} bits start empty)")
     if e["luts"] > b["luts"]:
         raise FitError(f"the {names} need about {e['luts']} LUTs with {lanes} lanes; {b['device']} has {b['luts']}")
+
+
+def resolve_storage(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1,
+                    storage: str = "auto") -> str:
+    """The storage a build uses: ``storage`` itself after a fit check, or for ``"auto"`` the ROM form
+    (weights in the bitstream) when it fits, else SPRAM where the board has it (weights loaded by
+    the host at run time).  Raises :class:`FitError` when nothing fits."""
+    if storage != "auto":
+        fit_check(model, board, lanes, cores, selftest_frames, storage)
+        return storage
+    try:
+        fit_check(model, board, lanes, cores, selftest_frames, "rom")
+        return "rom"
+    except FitError as rom_error:
+        if not _board(board).get("spram_banks"):
+            raise
+        try:
+            fit_check(model, board, lanes, cores, selftest_frames, "spram")
+        except FitError as spram_error:
+            raise FitError(f"{spram_error} (in ROM: {rom_error})") from None
+        return "spram"
 
 
 # ---- tools --------------------------------------------------------------------------------------
@@ -222,7 +278,7 @@ def _run_yosys_only(top_core, b, out_dir: Path, env) -> dict:
 # ---- the build ----------------------------------------------------------------------------------
 def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_CORES, mode: str = "full",
           baud: int = 1_000_000, selftest_frames: int = 1, seed: int = 1, check_fit: bool = True,
-          **board_kwargs) -> dict:
+          storage: str = "auto", **board_kwargs) -> dict:
     """Build the board top for ``board`` and return (and write) its report.
 
     Parameters
@@ -241,6 +297,9 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
         ``"full"`` (Yosys, nextpnr, pack: bitstream and Fmax) or ``"yosys"`` (synthesis only).
     seed : int
         nextpnr placement seed.
+    storage : str
+        Where the weights live (``hw/store.py``): ``"rom"``, ``"ram"``, ``"spram"`` or ``"auto"``
+        (:func:`resolve_storage`: ROM if it fits, else SPRAM on the iCE40 UltraPlus).
     board_kwargs :
         Passed to :class:`hw.board.BoardCore` (e.g. ``encoder_cls`` for tests).
     """
@@ -251,7 +310,9 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
         raise ValueError(f"mode must be 'full' or 'yosys', not {mode!r}")
     cores = tuple(cores)
     if check_fit:
-        fit_check(model, board, lanes, cores, selftest_frames)
+        storage = resolve_storage(model, board, lanes, cores, selftest_frames, storage)
+    elif storage == "auto":
+        storage = "rom"
     out_dir = Path(out_dir if out_dir is not None else Path("bitstreams") / board)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = _tool_env()
@@ -259,13 +320,14 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     platform = _platform(board)
     clk = platform.default_clk_frequency
     top = BoardTop(model, lanes, clk_freq=clk, baud=baud, cores=cores, selftest_frames=selftest_frames,
-                   **board_kwargs)
+                   storage=storage, **board_kwargs)
     t0 = time.monotonic()
     report = {"board": board, "device": b["device"], "mode": mode, "lanes": int(lanes), "cores": list(cores),
               "config_hash": model.config.config_hash, "clock_mhz": clk / 1e6, "baud": baud,
               "uart_divisor": top.core.divisor, "selftest_frames": selftest_frames,
               "top": "one board top (hw.board.BoardTop) holding " + " and ".join(cores),
-              "estimate": estimate(model, board, lanes, cores, selftest_frames)}
+              "storage": storage,
+              "estimate": estimate(model, board, lanes, cores, selftest_frames, storage)}
 
     if mode == "yosys":
         _require(env, "YOSYS")
@@ -320,6 +382,11 @@ def _markdown(r: dict, b: dict) -> str:
     lines = [f"# {r['board']} ({r['device']}): {r['top']}", "",
              f"lanes {r['lanes']}, codec {r['config_hash']}, mode {r['mode']}, board clock {r['clock_mhz']:g} MHz, "
              f"UART {r['baud']} baud, built in {r['seconds']} s", "",
+             {"rom": "Weights and parameters in block RAM initialized by the bitstream.",
+              "ram": "Weights and parameters in block RAM, loaded over the UART (`cascade board load`).",
+              "spram": "Weights and parameters in SPRAM (a bitstream cannot initialize it), loaded over the UART "
+                       "after configuration: `cascade board load --port ...` (every `cascade board` action does it "
+                       "when the board says it has no weights)."}[r.get("storage", "rom")], "",
              "| resource | used | available |", "|---|---|---|",
              f"| LUT4 (Yosys) | {s['luts']} | {b['luts']} |", f"| FF (Yosys) | {s['ffs']} | |"]
     for k, u in r.get("utilization", {}).items():

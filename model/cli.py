@@ -369,7 +369,7 @@ def cmd_synth(a):
         raise UserError("--cores takes encoder, decoder or encoder,decoder")
     name = a.board if len(cores) == 2 else f"{a.board}-{cores[0]}"
     out = Path(a.out) if a.out else REPO / "bitstreams" / name
-    res = synth(codec.int_model(), a.board, a.lanes, out, cores=cores)
+    res = synth(codec.int_model(), a.board, a.lanes, out, cores=cores, storage=a.storage)
     print(json.dumps(res, indent=1, default=str))
 
 
@@ -598,6 +598,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cores", default="encoder,decoder",
                     help="which cores the board top holds: encoder, decoder or both (default)")
     sp.add_argument("--out", help="output folder (default bitstreams/BOARD, or BOARD-CORE for one core)")
+    sp.add_argument("--storage", default="auto", choices=("auto", "rom", "spram", "ram"),
+                    help="where the weights live: rom (in the bitstream), spram (iCE40 UltraPlus SPRAM, "
+                         "sent by `cascade board load`), ram (block RAM, loaded likewise); auto (default): "
+                         "rom if it fits, else spram")
 
     sp = add("board", cmd_board, "talk to a codec board over its UART: info, load (send the weights to "
              "a board that keeps them in RAM; done first by every action when needed), selftest, or "

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hw.synth import FitError, estimate, fit_check, synth
+from hw.synth import FitError, estimate, fit_check, resolve_storage, synth
 from model import golden
 from model.config import CodecConfig, preset
 
@@ -42,8 +42,14 @@ def test_ulx3s_yosys_only(tiny_model, tmp_path):
     assert not (tmp_path / "top.bit").exists()
 
 
+# the first shipped model's shape: 9 x 64 bits, hidden 128, 16-bit scales, 14-bit biases (1.7 Mbit)
+BIG = {"network": {"stages": 9, "code_bits": [64] * 9, "hidden": 128}, "fixed": {"scale_bits": 16, "bias_bits": 14}}
+# a shape whose cores fit the UP5K one at a time with weights in SPRAM
+UP5K = {"network": {"stages": 6, "code_bits": [96] * 6, "hidden": 128}, "fixed": {"scale_bits": 8, "bias_bits": 8}}
+
+
 def test_fit_check_refuses_oversize_model():
-    big = golden.random_model(CodecConfig(), 0)
+    big = golden.random_model(CodecConfig().replace(**BIG), 0)
     with pytest.raises(FitError, match=r"needs \d+ weight bits .* iCE40 UP5K has 1048576 SPRAM \+ 122880 EBR"):
         fit_check(big, "icebreaker", 1)
     with pytest.raises(FitError) as exc:
@@ -58,6 +64,36 @@ def test_fit_check_refuses_oversize_model():
     fit_check(big, "ulx3s-85f", 1)
     with pytest.raises(FitError, match="lanes"):
         fit_check(big, "ulx3s-85f", 1000)
+
+
+def test_spram_storage_fit():
+    """Weights in SPRAM: chosen by ``auto`` when the ROM form does not fit, counted in banks."""
+    m = golden.random_model(CodecConfig().replace(**UP5K), 0)
+    for side in ("encoder", "decoder"):
+        assert resolve_storage(m, "icebreaker", 16, (side,)) == "spram"
+    e = estimate(m, "icebreaker", 16, ("encoder",), storage="spram")
+    assert e["spram_banks"] == {"encoder": 4}         # 47,872 weight rows -> 3 banks, 4,992 params -> 1
+    assert e["memory_bits"] < e["ram_bits_available"] == 122880
+    with pytest.raises(FitError, match=r"7 SPRAM banks .* has 4 - build the cores one at a time"):
+        resolve_storage(m, "icebreaker", 16)
+    with pytest.raises(FitError, match="lanes <= 16"):
+        fit_check(m, "icebreaker", 32, ("decoder",), storage="spram")
+    with pytest.raises(FitError, match="has no SPRAM"):
+        fit_check(m, "ulx3s-85f", 16, storage="spram")
+    big = golden.random_model(CodecConfig().replace(**BIG), 0)
+    with pytest.raises(FitError, match=r"scale_bits \+ bias_bits <= 16 \(is 16 \+ 14\)"):
+        resolve_storage(big, "icebreaker", 16, ("decoder",))
+    assert resolve_storage(golden.random_model(preset("tiny"), 0), "icebreaker", 1) == "rom"
+
+
+def test_icebreaker_spram_yosys(tmp_path):
+    """Yosys maps the SPRAM store to SB_SPRAM256KA primitives, one per 16K words."""
+    cfg = preset("tiny").replace(fixed={"scale_bits": 8, "bias_bits": 8})
+    m = golden.random_model(cfg, 0)
+    r = synth(m, "icebreaker", 16, tmp_path, cores=("decoder",), mode="yosys", storage="spram")
+    assert r["storage"] == "spram"
+    assert r["synth"]["cells"].get("SB_SPRAM256KA") == 2    # weights and parameters, one bank each
+    assert "SPRAM" in (tmp_path / "report.md").read_text()
 
 
 def test_estimate_counts_weight_bits_exactly(tiny_model):
