@@ -270,6 +270,10 @@ def cmd_set_format(a):
                                  ("scale_bits", a.scale_bits), ("bias_bits", a.bias_bits)) if v is not None}
     if not changes:
         raise UserError("nothing to change: give --act-bits, --act-int-bits, --scale-bits or --bias-bits")
+    if a.bias_bits is None:   # a bias of +-1 must fit at the new resolution: widen it if needed
+        frac = changes.get("act_bits", codec.cfg.fixed.act_bits) - changes.get("act_int_bits", codec.cfg.fixed.act_int_bits)
+        if codec.cfg.fixed.bias_bits < frac + 2:
+            changes["bias_bits"] = frac + 2
     cfg = codec.cfg.replace(fixed=changes)
     meta = dict(codec.meta)
     meta.setdefault("format_changes", []).append({"from": codec.cfg.config_hash, "to": cfg.config_hash,

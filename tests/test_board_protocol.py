@@ -66,14 +66,15 @@ def test_protocol_with_standin_cores(tiny):
     bits = standin_encode(cfg, frame[None])[0]
     k = 1
     codes = [bits[:16], bits[16:]]
-    trans = [(host.info_request(), 10), (host.selftest_request(), 2),
+    trans = [(host.info_request(), host.INFO_REPLY_LEN), (host.selftest_request(), 2),
              (host.encode_request(cfg, frame), host.encode_reply_len(cfg)),
              (host.decode_request(cfg, codes, k), host.decode_reply_len(cfg)),
-             (b"D\x09", 1), (b"xI", 10)]
+             (b"D\x09", 1), (b"xI", host.INFO_REPLY_LEN)]
     leds, replies = run_board(standin_board(cfg, model), trans)
     assert leds == (1, 0)
     info = host.parse_info_reply(replies[0])
-    assert info == {"config_hash": cfg.config_hash, "encoder": True, "decoder": True}
+    assert info == {"config_hash": cfg.config_hash, "encoder": True, "decoder": True,
+                    "needs_load": False, "loaded": True, "lanes": 1}
     assert host.parse_selftest_reply(replies[1]) == {"encoder_ok": True, "decoder_ok": True}
     got = host.parse_encode_reply(cfg, replies[2])
     np.testing.assert_array_equal(np.concatenate(got), bits)
@@ -90,7 +91,7 @@ def test_selftest_detects_mismatch_and_missing_core(tiny):
     assert leds == (0, 1)
     assert host.parse_selftest_reply(replies[0]) == {"encoder_ok": True, "decoder_ok": False}
     leds, replies = run_board(standin_board(cfg, model, cores=("encoder",)),
-                              [(b"D", 1), (host.info_request(), 10)])
+                              [(b"D", 1), (host.info_request(), host.INFO_REPLY_LEN)])
     assert leds == (1, 0)
     assert replies[0] == b"!"
     assert host.parse_info_reply(replies[1])["decoder"] is False

@@ -63,6 +63,8 @@ def test_hash_changes_with_every_field():
             d["network"]["code_bits"] = list(cfg.network.code_bits) + [cfg.network.code_bits[0]]
         if (sec, name) == ("entropy", "symbol_bits"):
             d["entropy"]["symbol_bits"] = 4
+        if (sec, name) == ("fixed", "act_bits"):   # a bias of +-1 must still fit
+            d["fixed"]["bias_bits"] = max(cfg.fixed.bias_bits, new - cfg.fixed.act_int_bits + 2)
         other = CodecConfig.from_dict(d)
         assert other.config_hash not in seen, f"hash ignores {sec}.{name}"
         seen.add(other.config_hash)
@@ -72,7 +74,7 @@ def test_hash_changes_with_every_field():
 
 def test_replace():
     cfg = preset("tiny")
-    r = cfg.replace(fixed={"act_bits": 12}, lpc={"gamma": 0.9})
+    r = cfg.replace(fixed={"act_bits": 12, "bias_bits": 10}, lpc={"gamma": 0.9})
     assert r.fixed.act_bits == 12 and r.lpc.gamma == 0.9
     assert r.fixed.act_int_bits == cfg.fixed.act_int_bits and r.network == cfg.network
     assert r.signal == cfg.signal and r.entropy == cfg.entropy and r.gain == cfg.gain
@@ -195,7 +197,7 @@ def test_derived_quantities():
     f = cfg.fixed
     assert f.act_frac == 6
     assert f.acc_bits(1) == 11 and f.acc_bits(63) == 16 and f.acc_bits(64) == 17 and f.acc_bits(65) == 17
-    assert f.product_bits(64) == 17 + 16
+    assert f.product_bits(64) == 17 + f.scale_bits
 
 
 def test_replace_unknown_section_is_config_error():

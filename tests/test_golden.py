@@ -233,7 +233,7 @@ def _extreme_model(cfg, seed, mode):
 @given(seed=st.integers(0, 2 ** 16), mode=st.sampled_from(["keep", "max", "min", "mixed"]),
        xmode=st.sampled_from(["max", "min", "random", "zeros"]), act_bits=st.sampled_from([8, 12, 16]))
 def test_cascade_encode_decode_against_reference(seed, mode, xmode, act_bits):
-    cfg = TINY.replace(fixed={"act_bits": act_bits})
+    cfg = TINY.replace(fixed={"act_bits": act_bits, "bias_bits": max(TINY.fixed.bias_bits, act_bits - 2)})
     model = golden.random_model(cfg, seed) if mode == "keep" else _extreme_model(cfg, seed, mode)
     A, D, T = act_bits, cfg.coefficients, 3
     rng = np.random.default_rng(seed)
@@ -298,7 +298,7 @@ def test_random_model_and_check():
 def test_act_bits_change_reaches_golden_and_export(tiny_codec, speech, tmp_path):
     """Only ``cfg.replace(fixed={"act_bits": 10})``: quantized model, golden outputs, the export
     and the fixed-arith bitstream all follow, with no other edit."""
-    c12 = Codec(tiny_codec.cfg.replace(fixed={"act_bits": 12}), tiny_codec.net, tiny_codec.lsf_q,
+    c12 = Codec(tiny_codec.cfg.replace(fixed={"act_bits": 12, "bias_bits": 10}), tiny_codec.net, tiny_codec.lsf_q,
                 tiny_codec.codebooks)
     cfg10 = c12.cfg.replace(fixed={"act_bits": 10})
     c10 = Codec(cfg10, c12.net, c12.lsf_q, c12.codebooks)

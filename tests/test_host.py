@@ -12,8 +12,9 @@ from model.config import preset
 class SoftLink:
     """Answers requests with ``model.golden``, as ``hw/board.py`` does."""
 
-    def __init__(self, model):
+    def __init__(self, model, ram_lanes=None):
         self.model, self.cfg, self.out = model, model.config, b""
+        self.ram_lanes, self.image = ram_lanes, None   # a board with weights in RAM (SPRAM)
 
     def write(self, data: bytes):
         cfg, n = self.cfg, self.cfg.network.stages
@@ -33,7 +34,12 @@ class SoftLink:
             codes = [bits[a:b][None].astype(np.int64) for a, b in zip(edges[:-1], edges[1:])]
             self.out += b"D" + golden.decode(self.model, codes, stages=k)[0].astype("<i2").tobytes()
         elif cmd == b"I":
-            self.out += b"I" + bytes.fromhex(cfg.config_hash) + b"\x03"
+            ram = self.ram_lanes is not None
+            flags = 3 | (ram << 2) | ((not ram or self.image is not None) << 3)
+            self.out += b"I" + bytes.fromhex(cfg.config_hash) + bytes([flags, self.ram_lanes or 1])
+        elif cmd == b"W":
+            self.image = body
+            self.out += b"W"
         elif cmd == b"T":
             self.out += b"T\x00"
 
@@ -46,7 +52,8 @@ def test_board_roundtrip_matches_golden():
     cfg = preset("tiny")
     model = golden.random_model(cfg, 2)
     board = host.Board(SoftLink(model), cfg)
-    assert board.info() == {"config_hash": cfg.config_hash, "encoder": True, "decoder": True}
+    assert board.info() == {"config_hash": cfg.config_hash, "encoder": True, "decoder": True,
+                            "needs_load": False, "loaded": True, "lanes": 1}
     assert board.selftest() == {"encoder_ok": True, "decoder_ok": True}
     x = np.random.default_rng(0).integers(-(1 << (cfg.fixed.act_bits - 1)), 1 << (cfg.fixed.act_bits - 1), (3, cfg.coefficients))
     codes = board.encode(x)
@@ -61,6 +68,25 @@ def test_board_roundtrip_matches_golden():
     other = host.Board(SoftLink(model), preset("default"))
     with pytest.raises(host.ProtocolError, match="host config is"):
         other.info()
+
+
+def test_load_sends_the_schedule_images():
+    """A RAM board gets ``W`` + the encoder's then the decoder's ``Schedule.load_words()``, 2 bytes
+    a word; a ROM board gets nothing."""
+    from hw.schedule import Schedule
+    cfg = preset("tiny")
+    model = golden.random_model(cfg, 2)
+    link = SoftLink(model, ram_lanes=16)
+    board = host.Board(link, cfg)
+    info = board.info()
+    assert info["needs_load"] and not info["loaded"] and info["lanes"] == 16
+    board.load(model)
+    words = Schedule(model, 16, "encoder").load_words() + Schedule(model, 16, "decoder").load_words()
+    assert link.image == b"".join(w.to_bytes(2, "little") for w in words)
+    assert board.info()["loaded"]
+    rom = SoftLink(model)
+    host.Board(rom, cfg).load(model)
+    assert rom.image is None
 
 
 def test_open_without_pyserial_says_so(monkeypatch):
