@@ -366,15 +366,32 @@ def cmd_verify(a):
 
 
 def cmd_synth(a):
-    from hw.synth import synth
+    from hw.synth import FitError, resolve_storage, synth
     codec = _load_codec(a.model)
-    cores = tuple(c.strip() for c in a.cores.split(",") if c.strip())
-    if not cores or set(cores) - {"encoder", "decoder"}:
-        raise UserError("--cores takes encoder, decoder or encoder,decoder")
-    name = a.board if len(cores) == 2 else f"{a.board}-{cores[0]}"
-    out = Path(a.out) if a.out else REPO / "bitstreams" / name
-    res = synth(codec.int_model(), a.board, a.lanes, out, cores=cores, storage=a.storage)
-    print(json.dumps(res, indent=1, default=str))
+    model = codec.int_model()
+    if a.cores == "auto":
+        # both cores in one top when they fit, else one bitstream per core (each must fit)
+        try:
+            resolve_storage(model, a.board, a.lanes, ("encoder", "decoder"), storage=a.storage)
+            builds = [("encoder", "decoder")]
+        except FitError:
+            builds = [("encoder",), ("decoder",)]
+    else:
+        cores = tuple(c.strip() for c in a.cores.split(",") if c.strip())
+        if not cores or set(cores) - {"encoder", "decoder"}:
+            raise UserError("--cores takes auto, encoder, decoder or encoder,decoder")
+        builds = [cores]
+    for cores in builds:   # check every build before the first (long) tool run
+        resolve_storage(model, a.board, a.lanes, cores, storage=a.storage)
+    if a.out and len(builds) > 1:
+        raise UserError("the cores need one bitstream each here: give --cores encoder or --cores decoder with --out")
+    results = {}
+    for cores in builds:
+        name = a.board if len(cores) == 2 else f"{a.board}-{cores[0]}"
+        out = Path(a.out) if a.out else REPO / "bitstreams" / name
+        print(f"building {' + '.join(cores)} for {a.board} -> {out}", file=sys.stderr)
+        results[name] = synth(model, a.board, a.lanes, out, cores=cores, storage=a.storage)
+    print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=1, default=str))
 
 
 def cmd_board(a):
@@ -599,8 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-25f", "ulx3s-85f"))
     model_arg(sp)
     sp.add_argument("--lanes", type=int, default=16)
-    sp.add_argument("--cores", default="encoder,decoder",
-                    help="which cores the board top holds: encoder, decoder or both (default)")
+    sp.add_argument("--cores", default="auto",
+                    help="which cores a board top holds: encoder, decoder or encoder,decoder; auto (default): "
+                         "both in one bitstream if they fit, else one bitstream each (bitstreams/BOARD-encoder, "
+                         "bitstreams/BOARD-decoder)")
     sp.add_argument("--out", help="output folder (default bitstreams/BOARD, or BOARD-CORE for one core)")
     sp.add_argument("--storage", default="auto", choices=("auto", "rom", "spram", "ram"),
                     help="where the weights live: rom (in the bitstream), spram (iCE40 UltraPlus SPRAM, "
