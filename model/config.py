@@ -20,7 +20,7 @@ from pathlib import Path
 
 __all__ = [
     "SignalConfig", "LpcConfig", "GainConfig", "NetworkConfig", "FixedPointConfig",
-    "EntropyConfig", "CodecConfig", "ConfigError", "PRESETS", "preset",
+    "EntropyConfig", "PostfilterConfig", "CodecConfig", "ConfigError", "PRESETS", "preset",
 ]
 
 
@@ -163,6 +163,24 @@ class EntropyConfig:
 
 
 @dataclass(frozen=True)
+class PostfilterConfig:
+    """Decoder-side formant postfilter on the decoded speech (host side, after the LPC synthesis
+    filter), as in CELP decoders (Chen & Gersho 1995; ITU-T G.729 sec. 4.2):
+    ``H(z) = A(z/num_gamma) / A(z/den_gamma) * (1 - tilt z^-1)`` with the frame's decoded LPC
+    polynomial A(z), the output scaled to the input's energy frame by frame.  It deepens the
+    valleys between formants where the coding noise is most audible.
+
+    It does not change the bitstream, so it is left out of ``config_hash``.  Defaults chosen on
+    the training split (``docs/ablation``): PESQ-WB of the shipped model on data/train 2.29 without,
+    2.46 with (0.75, 0.92), 2.475 with tilt 0.15.
+    """
+    enabled: bool = True
+    num_gamma: float = 0.75
+    den_gamma: float = 0.92
+    tilt: float = 0.15
+
+
+@dataclass(frozen=True)
 class CodecConfig:
     """A whole codec.  See the section classes for the meaning of each field."""
     signal: SignalConfig = field(default_factory=SignalConfig)
@@ -171,6 +189,7 @@ class CodecConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     fixed: FixedPointConfig = field(default_factory=FixedPointConfig)
     entropy: EntropyConfig = field(default_factory=EntropyConfig)
+    postfilter: PostfilterConfig = field(default_factory=PostfilterConfig)
 
     def __post_init__(self):
         self.validate()
@@ -224,6 +243,9 @@ class CodecConfig:
         s, n, f, l, g, e = self.signal, self.network, self.fixed, self.lpc, self.gain, self.entropy
         if s.sample_rate <= 0 or s.hop <= 0:
             raise ConfigError("sample_rate and hop must be positive")
+        pf = self.postfilter
+        if not (0 <= pf.num_gamma < 1 and 0 <= pf.den_gamma < 1 and -1 < pf.tilt < 1):
+            raise ConfigError("postfilter gammas must be in [0, 1) and tilt in (-1, 1)")
         if s.transform not in ("mdct", "stft"):
             raise ConfigError(f"transform must be 'mdct' or 'stft', not {s.transform!r}")
         if n.stages < 1:
@@ -263,7 +285,8 @@ class CodecConfig:
         if not isinstance(d, dict):
             raise ConfigError("a config is a JSON object of sections")
         sections = {"signal": SignalConfig, "lpc": LpcConfig, "gain": GainConfig,
-                    "network": NetworkConfig, "fixed": FixedPointConfig, "entropy": EntropyConfig}
+                    "network": NetworkConfig, "fixed": FixedPointConfig, "entropy": EntropyConfig,
+                    "postfilter": PostfilterConfig}
         unknown = set(d) - set(sections)
         if unknown:
             raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
@@ -309,8 +332,11 @@ class CodecConfig:
 
     @property
     def config_hash(self) -> str:
-        """16 hex digits of SHA-256 over the canonical JSON: identifies a codec."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        """16 hex digits of SHA-256 over the canonical JSON: identifies a codec's bitstream and
+        hardware.  The decoder-side postfilter is not part of it (it changes no bit)."""
+        d = self.to_dict()
+        del d["postfilter"]
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

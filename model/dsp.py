@@ -277,7 +277,33 @@ def synthesize(frames: np.ndarray, lsf_idx: np.ndarray, gain_idx: np.ndarray, nu
     X = np.asarray(frames) * gain_dequantize(gain_idx, cfg)[:, None]
     e = inverse_transform(X, cfg, num_samples)
     A = _filters_from_lsf_idx(lsf_idx, cfg, q)
-    return _synthesis_filter(e, A, cfg.signal.hop)
+    y = _synthesis_filter(e, A, cfg.signal.hop)
+    if cfg.postfilter.enabled and cfg.lpc.enabled:
+        y = postfilter(y, A, cfg)
+    return y
+
+
+def postfilter(y: np.ndarray, A: np.ndarray, cfg: CodecConfig) -> np.ndarray:
+    """The formant postfilter of ``cfg.postfilter`` (see ``PostfilterConfig``) with per-frame LPC
+    polynomials ``A`` (T, p+1); filter states carry across frames; each frame's output is scaled
+    to the energy of its input."""
+    pf, hop = cfg.postfilter, cfg.signal.hop
+    p = A.shape[1] - 1
+    powers = np.arange(p + 1)
+    z_num, z_den, last = np.zeros(p), np.zeros(p), 0.0
+    out = np.zeros(len(y))
+    for t in range(len(A)):
+        lo, hi = t * hop, min((t + 1) * hop, len(y))
+        if lo >= hi:
+            break
+        seg = y[lo:hi]
+        v, z_num = lfilter(A[t] * pf.num_gamma ** powers, [1.0], seg, zi=z_num)
+        w, z_den = lfilter([1.0], A[t] * pf.den_gamma ** powers, v, zi=z_den)
+        if pf.tilt:
+            w, last = w - pf.tilt * np.concatenate([[last], w[:-1]]), w[-1]
+        e_in, e_out = float(np.dot(seg, seg)), float(np.dot(w, w))
+        out[lo:hi] = w * np.sqrt(e_in / e_out) if e_out > 0 else w
+    return out
 
 
 def training_lsfs(signals: list[np.ndarray], cfg: CodecConfig) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 
 from model.config import PRESETS, CodecConfig, ConfigError, preset
 
-SECTIONS = ("signal", "lpc", "gain", "network", "fixed", "entropy")
+SECTIONS = ("signal", "lpc", "gain", "network", "fixed", "entropy", "postfilter")
 
 
 def _all_fields(cfg):
@@ -66,10 +66,13 @@ def test_hash_changes_with_every_field():
         if (sec, name) == ("fixed", "act_bits"):   # a bias of +-1 must still fit
             d["fixed"]["bias_bits"] = max(cfg.fixed.bias_bits, new - cfg.fixed.act_int_bits + 2)
         other = CodecConfig.from_dict(d)
-        assert other.config_hash not in seen, f"hash ignores {sec}.{name}"
-        seen.add(other.config_hash)
+        if sec == "postfilter":   # decoder-side only: changes no bit of a stream
+            assert other.config_hash == cfg.config_hash, f"hash includes {sec}.{name}"
+        else:
+            assert other.config_hash not in seen, f"hash ignores {sec}.{name}"
+            seen.add(other.config_hash)
         n += 1
-    assert n == 23   # every field of every section
+    assert n == 27   # every field of every section
 
 
 def test_replace():
