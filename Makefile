@@ -3,7 +3,7 @@
 # `make test`: set everything up, then run the test suite (what CI runs).
 PYTHON ?= python3
 
-.PHONY: install demo test test-all report
+.PHONY: install demo test test-all report bitstreams
 
 install:
 	./scripts/install.sh
@@ -19,3 +19,9 @@ test-all: install
 
 report: install
 	cascade report --out docs/report
+
+# the committed bitstreams of the shipped model (one command per board: cascade synth --board B)
+bitstreams: install
+	cascade synth --board icebreaker
+	cascade synth --board ulx3s-85f
+	cascade synth --board ulx3s-25f

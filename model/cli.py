@@ -343,10 +343,12 @@ def cmd_verify(a):
     build = Path(a.build_dir)
     build.mkdir(parents=True, exist_ok=True)
     log = build / "simulation.log"
-    print(f"simulating {len(frames)} frames of {wav} (lanes={a.lanes}) in Icarus Verilog "
-          f"(log: {log})...", file=sys.stderr)
+    if a.storage == "spram" and a.lanes > 16:
+        raise UserError("SPRAM words have 16 bits: --storage spram needs --lanes 16 or fewer")
+    print(f"simulating {len(frames)} frames of {wav} (lanes={a.lanes}, weights in {a.storage}) in Icarus "
+          f"Verilog (log: {log})...", file=sys.stderr)
     with _fds_to(log):
-        res = verify_cores(codec.int_model(), frames, a.lanes, build)
+        res = verify_cores(codec.int_model(), frames, a.lanes, build, storage=a.storage)
     bad = False
     for core in ("encoder", "decoder"):
         r = res[core]
@@ -610,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--frames", type=int, default=4, help="frames to simulate (default 4)")
     sp.add_argument("--lanes", type=int, default=16)
     sp.add_argument("--build-dir", default="build/verify")
+    sp.add_argument("--storage", default="rom", choices=("rom", "spram", "ram"),
+                    help="weights in ROM (ECP5 builds), in iCE40 SPRAM (Yosys' SB_SPRAM256KA model; "
+                         "loaded through the core's load stream first, as on the iCEBreaker) or in RAM")
     sp.add_argument("--json", help="write the result as JSON")
 
     sp = add("synth", cmd_synth, "synthesize, place and route for a board; write bitstream and report")

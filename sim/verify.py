@@ -15,7 +15,7 @@ __all__ = ["verify_cores"]
 
 def verify_cores(model: IntModel, frames: np.ndarray, lanes: int, build_dir,
                  stages_per_frame=None, p_valid: float = 1.0, p_ready: float = 1.0,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, storage: str = "rom") -> dict:
     """Simulate ``EncoderCore`` and ``DecoderCore`` (Icarus + cocotb) on ``frames``.
 
     Parameters
@@ -31,6 +31,9 @@ def verify_cores(model: IntModel, frames: np.ndarray, lanes: int, build_dir,
         K for the decoder (default: all N stages).
     p_valid, p_ready : float
         Probability of input valid / output ready per cycle (1.0: full speed, cycles measured).
+    storage : str
+        The cores' weight storage (``hw/store.py``); ``"spram"`` simulates the iCE40 form with
+        Yosys' SB_SPRAM256KA model, loading the weights through the core's load stream first.
 
     Returns
     -------
@@ -48,7 +51,7 @@ def verify_cores(model: IntModel, frames: np.ndarray, lanes: int, build_dir,
     for side in ("encoder", "decoder"):
         r = run_core(model, side, lanes, build_dir / side, frames,
                      stages_per_frame=stages_per_frame if side == "decoder" else None,
-                     p_valid=p_valid, p_ready=p_ready, seed=seed, check=False)
+                     p_valid=p_valid, p_ready=p_ready, seed=seed, check=False, storage=storage)
         keys = ("words", "mismatches", "cycles_per_frame", "designed_cycles_per_frame",
                 "ideal_cycles_per_frame", "first_mismatch")
         out[side] = {k: r[k] for k in keys}
