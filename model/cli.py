@@ -227,10 +227,12 @@ def load_training_data(wav_dirs, sample_rate: int, resample: bool = False):
     return files, [load_wav(f, sample_rate, resample=resample) for f in files]
 
 
-def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, progress=None, log=None):
+def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, progress=None, log=None,
+                extra_meta: dict | None = None):
     """What ``cascade train`` does after parsing: fit the LSF quantizer, train (checkpoint
-    ``OUT.ckpt``, resumed when present), build the Huffman codebooks and save the model to ``out``.
-    Returns the codec (``None`` on a torchrun rank other than 0)."""
+    ``OUT.ckpt``, resumed when present), build the Huffman codebooks and save the model to ``out``
+    (``extra_meta`` added to its metadata).  Returns the codec (``None`` on a torchrun rank other
+    than 0)."""
     import torch
     from . import dsp
     from .codec import Codec
@@ -253,7 +255,7 @@ def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, pr
         "data": [{"file": str(f), "seconds": round(len(s) / sr, 3)} for f, s in zip(files, signals)],
         "data_seconds": round(secs, 2), "options": vars(opts), "history": hist,
         "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d"), **(extra_meta or {}),
     }
     codec.save(out)
     ckpt.unlink(missing_ok=True)
@@ -439,6 +441,11 @@ def cmd_board(a):
 def cmd_report(a):
     from .report_cmd import run_report
     run_report(a)
+
+
+def cmd_ablate(a):
+    from .ablate import run_ablation
+    run_ablation(a)
 
 
 def cmd_prepare_data(a):
@@ -649,6 +656,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-baselines", action="store_true")
     sp.add_argument("--float-model", help="a float-weight model (network.binary=false) to draw beside")
 
+    sp = add("ablate", cmd_ablate, "ablation study: train variants of the codec (transform, LPC, "
+             "training, stage shape, loss) with one budget, measure each at every K with --arith "
+             "fixed beside Opus/Speex/G.722: OUT/ablation.md, .json, .png (model/ablate.py)")
+    sp.add_argument("train_dir", nargs="*", help="training WAV folders; the first is the real speech "
+                    "(the real_only variant uses it alone), e.g. data/train data/synth")
+    sp.add_argument("--test", default=str(DEFAULT_TEST_DIR), help="held-out WAV folder (default data/test)")
+    sp.add_argument("--out", default="docs/ablation", help="study folder (default docs/ablation); "
+                    "models go to OUT/models/NAME.pt, existing ones are not retrained")
+    sp.add_argument("--epochs", type=int, default=4, help="greedy epochs per stage (default 4; "
+                    "fine-tuning rounds, where a variant has them, get half)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    sp.add_argument("--only", help="train only these variants (comma-separated); the report still "
+                    "covers every model in OUT/models")
+    sp.add_argument("--rate", type=float, default=20.0, help="rate of the equal-rate columns (kbps, default 20)")
+    sp.add_argument("--config", help="base config the variants change (JSON file or preset; "
+                    "default: the default config)")
+    sp.add_argument("--no-baselines", action="store_true", help="do not measure Opus, Speex, G.722")
+    sp.add_argument("--list", action="store_true", help="print the variants and exit")
+    sp.add_argument("--json", action="store_true", help="also print the results (or, with --list, "
+                    "the variants) as JSON on stdout")
+    sp.add_argument("--force", action="store_true", help="retrain the selected variants even when "
+                    "their model exists (overwriting it); write into a folder that is not a study")
+
     sp = add("prepare-data", cmd_prepare_data, "make the train/test split from Debian's "
              "pocketsphinx-testdata and synthesize espeak-ng training speech")
     sp.add_argument("--out", default=str(REPO / "data"))
@@ -660,6 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     p = build_parser()
     a = p.parse_args(argv)
+    a.argv = list(map(str, argv)) if argv is not None else sys.argv[1:]
     from .bitstream import BitstreamError
     from .config import ConfigError
     from .data import AudioError
