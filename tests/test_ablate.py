@@ -177,6 +177,12 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert_user_error(rc, err)
     assert "other settings" in err and "options" in err
 
+    # --force retrains the selected variant (and only it)
+    rc, o, err = run(capsys, "ablate", *common, "--only", "baseline", "--no-baselines", "--force")
+    assert rc == 0, err
+    assert model_path.stat().st_mtime_ns != mtime
+    assert sorted(p.name for p in (out / "models").iterdir()) == [".gitignore", "baseline.pt"]
+
 
 def test_bad_arguments(capsys, wavs, tmp_path):
     rc, o, err = run(capsys, "ablate", "--out", tmp_path / "x")
