@@ -218,48 +218,68 @@ def cmd_eval(a):
         _json_out(res, a.json)
 
 
-def cmd_train(a):
+def load_training_data(wav_dirs, sample_rate: int, resample: bool = False):
+    """(files, signals) of every WAV file under the folders, in the order ``cascade train`` uses."""
+    from .data import load_wav
+    files = []
+    for d in wav_dirs:
+        files += _wav_files(d)
+    return files, [load_wav(f, sample_rate, resample=resample) for f in files]
+
+
+def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, progress=None, log=None,
+                extra_meta: dict | None = None):
+    """What ``cascade train`` does after parsing: fit the LSF quantizer, train (checkpoint
+    ``OUT.ckpt``, resumed when present), build the Huffman codebooks and save the model to ``out``
+    (``extra_meta`` added to its metadata).  Returns the codec (``None`` on a torchrun rank other
+    than 0)."""
     import torch
     from . import dsp
     from .codec import Codec
-    from .config import CodecConfig
-    from .data import load_wav
-    from .train import TrainOptions, train
-    cfg = CodecConfig.load(a.config) if a.config else CodecConfig()
-    out = _out_path(a.out, a.force)
-    files = []
-    for d in a.wav_dir:
-        files += _wav_files(d)
+    from .train import train
+    log = log or (lambda m: print(m, file=sys.stderr))
     sr = cfg.signal.sample_rate
-    signals = [load_wav(f, sr, resample=a.resample) for f in files]
     secs = sum(len(s) for s in signals) / sr
-    print(f"training data: {len(files)} files, {secs:.1f} s from {', '.join(a.wav_dir)}", file=sys.stderr)
+    log(f"training data: {len(files)} files, {secs:.1f} s from {', '.join(map(str, wav_dirs))}")
     q = dsp.LsfQuantizer.fit(dsp.training_lsfs(signals, cfg), cfg.lpc.lsf_bits) if cfg.lpc.enabled else None
-    opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
-                        finetune_epochs=a.finetune_epochs, batch=a.batch, lr=a.lr,
-                        augment=not a.no_augment, device=a.device)
-    if a.threads:
-        torch.set_num_threads(a.threads)
     ckpt = Path(str(out) + ".ckpt")
     t0 = time.time()
-    with _progress() as p:
-        net, hist = train(cfg, signals, opts, q, checkpoint=ckpt, progress=p,
-                          log=lambda m: print(m, file=sys.stderr))
+    net, hist = train(cfg, signals, opts, q, checkpoint=ckpt, progress=progress, log=log)
     if int(os.environ.get("RANK", 0)) != 0:  # torchrun: rank 0 writes the model
-        return
+        return None
     codec = Codec(cfg, net.eval(), q)
     # Huffman codebooks from the codes the hardware (fixed arithmetic) produces on training data
     codec.train_entropy_coders(signals, "fixed" if cfg.network.binary else "float")
     codec.meta = {
-        "made_by": "cascade train " + " ".join(sys.argv[2:]),
+        "made_by": made_by,
         "data": [{"file": str(f), "seconds": round(len(s) / sr, 3)} for f, s in zip(files, signals)],
         "data_seconds": round(secs, 2), "options": vars(opts), "history": hist,
         "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d"), **(extra_meta or {}),
     }
     codec.save(out)
     ckpt.unlink(missing_ok=True)
-    print(f"model written to {out} ({time.time() - t0:.0f} s)")
+    return codec
+
+
+def cmd_train(a):
+    import torch
+    from .config import CodecConfig
+    from .train import TrainOptions
+    cfg = CodecConfig.load(a.config) if a.config else CodecConfig()
+    out = _out_path(a.out, a.force)
+    files, signals = load_training_data(a.wav_dir, cfg.signal.sample_rate, a.resample)
+    opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
+                        finetune_epochs=a.finetune_epochs, batch=a.batch, lr=a.lr,
+                        augment=not a.no_augment, device=a.device, loss=a.loss)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    t0 = time.time()
+    with _progress() as p:
+        codec = train_model(cfg, a.wav_dir, files, signals, opts, out,
+                            "cascade train " + " ".join(sys.argv[2:]), p)
+    if codec is not None:
+        print(f"model written to {out} ({time.time() - t0:.0f} s)")
 
 
 def cmd_set_format(a):
@@ -442,6 +462,11 @@ def cmd_report(a):
     run_report(a)
 
 
+def cmd_ablate(a):
+    from .ablate import run_ablation
+    run_ablation(a)
+
+
 def cmd_prepare_data(a):
     from .data import prepare_pocketsphinx, synthesize_speech
     out = Path(a.out)
@@ -535,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch", type=int, default=128)
     sp.add_argument("--lr", type=float, default=2e-3)
     sp.add_argument("--no-augment", action="store_true", help="no speed-perturbed copies")
+    sp.add_argument("--loss", choices=("mse", "bands"), default="mse",
+                    help="mse: MSE on the LPC-weighted residual spectrum (default); bands: plus a "
+                         "multi-resolution log band-energy term (model/train.py)")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--resample", action="store_true", help="resample/downmix files that are not 16 kHz mono")
@@ -652,6 +680,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-baselines", action="store_true")
     sp.add_argument("--float-model", help="a float-weight model (network.binary=false) to draw beside")
 
+    sp = add("ablate", cmd_ablate, "ablation study: train variants of the codec (transform, LPC, "
+             "training, stage shape, loss) with one budget, measure each at every K with --arith "
+             "fixed beside Opus/Speex/G.722: OUT/ablation.md, .json, .png (model/ablate.py)")
+    sp.add_argument("train_dir", nargs="*", help="training WAV folders; the first is the real speech "
+                    "(the real_only variant uses it alone), e.g. data/train data/synth")
+    sp.add_argument("--test", default=str(DEFAULT_TEST_DIR), help="held-out WAV folder (default data/test)")
+    sp.add_argument("--out", default="docs/ablation", help="study folder (default docs/ablation); "
+                    "models go to OUT/models/NAME.pt, existing ones are not retrained")
+    sp.add_argument("--epochs", type=int, default=4, help="greedy epochs per stage (default 4; "
+                    "fine-tuning rounds, where a variant has them, get half)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    sp.add_argument("--only", help="train only these variants (comma-separated); the report still "
+                    "covers every model in OUT/models")
+    sp.add_argument("--rate", type=float, default=20.0, help="rate of the equal-rate columns (kbps, default 20)")
+    sp.add_argument("--config", help="base config the variants change (JSON file or preset; "
+                    "default: the default config)")
+    sp.add_argument("--no-baselines", action="store_true", help="do not measure Opus, Speex, G.722")
+    sp.add_argument("--list", action="store_true", help="print the variants and exit")
+    sp.add_argument("--json", action="store_true", help="also print the results (or, with --list, "
+                    "the variants) as JSON on stdout")
+    sp.add_argument("--force", action="store_true", help="retrain the selected variants even when "
+                    "their model exists (overwriting it); write into a folder that is not a study")
+
     sp = add("prepare-data", cmd_prepare_data, "make the train/test split from Debian's "
              "pocketsphinx-testdata and synthesize espeak-ng training speech")
     sp.add_argument("--out", default=str(REPO / "data"))
@@ -663,6 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     p = build_parser()
     a = p.parse_args(argv)
+    a.argv = list(map(str, argv)) if argv is not None else sys.argv[1:]
     from .bitstream import BitstreamError
     from .config import ConfigError
     from .data import AudioError

@@ -7,7 +7,14 @@
   the first K stages (each truncated decoder must stay good, not only the full one).
 * Perceptual weighting: the codec works on the LPC residual of A(z/gamma) (see
   ``LpcConfig.gamma``): an MSE there is the CELP weighted error, so the loss is a plain MSE on the
-  gain-normalized residual spectrum.
+  gain-normalized residual spectrum (``loss="mse"``, the default).
+* ``loss="bands"`` adds a multi-resolution log band-energy term to that MSE (in dB, weight
+  ``BAND_WEIGHT``): the power spectrum of the frame and of its reconstruction are summed in 64, 16
+  and 4 equal bands and the mean absolute difference of the band levels (dB) is added.  An MSE
+  decoder at a low rate shrinks what it cannot predict towards zero, which leaves spectral holes;
+  the band term asks for the right energy in every band even where the waveform is not matched.
+  In greedy training it compares the cascade's reconstruction so far (frozen stages plus the stage
+  being trained) with the frame, not the stage's output with its residual.
 * Data: any folder of WAV files; frames are gain-normalized (per-frame RMS).  Augmentation
   (``augment``) adds speed-perturbed copies (resampling by 0.9 and 1.1, which shifts pitch and
   formants) of every training file.
@@ -30,7 +37,14 @@ from . import dsp
 from .config import CodecConfig
 from .net import Cascade
 
-__all__ = ["TrainOptions", "frames_from_signals", "train"]
+__all__ = ["TrainOptions", "LOSSES", "frames_from_signals", "band_level_error", "train"]
+
+#: Training losses: ``mse`` (default) and ``bands`` (MSE plus a log band-energy term).
+LOSSES = ("mse", "bands")
+#: Weight of the band-energy term (dB per dB of MSE) for ``loss="bands"``.
+BAND_WEIGHT = 0.5
+#: Band counts of the multi-resolution band-energy term.
+BAND_COUNTS = (64, 16, 4)
 
 
 @dataclass
@@ -43,6 +57,7 @@ class TrainOptions:
     lr: float = 2e-3
     augment: bool = True
     device: str = "auto"
+    loss: str = "mse"
 
 
 def _augmented(signals: list[np.ndarray]) -> list[np.ndarray]:
@@ -65,6 +80,47 @@ def frames_from_signals(signals: list[np.ndarray], cfg: CodecConfig, q) -> np.nd
 
 def _db(err: torch.Tensor, ref_power: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(err / ref_power + 1e-9)
+
+
+def _power(z: torch.Tensor, cfg: CodecConfig) -> torch.Tensor:
+    """Power per frequency bin of frames (B, D): MDCT coefficients squared, or |X|^2 of the STFT
+    bins 0..hop (real parts first, then the imaginary parts of bins 1..hop-1)."""
+    if cfg.signal.transform == "mdct":
+        return z ** 2
+    hop = cfg.signal.hop
+    re, im = z[:, :hop + 1], z[:, hop + 1:]
+    p = re ** 2
+    return torch.cat([p[:, :1], p[:, 1:hop] + im ** 2, p[:, hop:]], 1)
+
+
+_BAND_MATRICES: dict = {}
+
+
+def _band_matrix(bins: int, bands: int, device) -> torch.Tensor:
+    """(bins, bands) averaging matrix: bin i belongs to band floor(i * bands / bins)."""
+    key = (bins, bands, str(device))
+    if key not in _BAND_MATRICES:
+        idx = torch.arange(bins) * bands // bins
+        m = torch.zeros(bins, bands)
+        m[torch.arange(bins), idx] = 1.0
+        _BAND_MATRICES[key] = (m / m.sum(0, keepdim=True)).to(device)
+    return _BAND_MATRICES[key]
+
+
+def band_level_error(x: torch.Tensor, y: torch.Tensor, cfg: CodecConfig, floor: float = 1e-3) -> torch.Tensor:
+    """Mean absolute difference in dB between the band levels of frames ``x`` and their
+    reconstruction ``y`` (both (B, D), gain-normalized), averaged over ``BAND_COUNTS``
+    resolutions.  ``floor`` (-30 dB re. the frame's mean power 1) bounds the penalty of an empty
+    band."""
+    px, py = _power(x, cfg), _power(y, cfg)
+    errs = []
+    for bands in BAND_COUNTS:
+        bands = min(bands, px.shape[1])
+        m = _band_matrix(px.shape[1], bands, px.device)
+        lx = 10 * torch.log10(px @ m + floor)
+        ly = 10 * torch.log10(py @ m + floor)
+        errs.append((lx - ly).abs().mean())
+    return torch.stack(errs).mean()
 
 
 def _epochs(model_params, data: torch.Tensor, loss_fn, epochs: int, opts: TrainOptions,
@@ -101,6 +157,8 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
     saved; when it exists, training resumes from it (same config and options required).
     Returns the trained model and a history dict.
     """
+    if opts.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, not {opts.loss!r}")
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed)
     rank = int(os.environ.get("RANK", 0))
@@ -154,12 +212,23 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
                 for i in range(0, len(resid), 4096):
                     resid[i:i + 4096] -= net.stages[m](resid[i:i + 4096])[1]
 
-        def loss_fn(r, stage=stage):
-            _, y = stage(r)
-            return _db(((r - y) ** 2).mean(), ref_power)
+        if opts.loss == "mse":
+            def loss_fn(r, stage=stage):
+                _, y = stage(r)
+                return _db(((r - y) ** 2).mean(), ref_power)
+            stage_data = resid
+        else:  # "bands": rows hold [frame | residual] so the term sees the reconstruction so far
+            D = data.shape[1]
 
-        last = _epochs(stage.parameters(), resid, loss_fn, opts.greedy_epochs, opts, gen, progress,
+            def loss_fn(xr, stage=stage):
+                x, r = xr[:, :D], xr[:, D:]
+                _, y = stage(r)
+                return _db(((r - y) ** 2).mean(), ref_power) + BAND_WEIGHT * band_level_error(x, x - r + y, cfg)
+            stage_data = torch.cat([data, resid], 1)
+
+        last = _epochs(stage.parameters(), stage_data, loss_fn, opts.greedy_epochs, opts, gen, progress,
                        f"greedy stage {n + 1}/{N}", rank, world)
+        del stage_data
         history["greedy"].append(last)
         done_stages = n + 1
         save()
@@ -172,7 +241,10 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
         losses = []
         for y in outs:
             recon = recon + y
-            losses.append(_db(((xb - recon) ** 2).mean(), ref_power))
+            loss = _db(((xb - recon) ** 2).mean(), ref_power)
+            if opts.loss == "bands":
+                loss = loss + BAND_WEIGHT * band_level_error(xb, recon, cfg)
+            losses.append(loss)
         return torch.stack(losses).mean()
 
     for r in range(done_rounds, opts.finetune_rounds):
