@@ -56,13 +56,17 @@ class Variant:
     ``config``: ``{section: {field: value}}`` applied to the base config with
     ``CodecConfig.replace``; ``options``: :class:`~model.train.TrainOptions` fields changed from
     :func:`study_options`; ``data``: ``"all"`` TRAIN_DIRs or ``"first"`` only; ``skip``: why the
-    variant cannot run with this base config (then it is reported as not run)."""
+    variant cannot run with this base config (then it is reported as not run); ``eval_of``: the
+    variant whose model this one evaluates with ``config`` applied at the decoder only (no
+    training: for decoder-side settings such as the postfilter, which leave the bitstream
+    alone)."""
     name: str
     tests: str
     config: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     data: str = "all"
     skip: str | None = None
+    eval_of: str | None = None
 
     @property
     def changed(self) -> str:
@@ -79,6 +83,8 @@ class Variant:
         parts += [f"{k}={v}" for k, v in self.options.items()]
         if self.data == "first":
             parts.append("first TRAIN_DIR only")
+        if self.eval_of:
+            parts.append(f"decoder only, model of `{self.eval_of}`")
         return ", ".join(parts) or "nothing (reference)"
 
 
@@ -115,6 +121,9 @@ def _fixed_variants() -> list[Variant]:
         Variant("loss_bands", "Perceptual loss: MSE plus a multi-resolution log band-energy term "
                 "(TrainOptions.loss='bands'), which penalizes spectral holes.",
                 options={"loss": "bands"}),
+        Variant("no_postfilter", "Decoder-side formant postfilter (PostfilterConfig): the "
+                "baseline's model and streams decoded without it.",
+                config={"postfilter": {"enabled": False}}, eval_of="baseline"),
     ]
 
 
@@ -182,9 +191,9 @@ NOT_RUN = [
      "coding can save bits.",
      "not implemented: needs a differentiable rate estimate of the sign codes in the loss; the "
      "codes of a trained stage are nearly uniform today (Huffman saves 0.06 %, docs/RESULTS.md)"),
-    ("noise_filling", "Decoder-side noise filling / post-filter (no retraining).",
-     "not implemented: it needs a decoder field in the config (which changes every config's hash, "
-     "so existing models would need re-saving) and a change to the synthesis in model/dsp.py"),
+    ("noise_filling", "Decoder-side noise filling (no retraining).",
+     "not implemented: the decoded MDCT frame is a sum of dense network outputs, so there are no "
+     "zeroed bins to fill; the decoder-side postfilter is measured instead (`no_postfilter`)"),
     ("float_weights", "Binary against float weights of the same network.",
      "measured separately (`cascade report --float-model`, docs/RESULTS.md): a float-weight "
      "model has no integer form, so --arith fixed cannot evaluate it"),
@@ -302,7 +311,8 @@ def _tests_key(files: list[Path]) -> str:
 def _evaluate(codec, files, model_path: Path, cache: Path, tests_key: str, progress) -> list[dict]:
     """Mean results at every K with --arith fixed (cached in ``cache``)."""
     from .cli import evaluate_files
-    key = {"model_sha256": _sha256(model_path), "tests": tests_key, "arith": "fixed"}
+    key = {"model_sha256": _sha256(model_path), "tests": tests_key, "arith": "fixed",
+           "config": codec.cfg.to_dict()}
     if cache.is_file():
         try:
             d = json.loads(cache.read_text())
@@ -440,6 +450,8 @@ def _markdown(res: dict) -> str:
         if r.get("train_command"):
             md.append(f"* `{r['name']}`: `{r['train_command']}`; `{r['eval_command']}` for K = 1.."
                       f"{len(r['code_bits'])}")
+        elif r.get("eval_only"):
+            md.append(f"* `{r['name']}` (no training): `{r['eval_command']}` for K = 1..{len(r['code_bits'])}")
     if res["baselines"]:
         md += ["\n## Reference codecs (same files, same run)\n", markdown_table(res["baselines"])]
     return "\n".join(md) + "\n"
@@ -541,6 +553,15 @@ def run_ablation(a) -> dict:
                        "speech) to leave out")
             continue
         cfg = variant_config(base, v)
+        if v.eval_of:   # no training: the other variant's model, this config at the decoder
+            src = by_name[v.eval_of]
+            src_cfg = variant_config(base, src)
+            row.update(config_hash=cfg.config_hash, model=str(out / "models" / f"{src.name}.pt"),
+                       code_bits=list(cfg.network.code_bits), eval_only=True,
+                       decoder_config=v.config, train_command=None,
+                       eval_command=eval_command(src, a.test, out) + f"  (with {v.changed.split(', decoder')[0]})")
+            row["_recipe"] = _recipe(src, src_cfg, train_dirs, a.epochs, a.seed)
+            continue
         cfg_path = out / "configs" / f"{v.name}.json"
         if not cfg_path.exists() or cfg_path.read_text() != cfg.to_json() + "\n":
             _write_text(cfg_path, cfg.to_json() + "\n")
@@ -584,10 +605,15 @@ def run_ablation(a) -> dict:
             row.update(status="not run", reason=f"no model yet: run with --only {row['name']}")
             continue
         codec = _check_model(model, row["_recipe"])
+        if row.get("eval_only"):
+            from .codec import Codec
+            codec = Codec(codec.cfg.replace(**row["decoder_config"]), codec.net, codec.lsf_q,
+                          codec.codebooks, codec.meta, side=codec.side)
         with _progress() as p:
             pts = _evaluate(codec, test_files, model, out / "evals" / f"{row['name']}.json",
                             tests_key, p)
-        row.update(status="done", points=pts, train_seconds=codec.meta.get("train_seconds"),
+        row.update(status="done", points=pts,
+                   train_seconds=None if row.get("eval_only") else codec.meta.get("train_seconds"),
                    per_file=str(out / "evals" / f"{row['name']}.json"), **summarize(pts, a.rate))
     for row in rows:
         row.pop("_recipe", None)

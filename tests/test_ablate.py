@@ -140,7 +140,13 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert 0 < b["points"][0]["kbps"] < b["points"][1]["kbps"]
     assert all(np.isfinite(p["stoi"]) for p in b["points"])
     assert b["full"]["stages"] == 2 and b["delta"]["full_pesq_wb"] == 0.0 and b["train_seconds"] > 0
-    assert all(r["status"] == "not run" and r["reason"] for n, r in rows.items() if n != "baseline")
+    assert all(r["status"] == "not run" and r["reason"] for n, r in rows.items()
+               if n not in ("baseline", "no_postfilter"))
+    # the decoder-only variant needs no training: the baseline's streams (same bytes), other audio
+    npf = rows["no_postfilter"]
+    assert npf["status"] == "done" and npf["eval_only"] and npf["train_command"] is None
+    assert [p["kbps"] for p in npf["points"]] == [p["kbps"] for p in b["points"]]
+    assert [p["snr_db"] for p in npf["points"]] != [p["snr_db"] for p in b["points"]]
     assert {n["name"] for n in res["not_run"]} >= {"subband_sharing", "entropy_aware"}
     assert [p["system"] for p in res["baselines"]] == ["opus", "opus", "g722"]
     md = (out / "ablation.md").read_text()
