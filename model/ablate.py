@@ -114,6 +114,11 @@ def _fixed_variants() -> list[Variant]:
         Variant("finetune", "Joint fine-tuning (patent claims 3-4): greedy training plus 2 rounds "
                 "of all stages together, each of half the greedy epochs.",
                 options={"finetune_rounds": 2}),
+        Variant("epochs1", "Training budget: 1 greedy epoch per stage instead of the study's "
+                "budget (with 32 s of real speech, longer training may overfit).",
+                options={"greedy_epochs": 1}),
+        Variant("epochs4", "Training budget: 4 greedy epochs per stage.",
+                options={"greedy_epochs": 4}),
         Variant("no_augment", "Data augmentation: no speed-perturbed (0.9x, 1.1x) copies of the "
                 "training files.", options={"augment": False}),
         Variant("real_only", "Extra data: train on the first TRAIN_DIR (real speech) only, "
@@ -282,6 +287,20 @@ def _delta(a, b):
     return None if a is None or b is None else float(a) - float(b)
 
 
+def _paired_se(row: dict, ref: dict) -> float | None:
+    """Standard error of the mean per-file PESQ-WB difference to ``ref`` at full K (the files are
+    the same, so the difference is paired); None when it cannot be computed."""
+    try:
+        a = json.loads(Path(row["per_file"]).read_text())["per_file"][-1]["files"]
+        b = json.loads(Path(ref["per_file"]).read_text())["per_file"][-1]["files"]
+    except (OSError, KeyError, IndexError, json.JSONDecodeError):
+        return None
+    pb = {Path(f["file"]).name: f["pesq_wb"] for f in b}
+    d = np.array([f["pesq_wb"] - pb[Path(f["file"]).name] for f in a if Path(f["file"]).name in pb])
+    d = d[np.isfinite(d)]
+    return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+
+
 def _add_deltas(rows: list[dict]) -> None:
     ref = next((r for r in rows if r["name"] == "baseline" and r["status"] == "done"), None)
     for r in rows:
@@ -289,6 +308,8 @@ def _add_deltas(rows: list[dict]) -> None:
             continue
         r["delta"] = {f"{where}_{k}": (_delta(r[where][k], ref[where][k]) if ref else None)
                       for where in ("full", "near_rate", "at_rate") for k in ("pesq_wb", "stoi")}
+        r["delta"]["full_pesq_wb_se"] = (_paired_se(r, ref) if ref is not None and r is not ref
+                                         and r["full"]["stages"] == ref["full"]["stages"] else None)
 
 
 # ------------------------------------------------------------------------------ the study
@@ -415,7 +436,9 @@ def _markdown(res: dict) -> str:
           f"Evaluation: `--arith fixed` (the integer golden model, what the hardware computes) at "
           f"every K on {len(res['test_files'])} held-out files ({res['test_seconds']:.1f} s) in "
           f"`{res['test_dir']}`; kbps are actual (file bytes over duration: header, side "
-          f"information and Huffman-coded stages).  Δ: difference to the `baseline` row.  "
+          f"information and Huffman-coded stages).  Δ: difference to the `baseline` row; ± is the "
+          f"standard error of the per-file differences at full K (paired: same files), so a Δ "
+          f"within about twice it is not a measured difference.  "
           f"K≈{rate:g}: the K whose rate is nearest {rate:g} kbps; @{rate:g}: PESQ-WB "
           f"interpolated linearly between the two K around {rate:g} kbps (- when the curve does "
           f"not reach it).\n",
@@ -428,7 +451,8 @@ def _markdown(res: dict) -> str:
         shape = f"{len(bits)} x {bits[0]}" if len(set(bits)) == 1 else "+".join(map(str, bits))
         md.append(
             f"| {r['name']} | {r['changed']} | {shape} | {_f(fu['kbps'])} | {_f(fu['pesq_wb'])} | "
-            f"{_f(fu['stoi'], 3)} | {_f(d['full_pesq_wb'], 2, True)} | {ne['stages']} | "
+            f"{_f(fu['stoi'], 3)} | {_f(d['full_pesq_wb'], 2, True)}"
+            f"{' ± ' + _f(d['full_pesq_wb_se']) if d.get('full_pesq_wb_se') is not None else ''} | {ne['stages']} | "
             f"{_f(ne['kbps'])} | {_f(ne['pesq_wb'])} | {_f(ne['stoi'], 3)} | "
             f"{_f(d['near_rate_pesq_wb'], 2, True)} | {_f(at['pesq_wb'])} | "
             f"{_f(d['at_rate_pesq_wb'], 2, True)} | {_f(r['train_seconds'], 0)} |")

@@ -64,7 +64,7 @@ def test_variant_table_builds_valid_configs(network):
         assert v.tests.endswith(".") and len(v.tests) > 20
         cfg = ablate.variant_config(base, v)           # a valid CodecConfig (validate() ran)
         opts = ablate.variant_options(v, epochs=4)
-        assert opts.greedy_epochs == 4 and opts.seed == 0
+        assert opts.greedy_epochs == v.options.get("greedy_epochs", 4) and opts.seed == 0
         if v.name == "baseline":
             assert cfg == base and opts.finetune_rounds == 0 and opts.augment and opts.loss == "mse"
             assert v.changed.startswith("nothing")
