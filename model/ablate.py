@@ -161,6 +161,16 @@ def _shape_variants(base: CodecConfig) -> list[Variant]:
             f"s{n // f}x{b * f}", f"Equal rate, coarser steps: {n // f} stage{'s' if n // f > 1 else ''} of {b * f} bits "
             f"instead of {n} x {b}{note}: fewer rate points, fewer residual hand-offs.",
             config={"network": {"stages": n // f, "code_bits": [b * f] * (n // f)}}))
+    # finer steps cost weights: at the same total bits, these are the finer shapes whose encoder
+    # core still keeps its weights in the three SPRAM banks an iCE40 UP5K leaves for them
+    for stages, width, hidden in ((2 * n, b // 2, 48), (4 * n // 3, 3 * b // 4, 64)):
+        if stages * width != total or width % sym or (stages, hidden) == (n, base.network.hidden):
+            continue
+        out.append(Variant(
+            f"s{stages}x{width}h{hidden}", f"Equal rate and fits the iCE40 UP5K: {stages} stages of "
+            f"{width} bits with hidden width {hidden} (finer steps, narrower layers; the encoder's "
+            f"weights stay within three SPRAM banks).",
+            config={"network": {"stages": stages, "code_bits": [width] * stages, "hidden": hidden}}))
     return out
 
 
