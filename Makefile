@@ -25,3 +25,4 @@ bitstreams: install
 	cascade synth --board icebreaker
 	cascade synth --board ulx3s-85f
 	cascade synth --board ulx3s-25f
+	cascade synth --board ulx3s-85f --model model/large/model.pt --out bitstreams/ulx3s-85f-large

@@ -441,8 +441,8 @@ def _markdown(res: dict) -> str:
           f"{'s' if res['epochs'] != 1 else ''} per stage, "
           f"no fine-tuning (except `finetune`), seed {res['seed']}, on "
           + ", ".join(f"`{d}`" for d in res["train_dirs"]) + " (the first folder is the real "
-          "speech; `real_only` uses it alone).  This budget is below the shipped model's, so "
-          "compare rows with each other, not with docs/RESULTS.md.\n",
+          "speech; `real_only` uses it alone).  The shipped model's own recipe and figures are in "
+          "model/default/README.md and docs/RESULTS.md.\n",
           f"Evaluation: `--arith fixed` (the integer golden model, what the hardware computes) at "
           f"every K on {len(res['test_files'])} held-out files ({res['test_seconds']:.1f} s) in "
           f"`{res['test_dir']}`; kbps are actual (file bytes over duration: header, side "
