@@ -98,9 +98,11 @@ class NetworkConfig:
     Default size: the largest hidden width (96) at which the encoder core of 9 x 64-bit stages
     keeps its weights and parameters in the four 256-kbit SPRAMs of an iCE40 UP5K (48,960 weight
     rows of 16 bits in three, 6,400 parameter words in the fourth; ``hw/synth.py``).  Measured on
-    the held-out split (``--arith fixed``, same data and training): hidden 128 gave PESQ-WB 2.62
-    but needs 1.1 Mbit of encoder weights; 6 x 96 bits at hidden 128 (same rate, fits) gave 2.38,
-    9 x 64 at hidden 96 gave 2.43.
+    the held-out split (``--arith fixed``): with 12 epochs per stage and no postfilter, hidden 128
+    gave PESQ-WB 2.62 (it needs 1.1 Mbit of encoder weights), hidden 96 2.43, and 6 x 96 bits at
+    hidden 128 (same rate, fits) 2.38.  In the ablation study (2 epochs, postfilter on) 18 x 32
+    bits at hidden 96 gave 3.08 against 2.72 but does not fit (preset ``large``), and the finer
+    shapes that do fit (18 x 32 at hidden 48, 12 x 48 at hidden 64) gave 2.72 and 2.57.
     """
     stages: int = 9
     code_bits: tuple[int, ...] = (64,) * 9

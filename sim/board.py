@@ -29,7 +29,7 @@ def build_board(model: IntModel, lanes: int, build_dir, divisor: int = 4, **boar
 
     from hw.rtl import to_verilog
     from sim.runner import _icarus_patch, spram_model
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()   # the simulator runs in build_dir: absolute paths
     build_dir.mkdir(parents=True, exist_ok=True)
     board = BoardCore(model, lanes, divisor=divisor, **board_kwargs)
     top = "board_top"
@@ -96,7 +96,7 @@ def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int =
     ``ks[t]`` stages).  Returns ``{"leds": [pass, fail] after the power-up self-test, "leds_end":
     [pass, fail] after the last transaction, "errors":
     [one line per wrong answer], "cycles": {transaction: cycles}, "boot_cycles": n}``."""
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()   # the simulator runs in build_dir: absolute paths
     runner, top, board = built if built is not None else build_board(model, lanes, build_dir, divisor, **board_kwargs)
     cfg = model.config
     tr = board_transactions(model, frames, ks, lanes, board.storage)

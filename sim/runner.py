@@ -88,7 +88,7 @@ def build_core(model: IntModel, side: str, lanes: int, build_dir, storage: str =
     from hw.decoder import DecoderCore
     from hw.encoder import EncoderCore
     from hw.rtl import to_verilog
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()   # the simulator runs in build_dir: absolute paths
     build_dir.mkdir(parents=True, exist_ok=True)
     core = (EncoderCore if side == "encoder" else DecoderCore)(model, lanes, storage)
     top = f"{side}_core"
@@ -113,7 +113,7 @@ def run_core(model: IntModel, side: str, lanes: int, build_dir, frames, stages_p
     ``cycles_per_frame`` (steady state, measured; None with random valid/ready or mixed K),
     ``first_mismatch`` and the designed ``designed_cycles_per_frame``.
     """
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()   # the simulator runs in build_dir: absolute paths
     runner, top, core = built if built is not None else build_core(model, side, lanes, build_dir, storage)
     vec = golden_vectors(model, side, frames, stages_per_frame)
     if core.storage != "rom":

@@ -46,7 +46,7 @@ def verify_cores(model: IntModel, frames: np.ndarray, lanes: int, build_dir,
     frames = np.asarray(frames, dtype=np.int64)
     if frames.ndim != 2 or frames.shape[1] != model.config.coefficients:
         raise ValueError(f"frames must be (T, {model.config.coefficients}), not {frames.shape}")
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()   # the simulator runs in build_dir: absolute paths
     out = {}
     for side in ("encoder", "decoder"):
         r = run_core(model, side, lanes, build_dir / side, frames,

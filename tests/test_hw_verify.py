@@ -33,3 +33,12 @@ def test_verify_cores_on_frames_file(tmp_path):
     # the measured frame period is reported (3 full-speed frames give one steady-state period)
     if not os.environ.get(FRAMES_ENV):
         assert res["encoder"]["cycles_per_frame"] == res["encoder"]["designed_cycles_per_frame"]
+
+
+def test_verify_with_a_relative_build_dir(tmp_path, monkeypatch):
+    """``cascade verify`` defaults to the relative ``build/verify``: the simulator, which runs
+    inside the build folder, must still find its vectors."""
+    monkeypatch.chdir(tmp_path)
+    res = verify_cores(MODEL, frames_with_extremes(2), LANES, "build/verify")
+    assert res["encoder"]["mismatches"] == 0 and res["encoder"]["words"] > 0
+    assert res["decoder"]["mismatches"] == 0 and res["decoder"]["words"] > 0
