@@ -154,7 +154,16 @@ class Board:
         if not info["needs_load"]:
             return
         cores = [c for c in ("encoder", "decoder") if info[c]]
-        reply = self._transact(load_request(model, info["lanes"], cores), 1)
+        request = load_request(model, info["lanes"], cores)
+        old = getattr(self.link, "timeout", None)
+        baud = getattr(self.link, "baudrate", None)
+        if old is not None and baud:   # the answer comes after the last of ~100 kB: wait for it
+            self.link.timeout = old + 10 * len(request) / baud
+        try:
+            reply = self._transact(request, 1)
+        finally:
+            if old is not None and baud:
+                self.link.timeout = old
         if reply != _W:
             raise ProtocolError(f"board did not confirm the weight load (got {reply!r})")
 
