@@ -555,6 +555,8 @@ def run_ablation(a) -> dict:
         selected = names
     else:
         selected = [v.name for v in vs if v.skip is None]
+    if getattr(a, "report_only", False):
+        selected = []
     train_dirs = list(a.train_dir)
     for d in train_dirs:
         _wav_files(d)                        # each folder exists and holds WAV files

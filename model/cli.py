@@ -699,6 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "default: the default config)")
     sp.add_argument("--no-baselines", action="store_true", help="do not measure Opus, Speex, G.722")
     sp.add_argument("--list", action="store_true", help="print the variants and exit")
+    sp.add_argument("--report-only", action="store_true",
+                    help="train nothing: measure the models already in OUT/models and rewrite the report")
     sp.add_argument("--json", action="store_true", help="also print the results (or, with --list, "
                     "the variants) as JSON on stdout")
     sp.add_argument("--force", action="store_true", help="retrain the selected variants even when "

@@ -177,6 +177,12 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     res2 = json.loads((out / "ablation.json").read_text())
     assert res2["variants"][0]["points"] == b["points"] and res2["baselines"] == []
 
+    # --report-only: every variant selected, none trained; the report comes from what is there
+    rc, o, err = run(capsys, "ablate", *common, "--report-only", "--no-baselines")
+    assert rc == 0, err
+    assert sorted(p.name for p in (out / "models").iterdir()) == [".gitignore", "baseline.pt"]
+    assert model_path.stat().st_mtime_ns == mtime
+
     # a model of other settings is not mixed into the table
     rc, o, err = run(capsys, "ablate", *common[:-6], "--epochs", 2, "--config", "tiny", "--threads", 1,
                      "--only", "baseline", "--no-baselines")
