@@ -60,7 +60,10 @@ def test_variant_table_builds_valid_configs(network):
     total = base.code_bits_total
     shapes = []
     for v in vs:
-        assert v.skip is None, (v.name, v.skip)
+        if v.skip is not None:   # a variant that only sets what the base already has (lsf4 on the default)
+            assert v.skip == "the same codec as the baseline for this base config", (v.name, v.skip)
+            assert ablate.variant_config(base, v) == base
+            continue
         assert v.tests.endswith(".") and len(v.tests) > 20
         cfg = ablate.variant_config(base, v)           # a valid CodecConfig (validate() ran)
         opts = ablate.variant_options(v, epochs=4)
