@@ -343,7 +343,7 @@ def _evaluate(codec, files, model_path: Path, cache: Path, tests_key: str, progr
     """Mean results at every K with --arith fixed (cached in ``cache``)."""
     from .cli import evaluate_files
     key = {"model_sha256": _sha256(model_path), "tests": tests_key, "arith": "fixed",
-           "config": codec.cfg.to_dict()}
+           "config": json.loads(json.dumps(codec.cfg.to_dict()))}   # as it reads back (lists, not tuples)
     if cache.is_file():
         try:
             d = json.loads(cache.read_text())

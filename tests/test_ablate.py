@@ -172,11 +172,14 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     ev = b["eval_command"].replace("K", "2")
     assert ev.startswith("cascade eval") and "--arith fixed" in ev
 
-    # resume: nothing retrained, evaluation from the cache, same numbers
+    # resume: nothing retrained, evaluation from the cache (not rewritten), same numbers
     mtime = model_path.stat().st_mtime_ns
+    cache = out / "evals" / "baseline.json"
+    cache_mtime = cache.stat().st_mtime_ns
     rc, o, err = run(capsys, "ablate", *common, "--only", "baseline", "--no-baselines")
     assert rc == 0, err
     assert model_path.stat().st_mtime_ns == mtime
+    assert cache.stat().st_mtime_ns == cache_mtime
     res2 = json.loads((out / "ablation.json").read_text())
     assert res2["variants"][0]["points"] == b["points"] and res2["baselines"] == []
 
