@@ -30,7 +30,7 @@ from model.golden import IntModel
 from .mac import MacEngine
 from .post import PostUnit
 from .schedule import POST_LATENCY, POST_UNIT_LATENCY, Schedule
-from .store import STORAGES, ParamStore
+from .store import STORAGES, ParamStore, spram_misfit
 
 __all__ = ["CascadeCore"]
 
@@ -63,10 +63,9 @@ class CascadeCore(wiring.Component):
         self._model, self._side, self._storage = model, side, storage
         if storage == "spram":
             sc = self._sched
-            if sc.lanes > 16 or sc.scale_bits + sc.bias_bits > 16:
-                raise ValueError(
-                    f"SPRAM words have 16 bits: needs lanes <= 16 (is {sc.lanes}) and scale_bits + "
-                    f"bias_bits <= 16 (is {sc.scale_bits} + {sc.bias_bits})")
+            misfit = spram_misfit(sc.lanes, sc.scale_bits, sc.bias_bits)
+            if misfit:
+                raise ValueError(misfit)
         if storage != "rom":
             signature = dict(signature, load=In(stream.Signature(self._sched.load_word_bits)),
                              loaded=Out(1))

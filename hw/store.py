@@ -29,7 +29,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["STORAGES", "SPRAM_DEPTH", "SPRAM_WIDTH", "ParamStore", "spram_banks"]
+__all__ = ["STORAGES", "SPRAM_DEPTH", "SPRAM_WIDTH", "ParamStore", "spram_banks", "spram_misfit"]
 
 STORAGES = ("rom", "ram", "spram")
 SPRAM_DEPTH, SPRAM_WIDTH = 16384, 16
@@ -38,6 +38,15 @@ SPRAM_DEPTH, SPRAM_WIDTH = 16384, 16
 def spram_banks(depth: int) -> int:
     """SB_SPRAM256KA primitives a store of ``depth`` words needs."""
     return math.ceil(depth / SPRAM_DEPTH)
+
+
+def spram_misfit(lanes: int, scale_bits: int, bias_bits: int) -> str | None:
+    """Why a core of ``lanes`` lanes and these parameter widths cannot keep its weight rows and
+    parameter words in SPRAM (one line), or None when it can."""
+    if lanes > SPRAM_WIDTH or scale_bits + bias_bits > SPRAM_WIDTH:
+        return (f"SPRAM words have {SPRAM_WIDTH} bits: weights in SPRAM need lanes <= {SPRAM_WIDTH} "
+                f"(is {lanes}) and scale_bits + bias_bits <= {SPRAM_WIDTH} (is {scale_bits} + {bias_bits})")
+    return None
 
 
 class ParamStore(wiring.Component):

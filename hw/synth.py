@@ -168,9 +168,10 @@ def fit_check(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftes
         fx = cfg.fixed
         if not b.get("spram_banks"):
             raise FitError(f"{b['device']} has no SPRAM (storage 'spram' is for the iCE40 UltraPlus)")
-        if lanes > 16 or fx.scale_bits + fx.bias_bits > 16:
-            raise FitError(f"SPRAM words have 16 bits: weights in SPRAM need lanes <= 16 (is {lanes}) and "
-                           f"scale_bits + bias_bits <= 16 (is {fx.scale_bits} + {fx.bias_bits})")
+        from .store import spram_misfit
+        misfit = spram_misfit(lanes, fx.scale_bits, fx.bias_bits)
+        if misfit:
+            raise FitError(misfit)
         e = estimate(model, board, lanes, cores, selftest_frames, storage)
         need = sum(e["spram_banks"].values())
         if need > b["spram_banks"]:

@@ -363,8 +363,12 @@ def cmd_verify(a):
     build = Path(a.build_dir)
     build.mkdir(parents=True, exist_ok=True)
     log = build / "simulation.log"
-    if a.storage == "spram" and a.lanes > 16:
-        raise UserError("SPRAM words have 16 bits: --storage spram needs --lanes 16 or fewer")
+    if a.storage == "spram":
+        from hw.store import spram_misfit
+        fx = codec.cfg.fixed
+        misfit = spram_misfit(a.lanes, fx.scale_bits, fx.bias_bits)
+        if misfit:
+            raise UserError(misfit)
     print(f"simulating {len(frames)} frames of {wav} (lanes={a.lanes}, weights in {a.storage}) in Icarus "
           f"Verilog (log: {log})...", file=sys.stderr)
     with _fds_to(log):
