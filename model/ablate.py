@@ -28,6 +28,7 @@ Training data convention: the first TRAIN_DIR is the real speech, further folder
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shlex
@@ -47,6 +48,9 @@ __all__ = ["Variant", "VARIANTS", "NOT_RUN", "variants", "study_options", "varia
 DEFAULT_EPOCHS = 4
 #: Rate (kbps) of the equal-rate columns.
 DEFAULT_RATE = 20.0
+#: Config sections that act outside the trained network (decoder postfilter, encoder code
+#: search): evaluations use the variant's values, not those saved in the model file.
+HOST_SECTIONS = ("postfilter", "search")
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Variant:
         if self.data == "first":
             parts.append("first TRAIN_DIR only")
         if self.eval_of:
-            parts.append(f"decoder only, model of `{self.eval_of}`")
+            parts.append(f"no training, model of `{self.eval_of}`")
         return ", ".join(parts) or "nothing (reference)"
 
 
@@ -129,6 +133,16 @@ def _fixed_variants() -> list[Variant]:
         Variant("no_postfilter", "Decoder-side formant postfilter (PostfilterConfig): the "
                 "baseline's model and streams decoded without it.",
                 config={"postfilter": {"enabled": False}}, eval_of="baseline"),
+        Variant("search", "Encoder-side closed-loop code search (SearchConfig, analysis by "
+                "synthesis): the baseline's model, each stage's code refined by 2 passes of "
+                "single-bit flips against the stage's own decoder.  Same decoder, same format.",
+                config={"search": {"passes": 2, "candidates": 0}}, eval_of="baseline"),
+        Variant("search_c16", "Cheaper code search: 1 pass over the 16 least confident bits of "
+                "each stage (16 decoder runs per stage instead of 128).",
+                config={"search": {"passes": 1, "candidates": 16}}, eval_of="baseline"),
+        Variant("no_search", "No code search: the baseline's model with the encoder network's "
+                "code as the encoder core computes it.",
+                config={"search": {"passes": 0, "candidates": 0}}, eval_of="baseline"),
     ]
 
 
@@ -261,6 +275,17 @@ def eval_command(v: Variant, test_dir, out: Path) -> str:
     """``cascade eval`` of one variant at K stages (``K`` to be replaced by 1..N)."""
     return (f"cascade eval {shlex.quote(str(test_dir))} --model "
             f"{shlex.quote(str(out / 'models' / f'{v.name}.pt'))} --arith fixed --stages K")
+
+
+def _host_flags(cfg: CodecConfig) -> str:
+    """``cascade eval`` flags that set a variant's host-side sections (postfilter, search)."""
+    flags = []
+    if not cfg.postfilter.enabled:
+        flags.append("--no-postfilter")
+    flags += ["--search", str(cfg.search.passes)]
+    if cfg.search.candidates:
+        flags += ["--search-candidates", str(cfg.search.candidates)]
+    return " " + " ".join(flags)
 
 
 def _recipe(v: Variant, cfg: CodecConfig, train_dirs, epochs: int, seed: int) -> dict:
@@ -589,13 +614,14 @@ def run_ablation(a) -> dict:
                        "speech) to leave out")
             continue
         cfg = variant_config(base, v)
+        row["_host_config"] = {sec: dataclasses.asdict(getattr(cfg, sec)) for sec in HOST_SECTIONS}
         if v.eval_of:   # no training: the other variant's model, this config at the decoder
             src = by_name[v.eval_of]
             src_cfg = variant_config(base, src)
             row.update(config_hash=cfg.config_hash, model=str(out / "models" / f"{src.name}.pt"),
                        code_bits=list(cfg.network.code_bits), eval_only=True,
                        decoder_config=v.config, train_command=None,
-                       eval_command=eval_command(src, a.test, out) + f"  (with {v.changed.split(', decoder')[0]})")
+                       eval_command=eval_command(src, a.test, out) + _host_flags(cfg))
             row["_recipe"] = _recipe(src, src_cfg, train_dirs, a.epochs, a.seed)
             continue
         cfg_path = out / "configs" / f"{v.name}.json"
@@ -606,7 +632,7 @@ def run_ablation(a) -> dict:
         cmd = train_command(v, train_dirs, out, a.epochs, a.seed, a.threads)
         row.update(config_hash=cfg.config_hash, config_file=str(cfg_path), model=str(model),
                    code_bits=list(cfg.network.code_bits), train_command=cmd,
-                   eval_command=eval_command(v, a.test, out))
+                   eval_command=eval_command(v, a.test, out) + _host_flags(cfg))
         row["_recipe"] = recipe
         if v.name not in selected or (model.exists() and not a.force):
             continue
@@ -641,10 +667,11 @@ def run_ablation(a) -> dict:
             row.update(status="not run", reason=f"no model yet: run with --only {row['name']}")
             continue
         codec = _check_model(model, row["_recipe"])
-        if row.get("eval_only"):
-            from .codec import Codec
-            codec = Codec(codec.cfg.replace(**row["decoder_config"]), codec.net, codec.lsf_q,
-                          codec.codebooks, codec.meta, side=codec.side)
+        # the host-side settings (postfilter, code search) are the variant's, whatever the model
+        # file was saved with: they change no weight, and the study's base config fixes them
+        from .codec import Codec
+        codec = Codec(codec.cfg.replace(**row["_host_config"]), codec.net, codec.lsf_q,
+                      codec.codebooks, codec.meta, side=codec.side)
         with _progress() as p:
             pts = _evaluate(codec, test_files, model, out / "evals" / f"{row['name']}.json",
                             tests_key, p)
@@ -653,6 +680,7 @@ def run_ablation(a) -> dict:
                    per_file=str(out / "evals" / f"{row['name']}.json"), **summarize(pts, a.rate))
     for row in rows:
         row.pop("_recipe", None)
+        row.pop("_host_config", None)
     _add_deltas(rows)
 
     baselines = []

@@ -88,6 +88,24 @@ def _load_codec(path):
     return Codec.load(path)
 
 
+def _host_settings(codec, a):
+    """The codec with ``--search`` / ``--search-candidates`` / ``--no-postfilter`` applied (they
+    set host-side sections of the config that change no weight and no stream format)."""
+    changes = {}
+    if getattr(a, "search", None) is not None or getattr(a, "search_candidates", None) is not None:
+        sc = codec.cfg.search
+        passes = sc.passes if a.search is None else a.search
+        cand = sc.candidates if a.search_candidates is None else a.search_candidates
+        if passes < 0 or cand < 0:
+            raise UserError("--search and --search-candidates must be non-negative")
+        changes["search"] = {"passes": passes, "candidates": cand}
+    if getattr(a, "no_postfilter", False):
+        changes["postfilter"] = {"enabled": False}
+    if changes:
+        codec.cfg = codec.cfg.replace(**changes)
+    return codec
+
+
 def _load_audio(path, codec, resample: bool):
     from .data import load_wav
     x = load_wav(path, codec.cfg.signal.sample_rate, resample=resample)
@@ -114,7 +132,7 @@ def _stages_arg(codec, stages):
 # --------------------------------------------------------------------------------- commands
 
 def cmd_encode(a):
-    codec = _load_codec(a.model)
+    codec = _host_settings(_load_codec(a.model), a)
     out = _out_path(a.output, a.force)
     x = _load_audio(a.input, codec, a.resample)
     data = codec.encode_bytes(x, a.arith, _stages_arg(codec, a.stages))
@@ -125,7 +143,7 @@ def cmd_encode(a):
 
 def cmd_decode(a):
     from .data import write_wav
-    codec = _load_codec(a.model)
+    codec = _host_settings(_load_codec(a.model), a)
     out = _out_path(a.output, a.force)
     data = Path(a.input).read_bytes() if Path(a.input).is_file() else None
     if data is None:
@@ -165,8 +183,9 @@ def cmd_info(a):
     _json_out(stream_info(p.read_bytes()), None)
 
 
-def evaluate_files(codec, files, arith="float", stages=None, progress=None, keep_dir=None):
-    """Encode and decode each file through a real bitstream; per-file metrics and the mean."""
+def evaluate_files(codec, files, arith="float", stages=None, progress=None, keep_dir=None, search=None):
+    """Encode and decode each file through a real bitstream; per-file metrics and the mean.
+    ``search``: code search passes (default: the codec's ``SearchConfig``)."""
     import numpy as np
     from .data import load_wav, write_wav
     from .metrics import measure
@@ -175,7 +194,7 @@ def evaluate_files(codec, files, arith="float", stages=None, progress=None, keep
     task = progress.add_task(f"eval K={stages or 'all'} {arith}", total=len(files)) if progress else None
     for f in files:
         x = load_wav(f, sr)
-        data = codec.encode_bytes(x, arith, stages)
+        data = codec.encode_bytes(x, arith, stages, search)
         y, _ = codec.decode_bytes(data, arith)
         m = measure(x, y, sr)
         m.update(file=str(f), bytes=len(data), seconds=len(x) / sr, kbps=8 * len(data) / (len(x) / sr) / 1000)
@@ -204,7 +223,7 @@ def _wav_files(folder):
 
 
 def cmd_eval(a):
-    codec = _load_codec(a.model)
+    codec = _host_settings(_load_codec(a.model), a)
     files = _wav_files(a.wav_dir)
     k = _stages_arg(codec, a.stages)
     if a.json not in (None, "-"):
@@ -212,7 +231,9 @@ def cmd_eval(a):
     with _progress(not a.quiet) as p:
         res = evaluate_files(codec, files, a.arith, k, p)
     m = res["mean"]
-    print(f"K={k} {a.arith}: {m['kbps']:.2f} kbps  PESQ-WB {m['pesq_wb']:.3f}  STOI {m['stoi']:.3f}  "
+    sc = codec.cfg.search
+    print(f"K={k} {a.arith} search {sc.passes}{'x' + str(sc.candidates) if sc.candidates else ''}: "
+          f"{m['kbps']:.2f} kbps  PESQ-WB {m['pesq_wb']:.3f}  STOI {m['stoi']:.3f}  "
           f"SNR {m['snr_db']:.2f} dB  ({len(files)} files, {m['seconds']:.1f} s)", file=sys.stderr)
     if a.json:
         _json_out(res, a.json)
@@ -500,17 +521,23 @@ def cmd_demo(a):
     print(f"model: {codec.meta.get('made_by', '?')} (config {codec.cfg.config_hash})")
     print(f"input: {wav} ({len(x) / sr:.2f} s{note})")
     rows = []
-    for arith in ("float", "fixed"):
-        data = codec.encode_bytes(x, arith)
+    passes = codec.cfg.search.passes
+    runs = [("float", None, "float"), ("fixed", None, "fixed")]
+    if passes:  # the encoder core sends the code without search
+        runs.append(("fixed", 0, "fixed_nosearch"))
+    for arith, search, name in runs:
+        data = codec.encode_bytes(x, arith, search=search)
         y, _ = codec.decode_bytes(data, arith)
-        (out / f"demo_{arith}.cas").write_bytes(data)
-        write_wav(out / f"demo_{arith}.wav", y, sr)
+        (out / f"demo_{name}.cas").write_bytes(data)
+        write_wav(out / f"demo_{name}.wav", y, sr)
         m = measure(x, y, sr)
-        rows.append((arith, 8 * len(data) / (len(x) / sr) / 1000, m))
-    print(f"{'arith':6} {'kbps':>6} {'PESQ-WB':>8} {'STOI':>6} {'SNR dB':>7}")
-    for arith, kbps, m in rows:
-        print(f"{arith:6} {kbps:6.2f} {m['pesq_wb']:8.3f} {m['stoi']:6.3f} {m['snr_db']:7.2f}")
-    print(f"decoded audio: {out}/demo_fixed.wav (bitstream {out}/demo_fixed.cas)")
+        what = f"search {passes if search is None else search}"
+        rows.append((arith, what, 8 * len(data) / (len(x) / sr) / 1000, m))
+    print(f"{'arith':6} {'encoder':9} {'kbps':>6} {'PESQ-WB':>8} {'STOI':>6} {'SNR dB':>7}")
+    for arith, what, kbps, m in rows:
+        print(f"{arith:6} {what:9} {kbps:6.2f} {m['pesq_wb']:8.3f} {m['stoi']:6.3f} {m['snr_db']:7.2f}")
+    print(f"decoded audio: {out}/demo_fixed.wav (bitstream {out}/demo_fixed.cas); search 0 is the "
+          f"code the encoder core computes")
     from .export import save_export
     save_export(codec.int_model(), out / "export")
     try:
@@ -546,6 +573,18 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--arith", choices=("float", "fixed"), default="fixed",
                         help="float: PyTorch model; fixed: integer golden model = the hardware (default)")
 
+    def search_args(sp):
+        sp.add_argument("--search", type=int, metavar="PASSES",
+                        help="closed-loop code search: passes of single-bit flips against each "
+                             "stage's decoder (default: the model's config, 2; 0 = the code the "
+                             "encoder core sends; the stream decodes anywhere either way)")
+        sp.add_argument("--search-candidates", type=int, metavar="C",
+                        help="search only each stage's C least confident bits (0 = all)")
+
+    def postfilter_arg(sp):
+        sp.add_argument("--no-postfilter", action="store_true",
+                        help="decode without the formant postfilter")
+
     sp = add("demo", cmd_demo, "encode and decode held-out real speech with the default model, print "
              "bitrate and quality, export weights and generate the Verilog")
     model_arg(sp)
@@ -578,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(sp)
     arith_arg(sp)
     sp.add_argument("--stages", type=int, help="code only the first K stages (lower bitrate)")
+    search_args(sp)
     sp.add_argument("--resample", action="store_true", help="accept other rates / stereo by resampling / downmixing")
     sp.add_argument("--force", action="store_true", help="overwrite the output")
 
@@ -587,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(sp)
     arith_arg(sp)
     sp.add_argument("--stages", type=int, help="decode only the first K stages")
+    postfilter_arg(sp)
     sp.add_argument("--force", action="store_true", help="overwrite the output")
 
     sp = add("truncate", cmd_truncate, "cut a .cas stream to its first K stages without re-encoding")
@@ -604,6 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(sp)
     arith_arg(sp)
     sp.add_argument("--stages", type=int, help="use the first K stages (default all)")
+    search_args(sp)
+    postfilter_arg(sp)
     sp.add_argument("--json", help="write per-file and mean results to this JSON file ('-': stdout)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.add_argument("--force", action="store_true", help="overwrite --json")

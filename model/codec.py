@@ -93,12 +93,13 @@ class Codec:
         return cls(cfg, net, lsf_q, codebooks, meta, side=side)
 
     def train_entropy_coders(self, signals: list[np.ndarray], arith: str = "fixed") -> None:
-        """Huffman codebooks for the stage codes (from the codes ``arith`` gives on ``signals``)
-        and for the side information (LSF and gain index deltas)."""
+        """Huffman codebooks for the stage codes (from the codes ``arith`` gives on ``signals``,
+        without code search: the codes the encoder core sends) and for the side information (LSF
+        and gain index deltas)."""
         from .huffman import train_codebooks
         analyses = [dsp.analyze(s, self.cfg, self.lsf_q) for s in signals]
         frames = np.concatenate([an.frames[an.gain_idx > 0] for an in analyses])
-        self.codebooks = train_codebooks(self.encode_frames(frames, arith), self.cfg)
+        self.codebooks = train_codebooks(self.encode_frames(frames, arith, search=0), self.cfg)
         self.side = SideCoder.train([np.concatenate([an.lsf_idx, an.gain_idx[:, None]], 1) for an in analyses], self.cfg)
 
     def save(self, path: str | Path) -> Path:
@@ -125,14 +126,35 @@ class Codec:
         if arith not in ARITHS:
             raise ValueError(f"arith must be one of {ARITHS}")
 
-    def encode_frames(self, x: np.ndarray, arith: str = "float") -> list[np.ndarray]:
-        """Normalized frames (T, D) -> per-stage code bits [(T, B_n)] uint8 (1 = +1)."""
+    def encode_frames(self, x: np.ndarray, arith: str = "float", stages: int | None = None,
+                      search: int | None = None) -> list[np.ndarray]:
+        """Normalized frames (T, D) -> per-stage code bits [(T, B_n)] uint8 (1 = +1) of the
+        first ``stages`` stages (default all).  ``search``: passes of the closed-loop code search
+        (``SearchConfig``; default ``cfg.search.passes``, 0 = the encoder core's code)."""
         self._check_arith(arith)
+        sc = self.cfg.search
+        passes = sc.passes if search is None else search
+        cand = sc.candidates or None
         if arith == "fixed":
-            return [c.astype(np.uint8) for c in golden.encode(self.int_model(), golden.quantize_frames(x, self.cfg))]
+            codes = golden.encode(self.int_model(), golden.quantize_frames(x, self.cfg),
+                                  search=passes, candidates=cand, stages=stages)
+            return [c.astype(np.uint8) for c in codes]
         with torch.no_grad():
-            codes = self.net.encode(torch.from_numpy(np.asarray(x, dtype=np.float32)))
-        return [(c.numpy() > 0).astype(np.uint8) for c in codes]
+            r = torch.from_numpy(np.asarray(x, dtype=np.float32))
+            codes = []
+            for stage in self.net.stages[:stages]:
+                if passes:
+                    h = stage._run(stage.enc[:-1], stage.kinds_enc[:-1], r)
+                    z = stage.enc[-1](h)  # the code layer's pre-sign value
+                    bits = golden.refine_code(
+                        lambda b, st=stage: st.decode(torch.from_numpy(b.astype(np.float32) * 2 - 1)).numpy(),
+                        r.numpy(), (z.numpy() >= 0).astype(np.int64), z.numpy(), passes, cand)
+                    c = torch.from_numpy(bits.astype(np.float32) * 2 - 1)
+                else:
+                    c = stage.encode(r)
+                codes.append(((c.numpy() > 0)).astype(np.uint8))
+                r = r - stage.decode(c)
+        return codes
 
     def decode_frames(self, codes: list[np.ndarray], arith: str = "float") -> np.ndarray:
         """Per-stage code bits of the first K stages -> normalized frames (T, D)."""
@@ -144,12 +166,13 @@ class Codec:
             return self.net.decode(pm).double().numpy()
 
     # ---- signals and bitstreams -------------------------------------------------------------
-    def encode(self, signal: np.ndarray, arith: str = "float", stages: int | None = None) -> Frames:
+    def encode(self, signal: np.ndarray, arith: str = "float", stages: int | None = None,
+               search: int | None = None) -> Frames:
         k = self.cfg.network.stages if stages is None else stages
         if not 1 <= k <= self.cfg.network.stages:
             raise ValueError(f"stages must be 1..{self.cfg.network.stages}, not {k}")
         an = dsp.analyze(signal, self.cfg, self.lsf_q)
-        codes = self.encode_frames(an.frames, arith)[:k]
+        codes = self.encode_frames(an.frames, arith, k, search)
         return Frames(an.num_samples, an.lsf_idx, an.gain_idx, codes)
 
     def decode(self, frames: Frames, arith: str = "float", stages: int | None = None) -> np.ndarray:
@@ -164,8 +187,9 @@ class Codec:
             y, lsf_idx, gain_idx = _conceal(y, lsf_idx, gain_idx, frames.lost, self.cfg)
         return dsp.synthesize(y, lsf_idx, gain_idx, frames.num_samples, self.cfg, self.lsf_q)
 
-    def encode_bytes(self, signal: np.ndarray, arith: str = "float", stages: int | None = None) -> bytes:
-        return write_stream(self.encode(signal, arith, stages), self.cfg, self.codebooks, self.side)
+    def encode_bytes(self, signal: np.ndarray, arith: str = "float", stages: int | None = None,
+                     search: int | None = None) -> bytes:
+        return write_stream(self.encode(signal, arith, stages, search), self.cfg, self.codebooks, self.side)
 
     def decode_bytes(self, data: bytes, arith: str = "float", stages: int | None = None) -> tuple[np.ndarray, Frames]:
         frames = read_stream(data, self.cfg, self.codebooks, side=self.side)

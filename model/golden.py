@@ -26,6 +26,10 @@ One layer (``layer_forward``), for each output i::
 The cascade (``encode``): r_1 = x; stage n codes r_n; for n < N its decoder gives y_n and
 r_{n+1} = sat_A(r_n - y_n).  The decoder (``decode``) sums sat_A(... sat_A(y_1 + y_2) ...) over the
 first K stages.
+
+Code search (``search_code``, ``encode(search=P)``): a software encoder mode that refines each
+stage's code by flipping single bits that make the stage's own decoder reproduce r_n with a
+smaller squared error.  The decoder is unchanged; the encoder core computes ``search=0``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from .config import CodecConfig
 
 __all__ = [
     "IntLayer", "IntStage", "IntModel", "sat", "layer_forward", "encoder_forward",
-    "decoder_forward", "encode", "decode", "quantize_frames", "dequantize_frames", "random_model",
+    "decoder_forward", "layer_preactivation", "refine_code", "search_code", "encode", "decode", "quantize_frames", "dequantize_frames", "random_model",
 ]
 
 LAYER_KINDS = ("in", "res", "code", "out")
@@ -110,16 +114,26 @@ class IntModel:
                         raise ValueError(f"stage {s} {side} {l.kind}: weights are not bits")
 
 
+def layer_preactivation(layer: IntLayer, a: np.ndarray) -> np.ndarray:
+    """``z`` of one layer (accumulate, scale, round, add bias) on a batch ``a`` (frames, fan_in):
+    (frames, fan_out) int64.  For a ``code`` layer, ``|z|`` is how far each bit is from flipping."""
+    # The sum of +-a_j is computed in float64 (BLAS) and converted back: every partial sum is an
+    # integer below 2**(acc_bits) << 2**53, so float64 holds it exactly and the result is the
+    # integer sum (numpy's int64 matmul has no BLAS and is ~50x slower).
+    a = np.asarray(a, dtype=np.int64)
+    signs = layer.weights.astype(np.float64) * 2 - 1
+    acc = np.rint(a.astype(np.float64) @ signs.T).astype(np.int64)
+    p = acc * layer.mult.astype(np.int64)
+    z = (p + (1 << (layer.shift - 1))) >> layer.shift if layer.shift > 0 else p
+    return z + layer.bias.astype(np.int64)
+
+
 def layer_forward(layer: IntLayer, a: np.ndarray, cfg: CodecConfig) -> np.ndarray:
     """One layer on a batch ``a`` of shape (frames, fan_in).  Returns (frames, fan_out) int64
     (bits in {0, 1} for a ``code`` layer)."""
     A, F = cfg.fixed.act_bits, cfg.fixed.act_frac
     a = np.asarray(a, dtype=np.int64)
-    signs = layer.weights.astype(np.int64) * 2 - 1
-    acc = a @ signs.T
-    p = acc * layer.mult.astype(np.int64)
-    z = (p + (1 << (layer.shift - 1))) >> layer.shift if layer.shift > 0 else p
-    z = z + layer.bias.astype(np.int64)
+    z = layer_preactivation(layer, a)
     if layer.kind == "code":
         return (z >= 0).astype(np.int64)
     if layer.kind == "out":
@@ -150,20 +164,73 @@ def decoder_forward(stage: IntStage, bits: np.ndarray, cfg: CodecConfig, trace: 
     return h
 
 
-def encode(model: IntModel, x: np.ndarray, trace: list | None = None) -> list[np.ndarray]:
+def refine_code(decode, r: np.ndarray, bits: np.ndarray, margin: np.ndarray, passes: int = 1,
+                candidates: int | None = None) -> np.ndarray:
+    """The search rule of :func:`search_code`, for any stage decoder ``decode``: (T, B) bits in
+    {0, 1} -> (T, D) array.  Each frame's bits are visited in order of increasing ``|margin|``
+    (the code layer's pre-sign value: the least certain bit first; only the first
+    ``candidates`` when given), ``passes`` times; a flip is kept when it makes
+    ``sum_i (r_i - y_i)**2`` smaller (a tie keeps the bit).  Returns the refined bits (T, B)."""
+    r = np.asarray(r)
+    bits = np.array(bits, dtype=np.int64)
+    T, B = bits.shape
+    if T == 0 or passes <= 0:
+        return bits
+    order = np.argsort(np.abs(margin), axis=1, kind="stable")[:, :candidates or B]
+    rows = np.arange(T)
+    err = ((r - decode(bits)) ** 2).sum(axis=1)
+    for _ in range(passes):
+        for j in range(order.shape[1]):
+            trial = bits.copy()
+            trial[rows, order[:, j]] ^= 1
+            e = ((r - decode(trial)) ** 2).sum(axis=1)
+            better = e < err
+            bits[better] = trial[better]
+            err = np.where(better, e, err)
+    return bits
+
+
+def search_code(stage: IntStage, r: np.ndarray, cfg: CodecConfig, passes: int = 1,
+                candidates: int | None = None) -> np.ndarray:
+    """Closed-loop (analysis-by-synthesis) code of one stage: the encoder network's code for
+    the integer residual ``r`` (T, D), refined by :func:`refine_code` with the stage's integer
+    decoder (squared errors are exact integers).  ``passes = 0`` gives
+    :func:`encoder_forward`'s code.  The decoder is unchanged, so the code stays a valid stream
+    for any decoder; only the encoder works harder (``passes * candidates`` more decoder runs
+    per stage)."""
+    h = np.asarray(r, dtype=np.int64)
+    for layer in stage.encoder[:-1]:
+        h = layer_forward(layer, h, cfg)
+    z = layer_preactivation(stage.encoder[-1], h)
+    bits = (z >= 0).astype(np.int64)
+    return refine_code(lambda b: decoder_forward(stage, b, cfg), r, bits, z, passes, candidates)
+
+
+def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: int = 0,
+           candidates: int | None = None, stages: int | None = None) -> list[np.ndarray]:
     """The encoder core: integer frames (T, D) -> per-stage code bits [(T, B_n)].
 
     ``trace``, if a list, receives ``(stage, side, layer_index, kind, values)`` for every layer
     in the order the hardware computes them, and ``(stage, "residual", -1, "sub", r)``.
+
+    ``search`` > 0 refines each stage's code with :func:`search_code` (that many passes over
+    ``candidates`` bits) before its decoder makes the next residual.  This is a software
+    encoder mode: the encoder core computes ``search=0``; the streams decode on any decoder.
+    ``stages`` stops after the first K stages (their codes are the first K of all N).
     """
     cfg = model.config
     A = cfg.fixed.act_bits
     r = np.asarray(x, dtype=np.int64)
     codes = []
     n = len(model.stages)
-    for s, stage in enumerate(model.stages):
+    for s, stage in enumerate(model.stages[:stages]):
         t = [] if trace is not None else None
-        bits = encoder_forward(stage, r, cfg, t)
+        if search and trace is None:
+            bits = search_code(stage, r, cfg, search, candidates)
+        elif search:
+            raise ValueError("a trace follows the encoder core, which does not search")
+        else:
+            bits = encoder_forward(stage, r, cfg, t)
         codes.append(bits)
         if s < n - 1:
             y = decoder_forward(stage, bits, cfg, t)

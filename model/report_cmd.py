@@ -43,7 +43,8 @@ def _stage_agreement(codec, frames) -> list[float]:
 
 
 def fixed_sweep(codec, files, widths, progress=None) -> list[dict]:
-    """Quality of ``--arith fixed`` for several activation widths, against float."""
+    """Quality of ``--arith fixed`` for several activation widths, against float (codes as the
+    encoder core computes them, without search, so only the arithmetic differs)."""
     from . import dsp
     from .codec import Codec
     from .data import load_wav
@@ -52,18 +53,18 @@ def fixed_sweep(codec, files, widths, progress=None) -> list[dict]:
     sr = codec.cfg.signal.sample_rate
     signals = [load_wav(f, sr) for f in files]
     analyses = [dsp.analyze(x, codec.cfg, codec.lsf_q) for x in signals]
-    float_codes = [codec.encode_frames(an.frames, "float") for an in analyses]
+    float_codes = [codec.encode_frames(an.frames, "float", search=0) for an in analyses]
     for w in widths:
         cfg_w = codec.cfg.replace(fixed={"act_bits": int(w),
                                          "bias_bits": max(codec.cfg.fixed.bias_bits,
                                                           int(w) - codec.cfg.fixed.act_int_bits + 2)})
         cw = Codec(cfg_w, codec.net, codec.lsf_q, codec.codebooks, codec.meta, side=codec.side)
-        res = evaluate_files(cw, files, "fixed", None, progress)
+        res = evaluate_files(cw, files, "fixed", None, progress, search=0)
         agree = np.zeros(cfg_w.network.stages)
         agree_stage = np.zeros(cfg_w.network.stages)
         total = 0
         for an, fc in zip(analyses, float_codes):
-            xc = cw.encode_frames(an.frames, "fixed")
+            xc = cw.encode_frames(an.frames, "fixed", search=0)
             agree += np.array(_codes_agreement(xc, fc)) * len(an.frames)
             agree_stage += np.array(_stage_agreement(cw, an.frames)) * len(an.frames)
             total += len(an.frames)
@@ -130,10 +131,14 @@ def run_report(a) -> dict:
     t0 = time.time()
     points, sweep, float_pts = [], [], []
     with _progress() as p:
-        for arith in ariths:
+        runs = [(arith, None) for arith in ariths]
+        if codec.cfg.search.passes and "fixed" in ariths:
+            runs.append(("fixed", 0))        # the codes the encoder core sends
+        for arith, search in runs:
+            tag = arith if search is None else f"{arith}, no search"
             for k in range(1, N + 1):
-                r = evaluate_files(codec, files, arith, k, p)
-                points.append({"system": f"cascade ({arith})", "label": f"cascade K={k} {arith}",
+                r = evaluate_files(codec, files, arith, k, p, search=search)
+                points.append({"system": f"cascade ({tag})", "label": f"cascade K={k} {tag}",
                                "stages": k, **r["mean"], "files": len(files)})
         if getattr(a, "float_model", None):
             fm = _load_codec(a.float_model)
@@ -162,9 +167,13 @@ def run_report(a) -> dict:
           f"Test files ({len(files)}, held out from training): " + ", ".join(f.name for f in files) + "\n",
           "Bitrates are actual: file bytes (header, side information and Huffman-coded stages) over "
           "duration; baselines' kbps include their container (payload_kbps without).\n",
+          f"Encoder: closed-loop code search with {codec.cfg.search.passes} passes"
+          + (f" over the {codec.cfg.search.candidates} least confident bits" if codec.cfg.search.candidates else "")
+          + " (`SearchConfig`); *no search* rows are the codes the encoder core computes.  "
+          "The decoder is the same for both (the decoder core in fixed arithmetic).\n",
           "## Rate and quality\n", "![rate-quality](rate_quality.png)\n", markdown_table(all_pts)]
     if sweep:
-        md += ["\n## Fixed-point sweep (all stages)\n", "![sweep](fixed_sweep.png)\n",
+        md += ["\n## Fixed-point sweep (all stages, no code search)\n", "![sweep](fixed_sweep.png)\n",
                "Code bits = float: *cascade* compares the whole fixed encoder with the whole float "
                "encoder (a bit flipped in stage n changes the residual every later stage sees); "
                "*per stage* gives each float stage the same input as its fixed twin (the residual "

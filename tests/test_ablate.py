@@ -143,13 +143,23 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert 0 < b["points"][0]["kbps"] < b["points"][1]["kbps"]
     assert all(np.isfinite(p["stoi"]) for p in b["points"])
     assert b["full"]["stages"] == 2 and b["delta"]["full_pesq_wb"] == 0.0 and b["train_seconds"] > 0
+    # the host-side variants need no training; the tiny preset searches 2 passes like the
+    # default, so `search` is the baseline itself and is not run
+    host_only = {"no_postfilter", "search_c16", "no_search"}
     assert all(r["status"] == "not run" and r["reason"] for n, r in rows.items()
-               if n not in ("baseline", "no_postfilter"))
-    # the decoder-only variant needs no training: the baseline's streams (same bytes), other audio
+               if n not in {"baseline"} | host_only)
+    assert "same codec as the baseline" in rows["search"]["reason"]
+    for n in host_only:
+        assert rows[n]["status"] == "done" and rows[n]["eval_only"] and rows[n]["train_command"] is None
+    # the decoder-only variant: the baseline's streams (same bytes), other audio
     npf = rows["no_postfilter"]
-    assert npf["status"] == "done" and npf["eval_only"] and npf["train_command"] is None
     assert [p["kbps"] for p in npf["points"]] == [p["kbps"] for p in b["points"]]
     assert [p["snr_db"] for p in npf["points"]] != [p["snr_db"] for p in b["points"]]
+    assert "--no-postfilter" in npf["eval_command"]
+    # the encoder-side variants: other codes for the same decoder, and their eval command says so
+    assert [p["snr_db"] for p in rows["no_search"]["points"]] != [p["snr_db"] for p in b["points"]]
+    assert "--search 0" in rows["no_search"]["eval_command"]
+    assert "--search 1 --search-candidates 16" in rows["search_c16"]["eval_command"]
     assert {n["name"] for n in res["not_run"]} >= {"subband_sharing", "entropy_aware"}
     assert [p["system"] for p in res["baselines"]] == ["opus", "opus", "g722"]
     md = (out / "ablation.md").read_text()
