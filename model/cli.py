@@ -493,13 +493,22 @@ def cmd_ablate(a):
 
 
 def cmd_prepare_data(a):
-    from .data import prepare_pocketsphinx, synthesize_speech
+    from .data import check_engines, prepare_pocketsphinx, synthesize_speech
     out = Path(a.out)
+    engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+    if a.synth_minutes > 0:
+        try:
+            check_engines(engines)
+        except RuntimeError as exc:
+            raise UserError(str(exc)) from None
     res = prepare_pocketsphinx(out)
     print(f"pocketsphinx-testdata: {len(res['train'])} train, {len(res['test'])} test files in {out}")
     if a.synth_minutes > 0:
-        files = synthesize_speech(out / "synth", minutes=a.synth_minutes, seed=a.seed)
-        print(f"espeak-ng: {len(files)} synthetic files in {out / 'synth'}")
+        try:
+            files = synthesize_speech(out / "synth", minutes=a.synth_minutes, seed=a.seed, engines=engines)
+        except RuntimeError as exc:
+            raise UserError(str(exc)) from None
+        print(f"{', '.join(engines)}: {len(files)} synthetic files in {out / 'synth'}")
 
 
 def cmd_demo(a):
@@ -754,9 +763,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "their model exists (overwriting it); write into a folder that is not a study")
 
     sp = add("prepare-data", cmd_prepare_data, "make the train/test split from Debian's "
-             "pocketsphinx-testdata and synthesize espeak-ng training speech")
+             "pocketsphinx-testdata and synthesize training speech (OUT/synth)")
     sp.add_argument("--out", default=str(REPO / "data"))
     sp.add_argument("--synth-minutes", type=float, default=10.0)
+    sp.add_argument("--engines", default="espeak-ng",
+                    help="comma-separated speech synthesizers for OUT/synth: espeak-ng (default), "
+                         "flite, festival (each file spoken by one of them at random)")
     sp.add_argument("--seed", type=int, default=0)
     return p
 

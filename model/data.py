@@ -9,8 +9,9 @@ Two sources of speech are available without network access:
 * :func:`prepare_pocketsphinx` converts the recordings of Debian's ``pocketsphinx-testdata``
   package (CMU, BSD-2) into a fixed train/test split (``out_dir/train``, ``out_dir/test``,
   ``out_dir/SPLIT.md``).  About 45 s of real speech in all.
-* :func:`synthesize_speech` makes any amount of extra training speech with ``espeak-ng`` from
-  generated English sentences, voices, speeds and pitches; deterministic for a seed.
+* :func:`synthesize_speech` makes any amount of extra training speech with ``espeak-ng``,
+  ``flite`` and ``festival`` from generated English sentences, voices, speeds and pitches;
+  deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from scipy.signal import resample_poly
 __all__ = [
     "AudioError", "load_wav", "write_wav", "list_wavs", "resample",
     "POCKETSPHINX_DIR", "POCKETSPHINX_TEST", "prepare_pocketsphinx", "check_raw_pcm",
-    "synthesize_speech", "make_sentences",
+    "synthesize_speech", "make_sentences", "SYNTH_ENGINES", "check_engines",
 ]
 
 POCKETSPHINX_DIR = Path("/usr/share/pocketsphinx/test/data")
@@ -483,29 +484,105 @@ _ESPEAK_VOICES = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-g
                   "en-gb-x-gbcwmd"]
 _ESPEAK_VARIANTS = ["", "+f1", "+f2", "+f3", "+f4", "+f5", "+m1", "+m2", "+m3", "+m4", "+m5",
                     "+m6", "+m7", "+klatt", "+klatt2", "+klatt3"]
+#: flite's built-in voices: a diphone voice (kal16) and three CMU ARCTIC clustergen voices
+#: (awb male Scottish, rms male US, slt female US), all trained on recordings of real speakers.
+_FLITE_VOICES = ["kal16", "awb", "rms", "slt"]
+#: festival voices from Debian (festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts):
+#: two residual-excited LPC diphone voices (male US) and an HTS voice (female US).
+_FESTIVAL_VOICES = ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"]
+#: ``synthesize_speech`` engines: the apt package that brings each one.
+SYNTH_ENGINES = {"espeak-ng": "espeak-ng", "flite": "flite",
+                 "festival": "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"}
 
 
-def synthesize_speech(out_dir, minutes: float = 10.0, seed: int = 0,
-                      sample_rate: int = 16000) -> list[Path]:
-    """Make augmentation speech with espeak-ng.
+# Each engine draws its voice parameters from the generator, then gives a description and a
+# function (text, wav path) -> command line.  (espeak-ng's draws come in the order they did when
+# it was the only engine, so a seed still makes the files it made then.)
 
-    Each file is 1-3 generated sentences (:func:`make_sentences`) spoken by a random English
-    voice (en-us, en-gb, Scottish, RP, Caribbean, Lancaster, West Midlands) with a random variant
-    (female f1-f5, male m1-m7, klatt formant voices), speed 120-210 words/min, pitch 20-80,
-    resampled from espeak's 22 050 Hz to ``sample_rate`` with
-    :func:`scipy.signal.resample_poly` and scaled to a random peak of -12 to -1 dBFS.  Files
-    ``synth_<seed>_<nnnn>.wav`` plus ``MANIFEST.tsv`` (file, voice, speed, pitch, seconds, text).
-    Stops once ``minutes`` of audio are written.  Deterministic for a seed and espeak-ng version.
+def _espeak_voice(rng: random.Random):
+    voice = rng.choice(_ESPEAK_VOICES) + rng.choice(_ESPEAK_VARIANTS)
+    speed, pitch = rng.randint(120, 210), rng.randint(20, 80)
+    return (f"espeak-ng:{voice} speed {speed} pitch {pitch}",
+            lambda text, wav: ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
+                               "-w", str(wav), text])
+
+
+def _flite_voice(rng: random.Random):
+    voice, stretch = rng.choice(_FLITE_VOICES), round(rng.uniform(0.8, 1.25), 2)
+    return (f"flite:{voice} stretch {stretch}",
+            lambda text, wav: ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch}",
+                               "-t", text, "-o", str(wav)])
+
+
+def _festival_voice(rng: random.Random):
+    voice, stretch = rng.choice(_FESTIVAL_VOICES), round(rng.uniform(0.8, 1.25), 2)
+
+    def command(text, wav):
+        txt = Path(wav).with_suffix(".txt")
+        txt.write_text(text + "\n")
+        return ["text2wave", "-eval", f"(voice_{voice})",
+                "-eval", f"(Parameter.set 'Duration_Stretch {stretch})", str(txt), "-o", str(wav)]
+    return f"festival:{voice} stretch {stretch}", command
+
+
+_ENGINE_COMMANDS = {"espeak-ng": _espeak_voice, "flite": _flite_voice,
+                    "festival": _festival_voice}
+_ENGINE_EXE = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "text2wave"}
+
+
+def check_engines(engines) -> list[str]:
+    """The engine names as a list; RuntimeError (one line) if one is unknown or not installed."""
+    engines = list(engines)
+    for e in engines:
+        if e not in _ENGINE_COMMANDS:
+            raise RuntimeError(f"unknown speech engine {e!r} (known: {', '.join(SYNTH_ENGINES)})")
+        if shutil.which(_ENGINE_EXE[e]) is None:
+            raise RuntimeError(f"{_ENGINE_EXE[e]} not found (apt-get install {SYNTH_ENGINES[e]})")
+    if not engines:
+        raise RuntimeError("no speech engine given")
+    return engines
+
+
+def synthesize_speech(out_dir, minutes: float = 10.0, seed: int = 0, sample_rate: int = 16000,
+                      engines=("espeak-ng",), speed_perturb: float = 0.0,
+                      prefix: str = "synth") -> list[Path]:
+    """Make augmentation speech with text-to-speech engines.
+
+    Each file is 1-3 generated sentences (:func:`make_sentences`) spoken by one engine chosen at
+    random from ``engines``:
+
+    * ``espeak-ng``: a random English voice (en-us, en-gb, Scottish, RP, Caribbean, Lancaster,
+      West Midlands) and variant (female f1-f5, male m1-m7, klatt formant voices), speed
+      120-210 words/min, pitch 20-80.  Formant synthesis: varied, but far from real speech.
+    * ``flite``: kal16, awb, rms or slt, duration stretch 0.8-1.25.
+    * ``festival``: kal_diphone, ked_diphone or cmu_us_slt_arctic_hts, duration stretch
+      0.8-1.25.  flite's and festival's voices are made from recordings of real speakers
+      (diphone concatenation or statistical parametric), so their spectra are closer to the
+      real speech the codec is measured on.
+
+    With ``speed_perturb`` = s > 0, each file is then resampled by a random factor in
+    [1 - s, 1 + s] (Kaldi-style speed perturbation: pitch, formants and tempo move together,
+    which makes new pseudo-speakers).  Every file is resampled to ``sample_rate`` with
+    :func:`scipy.signal.resample_poly` and scaled to a random peak of -12 to -1 dBFS.  Writes
+    ``<prefix>_<seed>_<nnnn>.wav`` plus ``MANIFEST_<seed>.tsv`` (file, voice, seconds, text).
+    Stops once ``minutes`` of audio are written.  Deterministic for a seed and the engines'
+    versions.
 
     Parameters
     ----------
     out_dir : str or Path
-        Output folder (created).  Existing ``synth_<seed>_*.wav`` files are replaced.
+        Output folder (created).  Existing ``<prefix>_<seed>_*.wav`` files are replaced.
     minutes : float
         Total duration to produce.
     seed : int
     sample_rate : int
         Output rate (the codec's ``signal.sample_rate``).
+    engines : sequence of str
+        Keys of :data:`SYNTH_ENGINES`.
+    speed_perturb : float
+        Relative range of the random speed factor; 0 leaves the speed as spoken.
+    prefix : str
+        File name prefix.
 
     Returns
     -------
@@ -515,33 +592,36 @@ def synthesize_speech(out_dir, minutes: float = 10.0, seed: int = 0,
     Raises
     ------
     RuntimeError
-        If ``espeak-ng`` is missing or fails.
+        If an engine is unknown, missing or fails.
     """
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise RuntimeError("espeak-ng not found (apt-get install espeak-ng)")
+    engines = check_engines(engines)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob(f"synth_{seed}_*.wav"):
+    for old in out.glob(f"{prefix}_{seed}_*.wav"):
         old.unlink()
     rng = random.Random(seed)
     sentences = random.Random(seed + 1_000_003)
     target = minutes * 60.0
-    total, paths, manifest = 0.0, [], ["file\tvoice\tspeed\tpitch\tseconds\ttext"]
+    total, paths, manifest = 0.0, [], ["file\tvoice\tseconds\ttext"]
     with tempfile.TemporaryDirectory(prefix="synth_") as tmp:
         tmpwav = Path(tmp) / "s.wav"
         i = 0
         while total < target:
-            voice = rng.choice(_ESPEAK_VOICES) + rng.choice(_ESPEAK_VARIANTS)
-            speed, pitch = rng.randint(120, 210), rng.randint(20, 80)
+            engine = rng.choice(engines) if len(engines) > 1 else engines[0]
+            voice, command = _ENGINE_COMMANDS[engine](rng)
             peak_db = rng.uniform(-12.0, -1.0)
             text = " ".join(_sentence(sentences) for _ in range(rng.randint(1, 3)))
-            cmd = [exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmpwav), text]
-            r = subprocess.run(cmd, capture_output=True, text=True)
+            factor = rng.uniform(1.0 - speed_perturb, 1.0 + speed_perturb) if speed_perturb else 1.0
+            tmpwav.unlink(missing_ok=True)
+            r = subprocess.run(command(text, tmpwav), capture_output=True, text=True)
             if r.returncode != 0 or not tmpwav.exists():
-                raise RuntimeError(f"espeak-ng failed for voice {voice}: {r.stderr.strip()[:200]}")
+                raise RuntimeError(f"{engine} failed for voice {voice}: {r.stderr.strip()[:200]}")
             x, sr = sf.read(str(tmpwav), dtype="float64", always_2d=True)
-            x = resample(x.mean(axis=1), sr, sample_rate)
+            # speaking `factor` times faster = reading the samples at sr * factor (rounded to
+            # 50 Hz, which keeps the polyphase filter short)
+            x = resample(x.mean(axis=1), int(round(sr * factor / 50)) * 50, sample_rate)
+            if factor != 1.0:
+                voice += f" speed x{factor:.3f}"
             nz = np.flatnonzero(np.abs(x) > 1e-3)
             if len(nz) == 0:
                 continue
@@ -549,9 +629,9 @@ def synthesize_speech(out_dir, minutes: float = 10.0, seed: int = 0,
             pad = int(0.05 * sample_rate)
             x = x[max(0, nz[0] - pad): nz[-1] + pad]
             x = x / np.max(np.abs(x)) * 10 ** (peak_db / 20)
-            p = write_wav(out / f"synth_{seed}_{i:04d}.wav", x, sample_rate)
+            p = write_wav(out / f"{prefix}_{seed}_{i:04d}.wav", x, sample_rate)
             sec = len(x) / sample_rate
-            manifest.append(f"{p.name}\t{voice}\t{speed}\t{pitch}\t{sec:.2f}\t{text}")
+            manifest.append(f"{p.name}\t{voice}\t{sec:.2f}\t{text}")
             paths.append(p)
             total += sec
             i += 1

@@ -133,3 +133,30 @@ def test_synthesize_speech(tmp_path):
     f = np.fft.rfftfreq(len(x), 1 / 16000)
     assert spec[(f > 100) & (f < 4000)].sum() > 0.7 * spec.sum()  # speech-like spectrum
     assert (tmp_path / "s" / "MANIFEST_7.tsv").exists()
+
+
+@pytest.mark.skipif(shutil.which("flite") is None or shutil.which("text2wave") is None,
+                    reason="flite/festival not installed (scripts/install.sh installs them)")
+def test_synthesize_speech_other_engines(tmp_path):
+    paths = synthesize_speech(tmp_path / "s", minutes=0.4, seed=3, engines=["flite", "festival"],
+                              speed_perturb=0.1, prefix="tts")
+    manifest = (tmp_path / "s" / "MANIFEST_3.tsv").read_text().splitlines()[1:]
+    assert len(manifest) == len(paths) and all(p.name.startswith("tts_3_") for p in paths)
+    used = {row.split("\t")[1].split(":")[0] for row in manifest}
+    assert used == {"flite", "festival"}                    # both engines drawn in 24 s of speech
+    assert all(" speed x" in row for row in manifest)
+    for p in paths:
+        x = load_wav(p, 16000)
+        assert 0.05 < np.max(np.abs(x)) < 0.9
+    again = synthesize_speech(tmp_path / "t", minutes=0.4, seed=3, engines=["flite", "festival"],
+                              speed_perturb=0.1, prefix="tts")
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
+    with pytest.raises(RuntimeError, match="unknown speech engine"):
+        synthesize_speech(tmp_path / "u", minutes=0.1, engines=["say"])
+
+
+def test_prepare_data_refuses_an_unknown_engine_before_writing(capsys, tmp_path):
+    from test_cli import run
+    rc, out, err = run(capsys, "prepare-data", "--out", tmp_path / "d", "--engines", "espeak-ng,say")
+    assert rc == 1 and "unknown speech engine 'say'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()
