@@ -469,7 +469,8 @@ def _markdown(res: dict) -> str:
           "speech; `real_only` uses it alone).  The shipped model's own recipe and figures are in "
           "model/default/README.md and docs/RESULTS.md.\n",
           f"Evaluation: `--arith fixed` (the integer golden model, what the hardware computes) at "
-          f"every K on {len(res['test_files'])} held-out files ({res['test_seconds']:.1f} s) in "
+          f"every K, the encoder's code search as each variant's config sets it (the base's: "
+          f"{res.get('base_search', '?')}), on {len(res['test_files'])} held-out files ({res['test_seconds']:.1f} s) in "
           f"`{res['test_dir']}`; kbps are actual (file bytes over duration: header, side "
           f"information and Huffman-coded stages).  Δ: difference to the `baseline` row; ± is the "
           f"standard error of the per-file differences at full K (paired: same files), so a Δ "
@@ -696,6 +697,9 @@ def run_ablation(a) -> dict:
            "base_config": {"hash": base.config_hash, "stages": base.network.stages,
                            "code_bits": base.network.code_bits[0] if len(set(base.network.code_bits)) == 1
                            else list(base.network.code_bits), "hidden": base.network.hidden},
+           "base_search": (f"{base.search.passes} passes" + (f" over {base.search.candidates} bits"
+                                                             if base.search.candidates else "")
+                           if base.search.passes else "none, the encoder core's code"),
            "train_dirs": [str(d) for d in train_dirs], "test_dir": str(a.test),
            "test_files": [str(f) for f in test_files], "test_seconds": test_seconds,
            "epochs": a.epochs, "seed": a.seed, "threads": a.threads, "rate_kbps": a.rate,

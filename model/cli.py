@@ -505,7 +505,8 @@ def cmd_prepare_data(a):
     print(f"pocketsphinx-testdata: {len(res['train'])} train, {len(res['test'])} test files in {out}")
     if a.synth_minutes > 0:
         try:
-            files = synthesize_speech(out / "synth", minutes=a.synth_minutes, seed=a.seed, engines=engines)
+            files = synthesize_speech(out / "synth", minutes=a.synth_minutes, seed=a.seed, engines=engines,
+                                      speed_perturb=a.speed_perturb)
         except RuntimeError as exc:
             raise UserError(str(exc)) from None
         print(f"{', '.join(engines)}: {len(files)} synthetic files in {out / 'synth'}")
@@ -769,6 +770,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--engines", default="espeak-ng",
                     help="comma-separated speech synthesizers for OUT/synth: espeak-ng (default), "
                          "flite, festival (each file spoken by one of them at random)")
+    sp.add_argument("--speed-perturb", type=float, default=0.0, metavar="S",
+                    help="resample each synthetic file by a random factor in [1-S, 1+S] (new "
+                         "pseudo-speakers; default 0)")
     sp.add_argument("--seed", type=int, default=0)
     return p
 

@@ -117,12 +117,15 @@ class IntModel:
 def layer_preactivation(layer: IntLayer, a: np.ndarray) -> np.ndarray:
     """``z`` of one layer (accumulate, scale, round, add bias) on a batch ``a`` (frames, fan_in):
     (frames, fan_out) int64.  For a ``code`` layer, ``|z|`` is how far each bit is from flipping."""
-    # The sum of +-a_j is computed in float64 (BLAS) and converted back: every partial sum is an
-    # integer below 2**(acc_bits) << 2**53, so float64 holds it exactly and the result is the
-    # integer sum (numpy's int64 matmul has no BLAS and is ~50x slower).
+    # The sum of +-a_j runs in floating point (BLAS) and is converted back: every partial sum is
+    # an integer of magnitude <= sum_j |a_j|, and float32 (float64) holds every integer up to
+    # 2**24 (2**53) exactly, so any summation order gives the exact integer sum.  (numpy's int64
+    # matmul has no BLAS and is ~50x slower.)
     a = np.asarray(a, dtype=np.int64)
-    signs = layer.weights.astype(np.float64) * 2 - 1
-    acc = np.rint(a.astype(np.float64) @ signs.T).astype(np.int64)
+    bound = int(np.abs(a).max(initial=0)) * a.shape[-1]
+    ft = np.float32 if bound < 1 << 24 else np.float64
+    signs = layer.weights.astype(ft) * 2 - 1
+    acc = np.rint(a.astype(ft) @ signs.T).astype(np.int64)
     p = acc * layer.mult.astype(np.int64)
     z = (p + (1 << (layer.shift - 1))) >> layer.shift if layer.shift > 0 else p
     return z + layer.bias.astype(np.int64)
