@@ -292,7 +292,8 @@ def cmd_train(a):
     files, signals = load_training_data(a.wav_dir, cfg.signal.sample_rate, a.resample)
     opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
                         finetune_epochs=a.finetune_epochs, batch=a.batch, lr=a.lr,
-                        augment=not a.no_augment, device=a.device, loss=a.loss)
+                        augment=not a.no_augment, device=a.device, loss=a.loss,
+                        rate_weight=a.rate_weight)
     if a.threads:
         torch.set_num_threads(a.threads)
     t0 = time.time()
@@ -616,6 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--loss", choices=("mse", "bands"), default="mse",
                     help="mse: MSE on the LPC-weighted residual spectrum (default); bands: plus a "
                          "multi-resolution log band-energy term (model/train.py)")
+    sp.add_argument("--rate-weight", type=float, default=0.0, metavar="L",
+                    help="entropy-aware training: add L dB per bit of the code bits' mean binary "
+                         "entropy to the greedy loss (skewed codes that Huffman coding shrinks; "
+                         "--loss mse only; default 0)")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--resample", action="store_true", help="resample/downmix files that are not 16 kHz mono")

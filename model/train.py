@@ -15,6 +15,9 @@
   the band term asks for the right energy in every band even where the waveform is not matched.
   In greedy training it compares the cascade's reconstruction so far (frozen stages plus the stage
   being trained) with the frame, not the stage's output with its residual.
+* ``rate_weight`` > 0 (entropy-aware training) adds ``rate_weight`` dB per bit of the mean
+  binary entropy of the stage's code bits (:func:`code_entropy`), so that the codes become skewed
+  and the Huffman coder can spend fewer bits on them.
 * Data: any folder of WAV files; frames are gain-normalized (per-frame RMS).  Augmentation
   (``augment``) adds speed-perturbed copies (resampling by 0.9 and 1.1, which shifts pitch and
   formants) of every training file.
@@ -37,7 +40,7 @@ from . import dsp
 from .config import CodecConfig
 from .net import Cascade
 
-__all__ = ["TrainOptions", "LOSSES", "frames_from_signals", "band_level_error", "train"]
+__all__ = ["TrainOptions", "LOSSES", "frames_from_signals", "band_level_error", "code_entropy", "train"]
 
 #: Training losses: ``mse`` (default) and ``bands`` (MSE plus a log band-energy term).
 LOSSES = ("mse", "bands")
@@ -58,6 +61,7 @@ class TrainOptions:
     augment: bool = True
     device: str = "auto"
     loss: str = "mse"
+    rate_weight: float = 0.0
 
 
 def _augmented(signals: list[np.ndarray]) -> list[np.ndarray]:
@@ -105,6 +109,16 @@ def _band_matrix(bins: int, bands: int, device) -> torch.Tensor:
         m[torch.arange(bins), idx] = 1.0
         _BAND_MATRICES[key] = (m / m.sum(0, keepdim=True)).to(device)
     return _BAND_MATRICES[key]
+
+
+def code_entropy(stage, r: torch.Tensor) -> torch.Tensor:
+    """Differentiable rate estimate of a stage's code on a batch: the mean over code bits of the
+    binary entropy (bits) of p_j, the batch mean of the soft bit ``clamp((z_j + 1) / 2, 0, 1)``
+    (z: the code layer's pre-sign value).  1 for balanced bits, 0 for constant ones; the sum over
+    bits bounds the entropy a Huffman coder of the code symbols can reach."""
+    h = stage._run(stage.enc[:-1], stage.kinds_enc[:-1], r)
+    p = ((stage.enc[-1](h) + 1) / 2).clamp(0, 1).mean(0).clamp(1e-6, 1 - 1e-6)
+    return (-(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))).mean()
 
 
 def band_level_error(x: torch.Tensor, y: torch.Tensor, cfg: CodecConfig, floor: float = 1e-3) -> torch.Tensor:
@@ -215,7 +229,10 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
         if opts.loss == "mse":
             def loss_fn(r, stage=stage):
                 _, y = stage(r)
-                return _db(((r - y) ** 2).mean(), ref_power)
+                loss = _db(((r - y) ** 2).mean(), ref_power)
+                if opts.rate_weight:
+                    loss = loss + opts.rate_weight * code_entropy(stage, r)
+                return loss
             stage_data = resid
         else:  # "bands": rows hold [frame | residual] so the term sees the reconstruction so far
             D = data.shape[1]

@@ -3,6 +3,7 @@ preset with synthetic harmonic "speech" (no project data needed)."""
 
 import json
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,7 +117,9 @@ def test_list(capsys):
     assert rc == 0, err
     rows = json.loads(out)
     assert rows[0]["name"] == "baseline"
-    assert {r["name"] for r in rows if not r["runs"]} >= {"subband_sharing", "entropy_aware", "noise_filling"}
+    assert {r["name"] for r in rows if not r["runs"]} >= {"subband_sharing", "noise_filling"}
+    ea = next(r for r in rows if r["name"] == "entropy_aware")
+    assert ea["runs"] and "rate_weight=1.0" in ea["changed"]
 
 
 # ------------------------------------------------------------------------------ a study
@@ -160,7 +163,7 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert [p["snr_db"] for p in rows["no_search"]["points"]] != [p["snr_db"] for p in b["points"]]
     assert "--search 0" in rows["no_search"]["eval_command"]
     assert "--search 1 --search-candidates 16" in rows["search_c16"]["eval_command"]
-    assert {n["name"] for n in res["not_run"]} >= {"subband_sharing", "entropy_aware"}
+    assert {n["name"] for n in res["not_run"]} >= {"subband_sharing", "noise_filling"}
     assert [p["system"] for p in res["baselines"]] == ["opus", "opus", "g722"]
     md = (out / "ablation.md").read_text()
     table = [l for l in md.splitlines() if l.startswith("| baseline |")]
@@ -198,6 +201,15 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert rc == 0, err
     assert sorted(p.name for p in (out / "models").iterdir()) == [".gitignore", "baseline.pt"]
     assert model_path.stat().st_mtime_ns == mtime
+
+    # a model made before a training option existed counts as trained with its default
+    from model.codec import Codec
+    old = Codec.load(model_path)
+    del old.meta["ablation"]["options"]["rate_weight"]
+    old.save(model_path)
+    rc, o, err = run(capsys, "ablate", *common, "--report-only", "--no-baselines")
+    assert rc == 0, err
+    mtime = model_path.stat().st_mtime_ns
 
     # a model of other settings is not mixed into the table
     rc, o, err = run(capsys, "ablate", *common[:-6], "--epochs", 2, "--config", "tiny", "--threads", 1,
@@ -243,3 +255,10 @@ def test_train_cli_loss_option(capsys, wavs, tmp_path):
     rc, o, err = run(capsys, "train", wavs / "train", "--config", "tiny", "--out", tmp_path / "n.pt",
                      "--loss", "nope")
     assert rc == 2 and "invalid choice" in err
+
+
+def test_entropy_aware_command_line():
+    v = next(v for v in ablate.variants() if v.name == "entropy_aware")
+    cmd = ablate.train_command(v, ["data/train", "data/synth"], Path("out"), 2, 0)
+    assert "--rate-weight 1" in cmd
+    assert "--rate-weight" not in ablate.train_command(ablate.variants()[0], ["d"], Path("out"), 2, 0)
