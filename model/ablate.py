@@ -50,7 +50,7 @@ DEFAULT_EPOCHS = 4
 DEFAULT_RATE = 20.0
 #: Config sections that act outside the trained network (decoder postfilter, encoder code
 #: search): evaluations use the variant's values, not those saved in the model file.
-HOST_SECTIONS = ("postfilter", "search")
+HOST_SECTIONS = ("postfilter", "search", "noise_fill")
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,11 @@ def _fixed_variants() -> list[Variant]:
         Variant("no_postfilter", "Decoder-side formant postfilter (PostfilterConfig): the "
                 "baseline's model and streams decoded without it.",
                 config={"postfilter": {"enabled": False}}, eval_of="baseline"),
+        Variant("noise_fill", "Decoder-side noise filling (NoiseFillConfig): the baseline's "
+                "streams decoded with half of each frame's missing energy added as white noise "
+                "above 4.8 kHz.", config={"noise_fill": {"enabled": True}}, eval_of="baseline"),
+        Variant("no_noise_fill", "Decoder-side noise filling: the baseline's streams decoded "
+                "without it.", config={"noise_fill": {"enabled": False}}, eval_of="baseline"),
         Variant("search", "Encoder-side closed-loop code search (SearchConfig, analysis by "
                 "synthesis): the baseline's model, each stage's code refined by 2 passes of "
                 "single-bit flips against the stage's own decoder.  Same decoder, same format.",
@@ -220,9 +225,6 @@ NOT_RUN = [
      "sub-bands of the frame.",
      "not implemented: NetworkConfig has no sub-band mode, and the golden model, export and "
      "hardware sequencer would need one too"),
-    ("noise_filling", "Decoder-side noise filling (no retraining).",
-     "not implemented: the decoded MDCT frame is a sum of dense network outputs, so there are no "
-     "zeroed bins to fill; the decoder-side postfilter is measured instead (`no_postfilter`)"),
     ("float_weights", "Binary against float weights of the same network.",
      "measured separately (`cascade report --float-model`, docs/RESULTS.md): a float-weight "
      "model has no integer form, so --arith fixed cannot evaluate it"),
@@ -284,6 +286,8 @@ def _host_flags(cfg: CodecConfig) -> str:
     flags = []
     if not cfg.postfilter.enabled:
         flags.append("--no-postfilter")
+    if not cfg.noise_fill.enabled:
+        flags.append("--no-noise-fill")
     flags += ["--search", str(cfg.search.passes)]
     if cfg.search.candidates:
         flags += ["--search-candidates", str(cfg.search.candidates)]

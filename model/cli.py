@@ -89,8 +89,9 @@ def _load_codec(path):
 
 
 def _host_settings(codec, a):
-    """The codec with ``--search`` / ``--search-candidates`` / ``--no-postfilter`` applied (they
-    set host-side sections of the config that change no weight and no stream format)."""
+    """The codec with ``--search`` / ``--search-candidates`` / ``--no-postfilter`` /
+    ``--no-noise-fill`` applied (they set host-side sections of the config that change no weight
+    and no stream format)."""
     changes = {}
     if getattr(a, "search", None) is not None or getattr(a, "search_candidates", None) is not None:
         sc = codec.cfg.search
@@ -101,6 +102,8 @@ def _host_settings(codec, a):
         changes["search"] = {"passes": passes, "candidates": cand}
     if getattr(a, "no_postfilter", False):
         changes["postfilter"] = {"enabled": False}
+    if getattr(a, "no_noise_fill", False):
+        changes["noise_fill"] = {"enabled": False}
     if changes:
         codec.cfg = codec.cfg.replace(**changes)
     return codec
@@ -595,6 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     def postfilter_arg(sp):
         sp.add_argument("--no-postfilter", action="store_true",
                         help="decode without the formant postfilter")
+        sp.add_argument("--no-noise-fill", action="store_true",
+                        help="decode without noise filling")
 
     sp = add("demo", cmd_demo, "encode and decode held-out real speech with the default model, print "
              "bitrate and quality, export weights and generate the Verilog")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 __all__ = [
     "SignalConfig", "LpcConfig", "GainConfig", "NetworkConfig", "FixedPointConfig",
-    "EntropyConfig", "PostfilterConfig", "SearchConfig", "CodecConfig", "ConfigError", "PRESETS", "preset",
+    "EntropyConfig", "PostfilterConfig", "NoiseFillConfig", "SearchConfig", "CodecConfig", "ConfigError", "PRESETS", "preset",
 ]
 
 
@@ -186,6 +186,25 @@ class PostfilterConfig:
 
 
 @dataclass(frozen=True)
+class NoiseFillConfig:
+    """Decoder-side noise filling (host side, on the decoded gain-normalized MDCT frames, before
+    the gain, the inverse transform and the LPC synthesis filter).  An MSE-trained decoder
+    returns less energy than the frame had (median 59 % at K = 9 with the shipped model), and it
+    loses it mostly where the residual is noise-like.  The encoder normalizes every frame to unit
+    RMS, so the decoder knows the missing energy ``D - sum(y**2)``; a ``fraction`` of it is added
+    as white noise (seeded, so decoding is deterministic) in the bins at and above ``start_hz``.
+
+    MDCT frames only (``signal.transform = "mdct"``).  It changes no bit of the stream and no
+    weight, so it is left out of ``config_hash``.  Defaults chosen on the training split with the
+    shipped model and the code search (PESQ-WB on data/train, K = 5 / K = 9: 2.47 / 3.08 without,
+    2.57 / 3.11 with 0.5 above 4.8 kHz; 0.25-1.0 and 4-6.4 kHz tried).
+    """
+    enabled: bool = True
+    start_hz: float = 4800.0
+    fraction: float = 0.5
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     """Encoder-side closed-loop code search (analysis by synthesis, as in CELP encoders): after a
     stage's encoder network gives its code, ``passes`` sweeps over the code bits (the
@@ -214,6 +233,7 @@ class CodecConfig:
     entropy: EntropyConfig = field(default_factory=EntropyConfig)
     postfilter: PostfilterConfig = field(default_factory=PostfilterConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    noise_fill: NoiseFillConfig = field(default_factory=NoiseFillConfig)
 
     def __post_init__(self):
         self.validate()
@@ -272,6 +292,9 @@ class CodecConfig:
             raise ConfigError("postfilter gammas must be in [0, 1) and tilt in (-1, 1)")
         if self.search.passes < 0 or self.search.candidates < 0:
             raise ConfigError("search passes and candidates must be non-negative")
+        nf = self.noise_fill
+        if not (0 <= nf.fraction <= 1 and 0 <= nf.start_hz <= self.signal.sample_rate / 2):
+            raise ConfigError("noise_fill: fraction in [0, 1], start_hz in [0, sample_rate/2]")
         if s.transform not in ("mdct", "stft"):
             raise ConfigError(f"transform must be 'mdct' or 'stft', not {s.transform!r}")
         if n.stages < 1:
@@ -312,7 +335,8 @@ class CodecConfig:
             raise ConfigError("a config is a JSON object of sections")
         sections = {"signal": SignalConfig, "lpc": LpcConfig, "gain": GainConfig,
                     "network": NetworkConfig, "fixed": FixedPointConfig, "entropy": EntropyConfig,
-                    "postfilter": PostfilterConfig, "search": SearchConfig}
+                    "postfilter": PostfilterConfig, "search": SearchConfig,
+                    "noise_fill": NoiseFillConfig}
         unknown = set(d) - set(sections)
         if unknown:
             raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
@@ -359,10 +383,10 @@ class CodecConfig:
     @property
     def config_hash(self) -> str:
         """16 hex digits of SHA-256 over the canonical JSON: identifies a codec's bitstream and
-        hardware.  The decoder-side postfilter and the encoder-side code search are not part of
-        it (neither changes the format or the decoder)."""
+        hardware.  The host-side sections (decoder postfilter and noise filling, encoder code
+        search) are not part of it: none changes the format or a weight."""
         d = self.to_dict()
-        del d["postfilter"], d["search"]
+        del d["postfilter"], d["search"], d["noise_fill"]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

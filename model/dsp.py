@@ -27,7 +27,7 @@ from scipy.signal import lfilter, lfiltic
 
 from .config import CodecConfig
 
-__all__ = ["Analysis", "analyze", "synthesize", "LsfQuantizer", "poly2lsf", "lsf2poly",
+__all__ = ["Analysis", "analyze", "synthesize", "noise_fill", "postfilter", "LsfQuantizer", "poly2lsf", "lsf2poly",
            "transform", "inverse_transform", "lpc_frames", "num_frames"]
 
 
@@ -272,9 +272,30 @@ def analyze(s: np.ndarray, cfg: CodecConfig, q: LsfQuantizer | None) -> Analysis
     return Analysis(frames, lsf_idx, gain_idx, len(s))
 
 
+def noise_fill(frames: np.ndarray, cfg: CodecConfig) -> np.ndarray:
+    """Decoded gain-normalized MDCT frames (T, D) with ``cfg.noise_fill`` applied (see
+    ``NoiseFillConfig``): in each frame, white noise of ``fraction * max(0, D - sum(y**2))``
+    energy spread over the bins at and above ``start_hz``.  The noise comes from a generator
+    seeded with 0 for every call, so a stream always decodes to the same samples."""
+    nf = cfg.noise_fill
+    y = np.asarray(frames, dtype=np.float64)
+    if not nf.enabled or nf.fraction == 0 or cfg.signal.transform != "mdct" or len(y) == 0:
+        return y
+    D = y.shape[1]
+    lo = min(D, int(np.ceil(nf.start_hz / (cfg.signal.sample_rate / 2) * D)))
+    if lo >= D:
+        return y
+    missing = np.maximum(0.0, D - (y ** 2).sum(axis=1))
+    noise = np.random.default_rng(0).standard_normal((len(y), D - lo))
+    scale = np.sqrt(nf.fraction * missing / (noise ** 2).sum(axis=1))
+    out = y.copy()
+    out[:, lo:] += noise * scale[:, None]
+    return out
+
+
 def synthesize(frames: np.ndarray, lsf_idx: np.ndarray, gain_idx: np.ndarray, num_samples: int,
                cfg: CodecConfig, q: LsfQuantizer | None) -> np.ndarray:
-    X = np.asarray(frames) * gain_dequantize(gain_idx, cfg)[:, None]
+    X = noise_fill(frames, cfg) * gain_dequantize(gain_idx, cfg)[:, None]
     e = inverse_transform(X, cfg, num_samples)
     A = _filters_from_lsf_idx(lsf_idx, cfg, q)
     y = _synthesis_filter(e, A, cfg.signal.hop)

@@ -117,7 +117,7 @@ def test_list(capsys):
     assert rc == 0, err
     rows = json.loads(out)
     assert rows[0]["name"] == "baseline"
-    assert {r["name"] for r in rows if not r["runs"]} >= {"subband_sharing", "noise_filling"}
+    assert {r["name"] for r in rows if not r["runs"]} >= {"subband_sharing"}
     ea = next(r for r in rows if r["name"] == "entropy_aware")
     assert ea["runs"] and "rate_weight=1.0" in ea["changed"]
 
@@ -148,10 +148,11 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert b["full"]["stages"] == 2 and b["delta"]["full_pesq_wb"] == 0.0 and b["train_seconds"] > 0
     # the host-side variants need no training; the tiny preset searches 2 passes like the
     # default, so `search` is the baseline itself and is not run
-    host_only = {"no_postfilter", "search_c16", "no_search"}
+    host_only = {"no_postfilter", "search_c16", "no_search", "no_noise_fill"}
     assert all(r["status"] == "not run" and r["reason"] for n, r in rows.items()
                if n not in {"baseline"} | host_only)
     assert "same codec as the baseline" in rows["search"]["reason"]
+    assert "same codec as the baseline" in rows["noise_fill"]["reason"]
     for n in host_only:
         assert rows[n]["status"] == "done" and rows[n]["eval_only"] and rows[n]["train_command"] is None
     # the decoder-only variant: the baseline's streams (same bytes), other audio
@@ -159,11 +160,15 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert [p["kbps"] for p in npf["points"]] == [p["kbps"] for p in b["points"]]
     assert [p["snr_db"] for p in npf["points"]] != [p["snr_db"] for p in b["points"]]
     assert "--no-postfilter" in npf["eval_command"]
+    nnf = rows["no_noise_fill"]      # decoder only too: same bytes, other audio
+    assert [p["kbps"] for p in nnf["points"]] == [p["kbps"] for p in b["points"]]
+    assert [p["snr_db"] for p in nnf["points"]] != [p["snr_db"] for p in b["points"]]
+    assert "--no-noise-fill" in nnf["eval_command"]
     # the encoder-side variants: other codes for the same decoder, and their eval command says so
     assert [p["snr_db"] for p in rows["no_search"]["points"]] != [p["snr_db"] for p in b["points"]]
     assert "--search 0" in rows["no_search"]["eval_command"]
     assert "--search 1 --search-candidates 16" in rows["search_c16"]["eval_command"]
-    assert {n["name"] for n in res["not_run"]} >= {"subband_sharing", "noise_filling"}
+    assert {n["name"] for n in res["not_run"]} >= {"subband_sharing"}
     assert [p["system"] for p in res["baselines"]] == ["opus", "opus", "g722"]
     md = (out / "ablation.md").read_text()
     table = [l for l in md.splitlines() if l.startswith("| baseline |")]

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from model import dsp
-from model.config import preset
+from model.config import CodecConfig, ConfigError, preset
 
 TINY = preset("tiny")
 HSET = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -93,7 +93,8 @@ def test_mdct_is_orthogonal_tdac():
 
 @pytest.mark.parametrize("name", sorted(CFGS))
 def test_analyze_synthesize_perfect_reconstruction(name, speech):
-    cfg = CFGS[name].replace(postfilter={"enabled": False})   # the postfilter is meant to change it
+    cfg = CFGS[name].replace(postfilter={"enabled": False},   # these two are meant to change it
+                               noise_fill={"enabled": False})
     x = speech[:8000]
     q = _quantizer(cfg, [x])
     an = dsp.analyze(x, cfg, q)
@@ -112,7 +113,7 @@ def test_analyze_synthesize_perfect_reconstruction(name, speech):
 def test_postfilter_keeps_frame_energy_and_deepens_valleys(speech):
     """Energy per frame is kept; the spectrum between formants drops relative to the peaks; equal
     gammas and no tilt leave the signal as it is."""
-    cfg = preset("default")
+    cfg = preset("default").replace(noise_fill={"enabled": False})   # the postfilter alone
     x = speech[:16000]
     q = _quantizer(cfg, [x])
     an = dsp.analyze(x, cfg, q)
@@ -174,7 +175,7 @@ def test_awkward_signals_analyze_and_synthesize(sig, cfg_name, speech):
     assert an.frames.shape == (dsp.num_frames(len(x), 64), cfg.coefficients)
     assert np.all(np.isfinite(an.frames))
     y = dsp.synthesize(an.frames, an.lsf_idx, an.gain_idx, an.num_samples,
-                       cfg.replace(postfilter={"enabled": False}), q)
+                       cfg.replace(postfilter={"enabled": False}, noise_fill={"enabled": False}), q)
     assert y.shape == x.shape and np.all(np.isfinite(y))
     np.testing.assert_allclose(y, x, atol=1e-7)
     y = dsp.synthesize(an.frames, an.lsf_idx, an.gain_idx, an.num_samples, cfg, q)   # postfilter on
@@ -244,3 +245,27 @@ def test_lsf_quantizer_fit_quantize_round_trip(speech):
     back = dsp.LsfQuantizer.from_dict(q.to_dict())
     np.testing.assert_array_equal(back.levels, q.levels)
     assert back.min_gap == q.min_gap
+
+
+def test_noise_fill_adds_the_missing_energy_above_its_start():
+    from model.dsp import noise_fill
+    cfg = CodecConfig()
+    D = cfg.coefficients
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((6, D)) * 0.6             # 36 % of the unit-RMS frame energy
+    y[3] *= 2.0                                       # 144 %: nothing missing
+    out = noise_fill(y, cfg)
+    lo = int(np.ceil(cfg.noise_fill.start_hz / (cfg.signal.sample_rate / 2) * D))
+    np.testing.assert_array_equal(out[:, :lo], y[:, :lo])          # below start_hz untouched
+    added = ((out - y) ** 2).sum(axis=1)
+    missing = np.maximum(0, D - (y ** 2).sum(axis=1))
+    np.testing.assert_allclose(added, cfg.noise_fill.fraction * missing, rtol=1e-9)
+    assert added[3] == 0 and (added[[0, 1, 2, 4, 5]] > 0).all()
+    np.testing.assert_array_equal(noise_fill(y, cfg), out)          # deterministic
+    off = cfg.replace(noise_fill={"enabled": False})
+    np.testing.assert_array_equal(noise_fill(y, off), y)
+    stft = cfg.replace(signal={"transform": "stft"})
+    np.testing.assert_array_equal(noise_fill(np.zeros((2, stft.coefficients)), stft), 0)   # MDCT only
+    assert off.config_hash == cfg.config_hash                       # no bit of the stream changes
+    with pytest.raises(ConfigError, match="noise_fill"):
+        cfg.replace(noise_fill={"fraction": 1.5})
