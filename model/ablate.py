@@ -134,6 +134,8 @@ def _fixed_variants() -> list[Variant]:
                 "binary entropy added to the greedy loss (TrainOptions.rate_weight), so the codes "
                 "skew and Huffman coding spends fewer bits; compare at equal kbps.",
                 options={"rate_weight": 1.0}),
+        Variant("entropy_aware01", "Entropy-aware training, milder: 0.1 dB per bit of mean code "
+                "entropy.", options={"rate_weight": 0.1}),
         Variant("no_postfilter", "Decoder-side formant postfilter (PostfilterConfig): the "
                 "baseline's model and streams decoded without it.",
                 config={"postfilter": {"enabled": False}}, eval_of="baseline"),
