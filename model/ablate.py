@@ -48,8 +48,8 @@ __all__ = ["Variant", "VARIANTS", "NOT_RUN", "variants", "study_options", "varia
 DEFAULT_EPOCHS = 4
 #: Rate (kbps) of the equal-rate columns.
 DEFAULT_RATE = 20.0
-#: Config sections that act outside the trained network (decoder postfilter, encoder code
-#: search): evaluations use the variant's values, not those saved in the model file.
+#: Config sections that act outside the trained network (decoder postfilter and noise filling,
+#: encoder code search): evaluations use the variant's values, not those saved in the model file.
 HOST_SECTIONS = ("postfilter", "search", "noise_fill")
 
 
@@ -284,7 +284,7 @@ def eval_command(v: Variant, test_dir, out: Path) -> str:
 
 
 def _host_flags(cfg: CodecConfig) -> str:
-    """``cascade eval`` flags that set a variant's host-side sections (postfilter, search)."""
+    """``cascade eval`` flags that set a variant's host-side sections (``HOST_SECTIONS``)."""
     flags = []
     if not cfg.postfilter.enabled:
         flags.append("--no-postfilter")

@@ -95,11 +95,8 @@ def _host_settings(codec, a):
     changes = {}
     if getattr(a, "search", None) is not None or getattr(a, "search_candidates", None) is not None:
         sc = codec.cfg.search
-        passes = sc.passes if a.search is None else a.search
-        cand = sc.candidates if a.search_candidates is None else a.search_candidates
-        if passes < 0 or cand < 0:
-            raise UserError("--search and --search-candidates must be non-negative")
-        changes["search"] = {"passes": passes, "candidates": cand}
+        changes["search"] = {"passes": sc.passes if a.search is None else a.search,
+                             "candidates": sc.candidates if a.search_candidates is None else a.search_candidates}
     if getattr(a, "no_postfilter", False):
         changes["postfilter"] = {"enabled": False}
     if getattr(a, "no_noise_fill", False):
@@ -595,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--search-candidates", type=int, metavar="C",
                         help="search only each stage's C least confident bits (0 = all)")
 
-    def postfilter_arg(sp):
+    def decoder_host_args(sp):
         sp.add_argument("--no-postfilter", action="store_true",
                         help="decode without the formant postfilter")
         sp.add_argument("--no-noise-fill", action="store_true",
@@ -647,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(sp)
     arith_arg(sp)
     sp.add_argument("--stages", type=int, help="decode only the first K stages")
-    postfilter_arg(sp)
+    decoder_host_args(sp)
     sp.add_argument("--force", action="store_true", help="overwrite the output")
 
     sp = add("truncate", cmd_truncate, "cut a .cas stream to its first K stages without re-encoding")
@@ -666,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     arith_arg(sp)
     sp.add_argument("--stages", type=int, help="use the first K stages (default all)")
     search_args(sp)
-    postfilter_arg(sp)
+    decoder_host_args(sp)
     sp.add_argument("--json", help="write per-file and mean results to this JSON file ('-': stdout)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.add_argument("--force", action="store_true", help="overwrite --json")

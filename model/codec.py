@@ -141,19 +141,16 @@ class Codec:
             return [c.astype(np.uint8) for c in codes]
         with torch.no_grad():
             r = torch.from_numpy(np.asarray(x, dtype=np.float32))
+            if not passes:
+                return [(c.numpy() > 0).astype(np.uint8) for c in self.net(r, stages)[0]]
             codes = []
             for stage in self.net.stages[:stages]:
-                if passes:
-                    h = stage._run(stage.enc[:-1], stage.kinds_enc[:-1], r)
-                    z = stage.enc[-1](h)  # the code layer's pre-sign value
-                    bits = golden.refine_code(
-                        lambda b, st=stage: st.decode(torch.from_numpy(b.astype(np.float32) * 2 - 1)).numpy(),
-                        r.numpy(), (z.numpy() >= 0).astype(np.int64), z.numpy(), passes, cand)
-                    c = torch.from_numpy(bits.astype(np.float32) * 2 - 1)
-                else:
-                    c = stage.encode(r)
-                codes.append(((c.numpy() > 0)).astype(np.uint8))
-                r = r - stage.decode(c)
+                z = stage.code_preactivation(r).numpy()
+                bits = golden.refine_code(
+                    lambda b, st=stage: st.decode(torch.from_numpy(b.astype(np.float32) * 2 - 1)).numpy(),
+                    r.numpy(), (z >= 0).astype(np.int64), z, passes, cand)
+                codes.append(bits.astype(np.uint8))
+                r = r - stage.decode(torch.from_numpy(bits.astype(np.float32) * 2 - 1))
         return codes
 
     def decode_frames(self, codes: list[np.ndarray], arith: str = "float") -> np.ndarray:

@@ -41,8 +41,9 @@ import numpy as np
 from .config import CodecConfig
 
 __all__ = [
-    "IntLayer", "IntStage", "IntModel", "sat", "layer_forward", "encoder_forward",
-    "decoder_forward", "layer_preactivation", "refine_code", "search_code", "encode", "decode", "quantize_frames", "dequantize_frames", "random_model",
+    "IntLayer", "IntStage", "IntModel", "sat", "layer_preactivation", "layer_forward",
+    "encoder_forward", "decoder_forward", "refine_code", "search_code", "encode", "decode",
+    "quantize_frames", "dequantize_frames", "random_model",
 ]
 
 LAYER_KINDS = ("in", "res", "code", "out")
@@ -221,6 +222,8 @@ def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: in
     encoder mode: the encoder core computes ``search=0``; the streams decode on any decoder.
     ``stages`` stops after the first K stages (their codes are the first K of all N).
     """
+    if search and trace is not None:
+        raise ValueError("a trace follows the encoder core, which does not search")
     cfg = model.config
     A = cfg.fixed.act_bits
     r = np.asarray(x, dtype=np.int64)
@@ -228,12 +231,7 @@ def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: in
     n = len(model.stages)
     for s, stage in enumerate(model.stages[:stages]):
         t = [] if trace is not None else None
-        if search and trace is None:
-            bits = search_code(stage, r, cfg, search, candidates)
-        elif search:
-            raise ValueError("a trace follows the encoder core, which does not search")
-        else:
-            bits = encoder_forward(stage, r, cfg, t)
+        bits = search_code(stage, r, cfg, search, candidates) if search else encoder_forward(stage, r, cfg, t)
         codes.append(bits)
         if s < n - 1:
             y = decoder_forward(stage, bits, cfg, t)

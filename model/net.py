@@ -94,6 +94,11 @@ class Stage(nn.Module):
         """Frames (B, D) -> codes (B, bits) in {-1, +1}."""
         return self._run(self.enc, self.kinds_enc, x)
 
+    def code_preactivation(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames (B, D) -> the code layer's pre-sign value z (B, bits): ``encode`` is sign(z);
+        ``|z|`` says how far each bit is from flipping."""
+        return self.enc[-1](self._run(self.enc[:-1], self.kinds_enc[:-1], x))
+
     def decode(self, c: torch.Tensor) -> torch.Tensor:
         return self._run(self.dec, self.kinds_dec, c)
 

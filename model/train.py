@@ -116,8 +116,7 @@ def code_entropy(stage, r: torch.Tensor) -> torch.Tensor:
     binary entropy (bits) of p_j, the batch mean of the soft bit ``clamp((z_j + 1) / 2, 0, 1)``
     (z: the code layer's pre-sign value).  1 for balanced bits, 0 for constant ones; the sum over
     bits bounds the entropy a Huffman coder of the code symbols can reach."""
-    h = stage._run(stage.enc[:-1], stage.kinds_enc[:-1], r)
-    p = ((stage.enc[-1](h) + 1) / 2).clamp(0, 1).mean(0).clamp(1e-6, 1 - 1e-6)
+    p = ((stage.code_preactivation(r) + 1) / 2).clamp(0, 1).mean(0).clamp(1e-6, 1 - 1e-6)
     return (-(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))).mean()
 
 
