@@ -29,7 +29,7 @@ from model.golden import IntModel
 
 from .mac import MacEngine
 from .post import PostUnit
-from .schedule import POST_LATENCY, POST_UNIT_LATENCY, Schedule
+from .schedule import POST_LATENCY, POST_UNIT_LATENCY, Schedule, search_drain
 from .store import STORAGES, ParamStore, spram_misfit
 
 __all__ = ["CascadeCore"]
@@ -213,6 +213,14 @@ class CascadeCore(wiring.Component):
         c_dep = Signal()
         c_last_of_stage = Signal()
         c_stage = Signal(range(N))
+        # code search (encoder): what the current op's stage searches, where its decoder starts
+        search = enc and any(sc.search_candidates)
+        Bm = max(cfg.network.code_bits)
+        c_searched, c_dec, c_out = Signal(), Signal(), Signal()
+        c_bits_m1 = Signal(range(Bm))
+        c_cands_m1 = Signal(range(Bm))
+        c_dec_first = Signal.like(layer)
+        c_dec_wbase = Signal.like(w_addr)
         with m.Switch(layer):
             for op in ops:
                 with m.Case(op.index):
@@ -221,6 +229,14 @@ class CascadeCore(wiring.Component):
                         c_src_x.eq(op.src_x), c_src_base.eq(op.src_base), c_dep.eq(op.dep),
                         c_last_of_stage.eq(op.last_of_stage), c_stage.eq(op.stage),
                     ]
+                    if op.searched:
+                        first = ops[sc.stage_decoder_op[op.stage]]
+                        m.d.comb += [
+                            c_searched.eq(1), c_dec.eq(op.side == "decoder"), c_out.eq(op.kind == "out"),
+                            c_bits_m1.eq(cfg.network.code_bits[op.stage] - 1),
+                            c_cands_m1.eq(sc.search_candidates[op.stage] - 1),
+                            c_dec_first.eq(first.index), c_dec_wbase.eq(first.w_base),
+                        ]
         k_cur = Signal(range(N + 1))
         if enc:
             m.d.comb += k_cur.eq(N)
@@ -231,11 +247,20 @@ class CascadeCore(wiring.Component):
         frame_last = Signal()
         m.d.comb += frame_last.eq(c_last_of_stage & final_stage)
 
+        # search sequencer state (see the code search section below); RUN issues MACs
+        S_RUN, S_DRAIN, S_JUDGE, S_SELECT, S_FLIP, S_EMIT = range(6)
+        PH_FWD, PH_TRIAL, PH_FINAL = range(3)
+        sstate = Signal(range(6), init=S_RUN)
+        phase = Signal(range(3), init=PH_FWD)     # FWD: encoder layers and the baseline run
+        no_wait = Signal()                        # a run restarted after a drain: nothing to wait for
+        c_trial = Signal()                        # this op's outputs go to the search, not to R
+        m.d.comb += c_trial.eq(c_searched & c_dec & (phase != PH_FINAL))
+
         stall = Signal()
         issue = Signal()
         m.d.comb += [
-            stall.eq(c_dep & (g == 0) & ~((wr_layer == layer - 1) & (wr_idx >= j))),
-            issue.eq(running & ~stall),
+            stall.eq(c_dep & (g == 0) & ~no_wait & ~((wr_layer == layer - 1) & (wr_idx >= j))),
+            issue.eq(running & (sstate == S_RUN) & ~stall),
             w_rd.addr.eq(w_addr),
             a_mac.addr.eq(c_src_base + j),
             x_mac.addr.eq(Mux(bank, in_bank, 0) + c_src_base + j),
@@ -251,13 +276,19 @@ class CascadeCore(wiring.Component):
                 m.d.sync += j.eq(0)
                 with m.If(g == c_groups_m1):
                     m.d.sync += [g.eq(0), gP.eq(0)]
+                    m.d.sync += no_wait.eq(0)
                     with m.If(frame_last):
                         # frame done: release its input bank, go on with the next one if ready
                         m.d.comb += clr_full.eq(Mux(bank, 0b10, 0b01))
                         m.d.sync += [layer.eq(0), w_addr.eq(0), bank.eq(~bank), running.eq(next_ok)]
                         m.d.comb += start_frame.eq(next_ok)
+                    with m.Elif(c_trial & c_out):
+                        # a search run is issued: wait for its error (layer stays on the out op)
+                        m.d.sync += sstate.eq(S_DRAIN)
                     with m.Else():
                         m.d.sync += layer.eq(layer + 1)
+                        with m.If(c_out):
+                            m.d.sync += phase.eq(PH_FWD)
                 with m.Else():
                     m.d.sync += [g.eq(g + 1), gP.eq(gP + P)]
             with m.Else():
@@ -271,9 +302,11 @@ class CascadeCore(wiring.Component):
                                                            ("valid", "first", "last", "src_x", "final"))
         s1_layer = Signal.like(layer)
         s1_gP = Signal.like(gP)
+        s1_trial = Signal()
         m.d.sync += [
             s1_valid.eq(issue), s1_first.eq(j == 0), s1_last.eq(j == c_fan_in_m1),
             s1_src_x.eq(c_src_x), s1_final.eq(final_stage), s1_layer.eq(layer), s1_gP.eq(gP),
+            s1_trial.eq(c_trial),
         ]
         x_val = Signal(signed(A))
         if enc:
@@ -291,13 +324,14 @@ class CascadeCore(wiring.Component):
         q_layer = Signal.like(layer)
         q_gP = Signal.like(gP)
         q_final = Signal()
+        q_trial = Signal()
         with m.If(post_active):
             m.d.sync += post_k.eq(post_k + 1)
             with m.If(post_k == P - 1):
                 m.d.sync += [post_active.eq(0), post_k.eq(0)]
         with m.If(s1_valid & s1_last):
             m.d.sync += [post_active.eq(1), post_k.eq(0), q_layer.eq(s1_layer), q_gP.eq(s1_gP),
-                         q_final.eq(s1_final)]
+                         q_final.eq(s1_final), q_trial.eq(s1_trial)]
 
         q_p_base = Signal(range(sc.param_depth + 1))
         q_res_x = Signal()
@@ -308,6 +342,7 @@ class CascadeCore(wiring.Component):
         q_write = Signal()
         q_dst = Signal(range(sc.act_depth + 1))
         q_fifo = Signal()
+        q_out, q_record = Signal(), Signal()      # out layer; searched code layer (bits, margins)
         with m.Switch(q_layer):
             for op in ops:
                 with m.Case(op.index):
@@ -316,6 +351,7 @@ class CascadeCore(wiring.Component):
                         q_p_base.eq(op.p_base), q_res_x.eq(op.res_x), q_res_base.eq(op.res_base),
                         q_fan_out.eq(op.fan_out), q_mode.eq(op.mode), q_shift.eq(op.shift),
                         q_write.eq(op.write_act), q_dst.eq(op.dst_base), q_fifo.eq(to_fifo),
+                        q_out.eq(op.kind == "out"), q_record.eq(op.searched and op.kind == "code"),
                     ]
         q_i = Signal.like(gP)
         m.d.comb += [
@@ -332,14 +368,18 @@ class CascadeCore(wiring.Component):
         p1_mode, p1_shift = Signal.like(q_mode), Signal.like(q_shift)
         p1_i = Signal.like(q_i)
         p1_write, p1_fifo = Signal(), Signal()
+        p1_err, p1_record = Signal(), Signal()
         p1_dst = Signal.like(q_dst)
         p1_layer = Signal.like(layer)
         in_range = Signal()
-        m.d.comb += in_range.eq(q_i < q_fan_out)
+        q_err = Signal()
+        m.d.comb += [in_range.eq(q_i < q_fan_out), q_err.eq(q_trial & q_out)]
         m.d.sync += [
             p1_valid.eq(post_active), p1_res_x.eq(q_res_x), p1_acc.eq(mac.shadow[post_k]),
             p1_mode.eq(q_mode), p1_shift.eq(q_shift), p1_i.eq(q_i), p1_dst.eq(q_dst),
-            p1_write.eq(q_write & in_range), p1_fifo.eq(q_fifo & in_range & (q_final if not enc else 1)),
+            p1_write.eq(q_write & ~q_err & in_range),
+            p1_fifo.eq(q_fifo & in_range & (q_final if not enc else 1)),
+            p1_err.eq(q_err & in_range), p1_record.eq(q_record & in_range),
             p1_layer.eq(q_layer),
         ]
 
@@ -357,23 +397,118 @@ class CascadeCore(wiring.Component):
         # the write side (index, write address, enables, layer) waits PostUnit.LATENCY cycles
         p1_waddr = Signal(range(sc.act_depth))
         m.d.comb += p1_waddr.eq(p1_dst + p1_i)
-        wside = [p1_i, p1_waddr, p1_write, p1_fifo, p1_layer]
+        wside = [p1_i, p1_waddr, p1_write, p1_fifo, p1_layer, p1_err, p1_record]
         for st in range(2, 2 + PostUnit.LATENCY):
             nxt = [Signal.like(v, name=f"p{st}_{v.name[3:]}") for v in wside]
             m.d.sync += [d.eq(v) for d, v in zip(nxt, wside)]
             wside = nxt
-        pw_i, pw_waddr, pw_write, pw_fifo, pw_layer = wside
+        pw_i, pw_waddr, pw_write, pw_fifo, pw_layer, pw_err, pw_record = wside
 
         # ---- post p5: write the registered value (p2..p4 are inside PostUnit) ------------
+        srch_we = Signal()                       # the search writes a flipped code value
+        srch_waddr = Signal.like(a_wr.addr)
+        srch_wdata = Signal.like(a_wr.data)
+        srch_emit = Signal()                     # the search sends a code bit
+        srch_bit = Signal()
         m.d.comb += [
-            a_wr.addr.eq(pw_waddr),
-            a_wr.data.eq(post.value),
-            a_wr.en.eq(post.o_valid & pw_write),
-            fifo.w_data.eq(post.bit if enc else post.value),
-            fifo.w_en.eq(post.o_valid & pw_fifo),
+            a_wr.addr.eq(Mux(srch_we, srch_waddr, pw_waddr)),
+            a_wr.data.eq(Mux(srch_we, srch_wdata, post.value)),
+            a_wr.en.eq(srch_we | (post.o_valid & pw_write)),
+            fifo.w_data.eq(Mux(srch_emit, srch_bit, post.bit) if enc else post.value),
+            fifo.w_en.eq(srch_emit | (post.o_valid & pw_fifo)),
         ]
         with m.If(post.o_valid):
             m.d.sync += [wr_layer.eq(pw_layer), wr_idx.eq(pw_i)]
+
+        # ---- code search (encoder, cfg.search; model.golden.search_code) ------------------
+        # A searched stage's code layer records its bits (cbits) and margins |sat_A(z)|; the
+        # stage decoder then runs once (baseline) and once per trial with one bit flipped; a
+        # trial's out layer feeds sat_A(r - y) to the squared-error accumulator instead of R.
+        # DRAIN waits for that error, JUDGE keeps the flip if the error is smaller (or undoes
+        # it), SELECT scans the margins for the next bit in (margin, index) order, FLIP flips
+        # it in cbits and in the code region C, EMIT sends the kept code, and the final run
+        # writes the residual.  Cycle counts: ``Schedule.cycles_per_frame``.
+        if search:
+            passes = sc.search_passes
+            drain = search_drain(P)
+            m.submodules.margins = mmem = Memory(shape=unsigned(A), depth=Bm, init=[])
+            mg_wr, mg_rd = mmem.write_port(), mmem.read_port()
+            cbits = Signal(Bm)                    # the stage's code (1 = +1)
+            flip_idx = Signal(range(Bm))          # the bit of the current trial
+            cnt = Signal(range(max(drain, Bm + 1)))
+            cand = Signal(range(Bm))
+            pass_n = Signal(range(passes))
+            err_bits = 2 * A + (D - 1).bit_length()
+            err, best_err = Signal(err_bits), Signal(err_bits)
+            sq, sq_valid = Signal(2 * A), Signal()
+            sel_first, sel_have = Signal(), Signal()
+            prev_m, sel_m = Signal(unsigned(A)), Signal(unsigned(A))
+            prev_i, sel_i = Signal(range(Bm)), Signal(range(Bm))
+
+            # record the code layer's bits and margins
+            m.d.comb += [mg_wr.addr.eq(pw_i), mg_wr.data.eq(post.margin),
+                         mg_wr.en.eq(post.o_valid & pw_record)]
+            with m.If(post.o_valid & pw_record):
+                m.d.sync += cbits.bit_select(pw_i, 1).eq(post.bit)
+            # squared-error accumulator (a trial's out layer: value = sat_A(r - y))
+            m.d.sync += [sq_valid.eq(post.o_valid & pw_err), sq.eq(post.value * post.value)]
+            with m.If(sq_valid):
+                m.d.sync += err.eq(err + sq)
+
+            def restart(ph):
+                return [sstate.eq(S_RUN), phase.eq(ph), layer.eq(c_dec_first),
+                        w_addr.eq(c_dec_wbase), no_wait.eq(1)]
+
+            def flip(idx):           # cbits[idx] and C[idx] (as +-1, the decoder's input format)
+                bit = cbits.bit_select(idx, 1)
+                m.d.sync += bit.eq(~bit)
+                m.d.comb += [srch_we.eq(1), srch_waddr.eq(sc.code_region + idx),
+                             srch_wdata.eq(Mux(bit, -1, 1))]
+
+            sel_idx = Signal(range(Bm + 1))       # index whose margin mg_rd.data holds
+            sel_ok = Signal()                     # it comes after the previous pick in the order
+            m.d.comb += [
+                mg_rd.addr.eq(cnt), sel_idx.eq(cnt - 1),
+                sel_ok.eq(sel_first | (mg_rd.data > prev_m) | ((mg_rd.data == prev_m) & (sel_idx > prev_i))),
+                srch_bit.eq(cbits.bit_select(cnt, 1)),
+            ]
+            with m.Switch(sstate):
+                with m.Case(S_DRAIN):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == drain - 1):
+                        m.d.sync += [cnt.eq(0), sstate.eq(S_JUDGE)]
+                with m.Case(S_JUDGE):
+                    m.d.sync += [err.eq(0), sel_have.eq(0), cnt.eq(0), sstate.eq(S_SELECT)]
+                    with m.If(phase == PH_FWD):       # the baseline run
+                        m.d.sync += [best_err.eq(err), cand.eq(0), pass_n.eq(0), sel_first.eq(1)]
+                    with m.Else():
+                        with m.If(err < best_err):
+                            m.d.sync += best_err.eq(err)
+                        with m.Else():                # undo the flip
+                            flip(flip_idx)
+                        with m.If(cand == c_cands_m1):
+                            m.d.sync += [cand.eq(0), sel_first.eq(1), pass_n.eq(pass_n + 1)]
+                            with m.If(pass_n == passes - 1):
+                                m.d.sync += sstate.eq(S_EMIT)
+                        with m.Else():
+                            m.d.sync += cand.eq(cand + 1)
+                with m.Case(S_SELECT):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If((cnt != 0) & sel_ok & (~sel_have | (mg_rd.data < sel_m))):
+                        m.d.sync += [sel_have.eq(1), sel_m.eq(mg_rd.data), sel_i.eq(sel_idx)]
+                    with m.If(cnt == c_bits_m1 + 1):
+                        m.d.sync += [cnt.eq(0), sstate.eq(S_FLIP)]
+                with m.Case(S_FLIP):
+                    m.d.sync += [flip_idx.eq(sel_i), prev_m.eq(sel_m), prev_i.eq(sel_i), sel_first.eq(0)]
+                    flip(sel_i)
+                    m.d.sync += restart(PH_TRIAL)
+                with m.Case(S_EMIT):
+                    m.d.comb += srch_emit.eq(1)
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == c_bits_m1):
+                        m.d.sync += [cnt.eq(0)] + restart(PH_FINAL)
+        else:
+            m.d.comb += [srch_we.eq(0), srch_emit.eq(0)]
         # ---- loader of a RAM-stored core: weight rows, then parameter rows ----------------
         if not rom:
             n_w, n_p = sc.weight_depth, sc.param_depth

@@ -38,10 +38,12 @@ class PostUnit(wiring.Component):
         MODE_OUT:     value = sat_A(z)
         MODE_OUT_ADD: value = sat_A(res + sat_A(z))                (decoder running sum)
         MODE_OUT_SUB: value = sat_A(res - sat_A(z))                (encoder residual r - y)
+        always:       margin = |sat_A(z)|                          (how far the sign is from flipping)
 
     Number formats (``model/golden.py``): ``acc`` signed ``acc_bits``, ``mult`` signed
     ``scale_bits``, ``bias`` signed ``bias_bits`` with F fraction bits, ``res`` and ``value``
-    signed A = ``act_bits`` with F = ``act_frac`` fraction bits.  One multiplier.
+    signed A = ``act_bits`` with F = ``act_frac`` fraction bits, ``margin`` unsigned A bits.  One
+    multiplier.
 
     Latency: :attr:`LATENCY` = 4 cycles, one result per cycle.  Pipeline stages (each ends in a
     register)::
@@ -57,8 +59,8 @@ class PostUnit(wiring.Component):
     any bias, a z beyond [-2**(A-1), 2**(A-1) - 1], where every mode saturates; it keeps the
     bias add and the clamps of s3 short (W + 1 bits, not ``product_bits`` + 2).
 
-    Inputs are sampled at the clock edge where ``valid`` is sampled; ``o_valid``, ``value`` and
-    ``bit`` are registers, valid ``LATENCY`` cycles later (the caller's memory write port then
+    Inputs are sampled at the clock edge where ``valid`` is sampled; ``o_valid``, ``value``,
+    ``bit`` and ``margin`` are registers, valid ``LATENCY`` cycles later (the caller's memory write port then
     writes ``value`` at the end of that cycle).
 
     Parameters
@@ -88,6 +90,7 @@ class PostUnit(wiring.Component):
             "o_valid": Out(1),
             "value": Out(signed(self._A)),
             "bit": Out(1),
+            "margin": Out(unsigned(self._A)),
         })
 
     @property
@@ -168,5 +171,6 @@ class PostUnit(wiring.Component):
                 m.d.comb += value.eq(_sat(res + zs, A))
             with m.Case(MODE_OUT_SUB):
                 m.d.comb += value.eq(_sat(res - zs, A))
-        m.d.sync += [self.o_valid.eq(r2["valid"]), self.value.eq(value), self.bit.eq(~z[-1])]
+        m.d.sync += [self.o_valid.eq(r2["valid"]), self.value.eq(value), self.bit.eq(~z[-1]),
+                     self.margin.eq(Mux(zs[-1], -zs, zs))]
         return m

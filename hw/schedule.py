@@ -16,10 +16,22 @@ Memory layouts (P = lanes, G = ceil(fan_out / P) groups of a layer, F = fan_in):
 * **acts** (signed ``act_bits``): encoder ``R`` = ``[0, D)`` (the residual r_n),
   ``H0 = [D, D+Hm)``, ``H1 = [D+Hm, D+2Hm)`` with ``Hm = max(hidden, max code_bits)``; decoder
   ``S`` = ``[0, D)`` (the running sum) then ``H0``, ``H1`` likewise.  Hidden layers ping-pong
-  between H0 and H1; a code layer also writes its bits as +-1 for the decoder that follows.
+  between H0 and H1; a code layer also writes its bits as +-1 for the decoder that follows.  An
+  encoder with code search keeps a searched stage's code in ``C = [D+2Hm, D+2Hm+Bm)``
+  (``Bm = max code_bits``), where the decoder runs of the search cannot overwrite it.
 * **frames** (encoder, signed ``act_bits``, ``2*D``): double-buffered input frame, bank b at ``b*D``.
 * **codes** (decoder, 1 bit, ``2*T`` with ``T = sum(code_bits)``): double-buffered code bits,
   bank b at ``b*T``, stage n at offset ``sum(code_bits[:n])``.
+
+Code search (encoder, ``cfg.search.passes`` > 0; ``model.golden.search_code``): stages 1..N-1
+(those whose decoder the encoder runs anyway) run, after the encoder layers, the stage decoder
+once on the network's code (the baseline), then ``passes * C_n`` trials, each with one bit
+flipped (``C_n = candidates or B_n``), then once more on the kept code to write the residual.  A
+trial's out layer writes nothing; the post unit's ``sat_A(r - y)`` goes to a squared-error
+accumulator.  Between runs the sequencer waits for the post unit to drain
+(:data:`SEARCH_DRAIN` cycles), judges the trial (1), picks the next bit by a scan of the stage's
+margins (``B_n + 1``) and flips it (1); after the last trial it sends the stage's code to the
+output (``B_n``).
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ import numpy as np
 from model.golden import IntModel
 
 __all__ = ["Schedule", "LayerOp", "MODE_IN", "MODE_RES", "MODE_CODE", "MODE_OUT",
-           "MODE_OUT_ADD", "MODE_OUT_SUB", "POST_LATENCY", "POST_UNIT_LATENCY"]
+           "MODE_OUT_ADD", "MODE_OUT_SUB", "POST_LATENCY", "POST_UNIT_LATENCY", "search_drain"]
 
 # Post unit modes (what is done after z = round_shift(acc*mult + bias)); see hw/post.py.
 MODE_IN, MODE_RES, MODE_CODE, MODE_OUT, MODE_OUT_ADD, MODE_OUT_SUB = range(6)
@@ -44,6 +56,13 @@ POST_UNIT_LATENCY = 4
 #: read data into the PostUnit input register; p2 multiply; p3 round/shift; p4 bias, clamp,
 #: residual; p5 memory write of the registered value.
 POST_LATENCY = 2 + POST_UNIT_LATENCY
+
+
+def search_drain(lanes: int) -> int:
+    """Cycles the sequencer waits after the last MAC issue of a search run before it judges it:
+    the last lane's post write (``POST_LATENCY + P`` cycles later), then one cycle to square
+    ``sat_A(r - y)`` and one to add it to the error (``hw/core.py``)."""
+    return POST_LATENCY + lanes + 1
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,7 @@ class LayerOp:
     res_base: int
     to_fifo: bool       # static: encoder code layer; decoder out layers decide at run time
     last_of_stage: bool
+    searched: bool = False  # encoder with code search: this stage's decoder runs trials
 
 
 class Schedule:
@@ -103,7 +123,14 @@ class Schedule:
         self.code_offsets = [sum(net.code_bits[:s]) for s in range(N)]
         self.Hm = Hm = max(net.hidden, max(net.code_bits))
         H = [D, D + Hm]
-        self.act_depth = D + 2 * Hm
+        sc = cfg.search
+        self.search_passes = sc.passes if side == "encoder" else 0
+        #: per stage: bits the search visits per pass (0: the stage is not searched)
+        self.search_candidates = [
+            (min(sc.candidates or b, b) if self.search_passes and s < N - 1 else 0)
+            for s, b in enumerate(net.code_bits)]
+        self.code_region = D + 2 * Hm           # C: a searched stage's code (see module docstring)
+        self.act_depth = D + 2 * Hm + (max(net.code_bits) if self.search_passes and N > 1 else 0)
 
         ops: list[LayerOp] = []
         w_base = p_base = 0
@@ -118,6 +145,7 @@ class Schedule:
             else:
                 layers += [("decoder", i, l) for i, l in enumerate(st.decoder)]
             self.stage_first_op.append(len(ops))
+            searched = bool(self.search_candidates[s])
             cur = None  # region holding the current layer's input: None = stage input
             for n, (lside, li, L) in enumerate(layers):
                 if cur is None:
@@ -137,6 +165,8 @@ class Schedule:
                     write_act = True
                 else:
                     dst = H[1] if cur == H[0] else H[0]
+                    if L.kind == "code" and searched:
+                        dst = self.code_region
                     mode = {"in": MODE_IN, "res": MODE_RES, "code": MODE_CODE}[L.kind]
                     write_act = not (L.kind == "code" and s == N - 1)
                 G = -(-L.fan_out // P)
@@ -145,12 +175,16 @@ class Schedule:
                     fan_out=L.fan_out, groups=G, w_base=w_base, p_base=p_base, src_x=src_x,
                     src_base=src_base, dep=dep, mode=mode, shift=int(L.shift), write_act=write_act,
                     dst_base=dst, res_x=res_x, res_base=res_base,
-                    to_fifo=(side == "encoder" and L.kind == "code"),
-                    last_of_stage=(n == len(layers) - 1)))
+                    to_fifo=(side == "encoder" and L.kind == "code" and not searched),
+                    last_of_stage=(n == len(layers) - 1), searched=searched))
                 w_base += G * L.fan_in
                 p_base += G * P
                 cur = dst
         self.ops = ops
+        #: per stage: index of the first decoder op (where a search run starts), or None
+        self.stage_decoder_op = [
+            next((op.index for op in ops if op.stage == st and op.side == "decoder"), None)
+            for st in range(N)]
         min_fan_in = min(op.fan_in for op in ops)
         if not 1 <= P <= min_fan_in:
             raise ValueError(f"lanes must be 1..{min_fan_in} (smallest fan-in) for this config, not {P}")
@@ -214,20 +248,76 @@ class Schedule:
         One MAC cycle per (group, input word) plus the stall cycles of the first group of a layer
         that reads what the previous layer is still writing: word j is issued no earlier than the
         cycle after the post unit wrote it (write of lane k of group g at ``Ts(g) + POST_LATENCY +
-        k``, ``Ts(g)`` being the cycle after the group's last MAC issue).  Stream I/O is
+        k``, ``Ts(g)`` being the cycle after the group's last MAC issue).  With code search, a
+        searched stage's decoder runs ``1 + passes * C_n + 1`` times with the waits of the module
+        docstring between runs; a run after a wait starts without stalls.  Stream I/O is
         double-buffered and overlapped, so it does not appear here.
         """
         P, t, prev_w = self.lanes, 0, None
-        for op in self.frame_ops(stages):
-            ts = []
-            for g in range(op.groups):
-                for j in range(op.fan_in):
-                    if op.dep and g == 0:
-                        t = max(t, prev_w[j] + 1)
-                    t += 1
-                ts.append(t)
-            prev_w = [ts[i // P] + POST_LATENCY + i % P for i in range(op.groups * P)]
+
+        def run(ops, t, prev_w, wait=True):
+            for op in ops:
+                ts = []
+                for g in range(op.groups):
+                    for j in range(op.fan_in):
+                        if op.dep and g == 0 and wait:
+                            t = max(t, prev_w[j] + 1)
+                        t += 1
+                    ts.append(t)
+                wait = True
+                prev_w = [ts[i // P] + POST_LATENCY + i % P for i in range(op.groups * P)]
+            return t, prev_w
+
+        ops = self.frame_ops(stages)
+        for st in range(self.N):
+            mine = [op for op in ops if op.stage == st]
+            if not mine:
+                break
+            t, prev_w = run(mine, t, prev_w)
+            if self.search_candidates[st]:
+                dec = [op for op in mine if op.side == "decoder"]
+                to_trial, to_final = self.search_gaps(st)
+                for _ in range(self.search_passes * self.search_candidates[st]):
+                    t, prev_w = run(dec, t + to_trial, prev_w, wait=False)
+                t, prev_w = run(dec, t + to_final, prev_w, wait=False)
         return t
 
+    def search_gaps(self, stage: int) -> tuple[int, int]:
+        """Cycles without MAC issue between two runs of a searched stage's decoder: before a
+        trial (drain, judge, margin scan of ``B_n + 1``, flip) and before the final run (drain,
+        judge, ``B_n`` cycles sending the code)."""
+        B, drain = self.cfg.network.code_bits[stage], search_drain(self.lanes)
+        return drain + 1 + (B + 1) + 1, drain + 1 + B
+
+    def search_gap_cycles(self) -> int:
+        """All the :meth:`search_gaps` of one frame."""
+        total = 0
+        for st, C in enumerate(self.search_candidates):
+            if C:
+                to_trial, to_final = self.search_gaps(st)
+                total += self.search_passes * C * to_trial + to_final
+        return total
+
+    def decoder_runs(self) -> int:
+        """Stage decoder runs per frame (the encoder: N - 1 without search)."""
+        if self.side == "decoder":
+            return self.N
+        return sum(1 + (self.search_passes * c + 1 if c else 0) if s < self.N - 1 else 0
+                   for s, c in enumerate(self.search_candidates))
+
+    def binary_macs_per_frame(self) -> int:
+        """MACs per frame, search runs included (``cfg.binary_macs_per_frame`` without search)."""
+        if self.side == "decoder":
+            return self.cfg.binary_macs_per_frame("decoder")
+        total = 0
+        for s in range(self.N):
+            shapes = self.cfg.layer_shapes(s)
+            runs = 1 + (self.search_passes * self.search_candidates[s] + 1 if self.search_candidates[s] else 0)
+            total += sum(i * o for _, i, o in shapes["encoder"])
+            if s < self.N - 1:
+                total += runs * sum(i * o for _, i, o in shapes["decoder"])
+        return total
+
     def ideal_cycles_per_frame(self) -> float:
-        return self.cfg.binary_macs_per_frame(self.side) / self.lanes
+        """MACs per frame / P (search runs included)."""
+        return self.binary_macs_per_frame() / self.lanes

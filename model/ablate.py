@@ -144,16 +144,19 @@ def _fixed_variants() -> list[Variant]:
                 "above 4.8 kHz.", config={"noise_fill": {"enabled": True}}, eval_of="baseline"),
         Variant("no_noise_fill", "Decoder-side noise filling: the baseline's streams decoded "
                 "without it.", config={"noise_fill": {"enabled": False}}, eval_of="baseline"),
-        Variant("search", "Encoder-side closed-loop code search (SearchConfig, analysis by "
-                "synthesis): the baseline's model, each stage's code refined by 2 passes of "
-                "single-bit flips against the stage's own decoder.  Same decoder, same format.",
+        Variant("search", "Closed-loop code search (SearchConfig, analysis by synthesis): the "
+                "baseline's model, the code of stages 1..N-1 refined by 2 passes of single-bit "
+                "flips over all bits against the stage's own decoder (software only: 65x the "
+                "encoder core's decoder work).  Same decoder, same format.",
                 config={"search": {"passes": 2, "candidates": 0}}, eval_of="baseline"),
-        Variant("search_c16", "Cheaper code search: 1 pass over the 16 least confident bits of "
-                "each stage (16 decoder runs per stage instead of 128).",
+        Variant("search_c16", "Cheaper code search: 1 pass over the 16 least certain bits of "
+                "each searched stage (16 trial decoder runs per stage instead of 128).",
                 config={"search": {"passes": 1, "candidates": 16}}, eval_of="baseline"),
+        Variant("search_c6", "The default code search, done by the encoder core in real time on "
+                "the shipped boards: 1 pass over the 6 least certain bits of each searched stage.",
+                config={"search": {"passes": 1, "candidates": 6}}, eval_of="baseline"),
         Variant("no_search", "No code search: the baseline's model with the encoder network's "
-                "code as the encoder core computes it.",
-                config={"search": {"passes": 0, "candidates": 0}}, eval_of="baseline"),
+                "code.", config={"search": {"passes": 0, "candidates": 0}}, eval_of="baseline"),
     ]
 
 

@@ -106,6 +106,11 @@ def _host_settings(codec, a):
     return codec
 
 
+def _search_name(passes: int, candidates: int) -> str:
+    """``SearchConfig`` in words: "none", "1 x 6 bits", "2 x all bits"."""
+    return f"{passes} x {candidates or 'all'} bits" if passes else "none"
+
+
 def _load_audio(path, codec, resample: bool):
     from .data import load_wav
     x = load_wav(path, codec.cfg.signal.sample_rate, resample=resample)
@@ -232,7 +237,7 @@ def cmd_eval(a):
         res = evaluate_files(codec, files, a.arith, k, p)
     m = res["mean"]
     sc = codec.cfg.search
-    print(f"K={k} {a.arith} search {sc.passes}{'x' + str(sc.candidates) if sc.candidates else ''}: "
+    print(f"K={k} {a.arith} search {_search_name(sc.passes, sc.candidates)}: "
           f"{m['kbps']:.2f} kbps  PESQ-WB {m['pesq_wb']:.3f}  STOI {m['stoi']:.3f}  "
           f"SNR {m['snr_db']:.2f} dB  ({len(files)} files, {m['seconds']:.1f} s)", file=sys.stderr)
     if a.json:
@@ -532,23 +537,27 @@ def cmd_demo(a):
     print(f"model: {codec.meta.get('made_by', '?')} (config {codec.cfg.config_hash})")
     print(f"input: {wav} ({len(x) / sr:.2f} s{note})")
     rows = []
-    passes = codec.cfg.search.passes
-    runs = [("float", None, "float"), ("fixed", None, "fixed")]
-    if passes:  # the encoder core sends the code without search
-        runs.append(("fixed", 0, "fixed_nosearch"))
-    for arith, search, name in runs:
-        data = codec.encode_bytes(x, arith, search=search)
+    cfg = codec.cfg
+    core = (cfg.search.passes, cfg.search.candidates)
+    # the config's search (what the encoder core computes), the software-only full search, none
+    runs = [("float", core, "float"), ("fixed", core, "fixed")]
+    runs += [("fixed", s, n) for s, n in (((2, 0), "fixed_search2"), ((0, 0), "fixed_nosearch"))
+             if s != core]
+    for arith, (passes, cands), name in runs:
+        codec.cfg = cfg.replace(search={"passes": passes, "candidates": cands})
+        data = codec.encode_bytes(x, arith)
         y, _ = codec.decode_bytes(data, arith)
         (out / f"demo_{name}.cas").write_bytes(data)
         write_wav(out / f"demo_{name}.wav", y, sr)
         m = measure(x, y, sr)
-        what = f"search {passes if search is None else search}"
+        what = _search_name(passes, cands) + (" (core)" if (passes, cands) == core else "")
         rows.append((arith, what, 8 * len(data) / (len(x) / sr) / 1000, m))
-    print(f"{'arith':6} {'encoder':9} {'kbps':>6} {'PESQ-WB':>8} {'STOI':>6} {'SNR dB':>7}")
+    codec.cfg = cfg
+    print(f"{'arith':6} {'code search':18} {'kbps':>6} {'PESQ-WB':>8} {'STOI':>6} {'SNR dB':>7}")
     for arith, what, kbps, m in rows:
-        print(f"{arith:6} {what:9} {kbps:6.2f} {m['pesq_wb']:8.3f} {m['stoi']:6.3f} {m['snr_db']:7.2f}")
-    print(f"decoded audio: {out}/demo_fixed.wav (bitstream {out}/demo_fixed.cas); search 0 is the "
-          f"code the encoder core computes")
+        print(f"{arith:6} {what:18} {kbps:6.2f} {m['pesq_wb']:8.3f} {m['stoi']:6.3f} {m['snr_db']:7.2f}")
+    print(f"decoded audio: {out}/demo_fixed.wav (bitstream {out}/demo_fixed.cas: the encoder "
+          f"core's code, as the board sends it)")
     from .export import save_export
     save_export(codec.int_model(), out / "export")
     try:
@@ -587,10 +596,11 @@ def build_parser() -> argparse.ArgumentParser:
     def search_args(sp):
         sp.add_argument("--search", type=int, metavar="PASSES",
                         help="closed-loop code search: passes of single-bit flips against each "
-                             "stage's decoder (default: the model's config, 2; 0 = the code the "
-                             "encoder core sends; the stream decodes anywhere either way)")
+                             "stage's decoder (default: the model's config, as the encoder core "
+                             "does it: 1; 0 = none; the stream decodes anywhere either way)")
         sp.add_argument("--search-candidates", type=int, metavar="C",
-                        help="search only each stage's C least confident bits (0 = all)")
+                        help="search only each stage's C least certain bits (0 = all; default: "
+                             "the model's config, 6)")
 
     def decoder_host_args(sp):
         sp.add_argument("--no-postfilter", action="store_true",

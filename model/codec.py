@@ -130,7 +130,7 @@ class Codec:
                       search: int | None = None) -> list[np.ndarray]:
         """Normalized frames (T, D) -> per-stage code bits [(T, B_n)] uint8 (1 = +1) of the
         first ``stages`` stages (default all).  ``search``: passes of the closed-loop code search
-        (``SearchConfig``; default ``cfg.search.passes``, 0 = the encoder core's code)."""
+        (``SearchConfig``; default ``cfg.search.passes``, what the encoder core does; 0 = none)."""
         self._check_arith(arith)
         sc = self.cfg.search
         passes = sc.passes if search is None else search
@@ -146,9 +146,11 @@ class Codec:
             codes = []
             for stage in self.net.stages[:stages]:
                 z = stage.code_preactivation(r).numpy()
-                bits = golden.refine_code(
-                    lambda b, st=stage: st.decode(torch.from_numpy(b.astype(np.float32) * 2 - 1)).numpy(),
-                    r.numpy(), (z >= 0).astype(np.int64), z, passes, cand)
+
+                def error(b, st=stage, target=r.numpy()):
+                    y = st.decode(torch.from_numpy(b.astype(np.float32) * 2 - 1)).numpy()
+                    return ((target - y) ** 2).sum(axis=1)
+                bits = golden.refine_code(error, (z >= 0).astype(np.int64), np.abs(z), passes, cand)
                 codes.append(bits.astype(np.uint8))
                 r = r - stage.decode(torch.from_numpy(bits.astype(np.float32) * 2 - 1))
         return codes

@@ -206,20 +206,27 @@ class NoiseFillConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Encoder-side closed-loop code search (analysis by synthesis, as in CELP encoders): after a
-    stage's encoder network gives its code, ``passes`` sweeps over the code bits (the
-    ``candidates`` least confident ones, or all when 0) flip each bit that lets the stage's own
-    decoder reproduce the residual with a smaller squared error (``model.golden.search_code``).
+    """Closed-loop code search of the encoder (analysis by synthesis, as in CELP encoders), done
+    alike by the software encoder and the encoder core (``model.golden.search_code``,
+    ``hw/core.py``).  After a stage's encoder network gives its code, ``passes`` sweeps over the
+    ``candidates`` least certain code bits (smallest ``|z|`` at the code layer; 0 = all bits)
+    flip each bit that makes the residual the stage leaves smaller in squared sum, judged by
+    the stage's own decoder.  Stages 1..N-1 are searched (their decoders are in the encoder
+    anyway); on the last one the search gained nothing measurable.
 
-    The decoder and the bitstream format are untouched, so any decoder (the decoder core
-    included) plays the stream, and this section is left out of ``config_hash``.  The encoder
-    core computes the code without search (``passes = 0``); the search is a software encoder
-    mode (``cascade encode/eval --search``).  Measured on the held-out split with the shipped
-    model (``--arith fixed``, docs/RESULTS.md): PESQ-WB 2.81 -> 3.18 at K = 9 with 2 passes
-    over all bits, for about 2 x 64 decoder runs per stage instead of one.
+    The decoder and the bitstream format are untouched, so any decoder plays the stream and
+    this section is left out of ``config_hash``; it sets the encoder core's work per frame
+    (``1 + passes * candidates + 1`` decoder runs per searched stage instead of one).
+
+    Default: 1 pass over 6 bits, the most that keeps the shipped encoders real-time at their
+    boards' own clocks (iCEBreaker, 12 MHz: 215,264 cycles per 20 ms frame, real-time factor
+    1.11; the large model on the ULX3S-85F at 25 MHz, 1.2).  Held-out PESQ-WB (``--arith
+    fixed``, shipped model, K = 9): 2.81 without search, 2.95 with 1 x 6, 3.03 with 1 x 12 and
+    3.19 with 2 passes over all bits (``--search 2 --search-candidates 0``: a software-only
+    setting, 65x the core's decoder work).  docs/RESULTS.md has the commands.
     """
-    passes: int = 2
-    candidates: int = 0
+    passes: int = 1
+    candidates: int = 6
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ The cascade (``encode``): r_1 = x; stage n codes r_n; for n < N its decoder give
 r_{n+1} = sat_A(r_n - y_n).  The decoder (``decode``) sums sat_A(... sat_A(y_1 + y_2) ...) over the
 first K stages.
 
-Code search (``search_code``, ``encode(search=P)``): a software encoder mode that refines each
-stage's code by flipping single bits that make the stage's own decoder reproduce r_n with a
-smaller squared error.  The decoder is unchanged; the encoder core computes ``search=0``.
+Code search (``search_code``; ``cfg.search``): each stage's code but the last is refined by flipping single
+bits, least certain first, that make the residual the stage leaves, sat_A(r_n - y_n), smaller in
+squared sum.  The decoder is unchanged; the encoder core does the same search.
 """
 
 from __future__ import annotations
@@ -168,26 +168,25 @@ def decoder_forward(stage: IntStage, bits: np.ndarray, cfg: CodecConfig, trace: 
     return h
 
 
-def refine_code(decode, r: np.ndarray, bits: np.ndarray, margin: np.ndarray, passes: int = 1,
+def refine_code(error, bits: np.ndarray, margin: np.ndarray, passes: int = 1,
                 candidates: int | None = None) -> np.ndarray:
-    """The search rule of :func:`search_code`, for any stage decoder ``decode``: (T, B) bits in
-    {0, 1} -> (T, D) array.  Each frame's bits are visited in order of increasing ``|margin|``
-    (the code layer's pre-sign value: the least certain bit first; only the first
-    ``candidates`` when given), ``passes`` times; a flip is kept when it makes
-    ``sum_i (r_i - y_i)**2`` smaller (a tie keeps the bit).  Returns the refined bits (T, B)."""
-    r = np.asarray(r)
+    """The search rule of :func:`search_code`, for any per-frame error measure ``error``: (T, B)
+    bits in {0, 1} -> (T,).  Each frame's bits are visited in order of increasing ``margin``
+    (how far each bit is from flipping: the least certain bit first, a tie in index order; only
+    the first ``candidates`` when given), ``passes`` times over the same order; a flip is kept
+    when it makes ``error`` smaller (a tie keeps the bit).  Returns the refined bits (T, B)."""
     bits = np.array(bits, dtype=np.int64)
     T, B = bits.shape
     if T == 0 or passes <= 0:
         return bits
-    order = np.argsort(np.abs(margin), axis=1, kind="stable")[:, :candidates or B]
+    order = np.argsort(margin, axis=1, kind="stable")[:, :candidates or B]
     rows = np.arange(T)
-    err = ((r - decode(bits)) ** 2).sum(axis=1)
+    err = error(bits)
     for _ in range(passes):
         for j in range(order.shape[1]):
             trial = bits.copy()
             trial[rows, order[:, j]] ^= 1
-            e = ((r - decode(trial)) ** 2).sum(axis=1)
+            e = error(trial)
             better = e < err
             bits[better] = trial[better]
             err = np.where(better, e, err)
@@ -196,42 +195,58 @@ def refine_code(decode, r: np.ndarray, bits: np.ndarray, margin: np.ndarray, pas
 
 def search_code(stage: IntStage, r: np.ndarray, cfg: CodecConfig, passes: int = 1,
                 candidates: int | None = None) -> np.ndarray:
-    """Closed-loop (analysis-by-synthesis) code of one stage: the encoder network's code for
-    the integer residual ``r`` (T, D), refined by :func:`refine_code` with the stage's integer
-    decoder (squared errors are exact integers).  ``passes = 0`` gives
-    :func:`encoder_forward`'s code.  The decoder is unchanged, so the code stays a valid stream
-    for any decoder; only the encoder works harder (``passes * candidates`` more decoder runs
-    per stage)."""
-    h = np.asarray(r, dtype=np.int64)
+    """Closed-loop (analysis-by-synthesis) code of one stage, as the encoder core computes it.
+
+    The encoder network gives the code bits and their margins ``m_i = |sat_A(z_i)|`` (z: the
+    code layer's pre-sign value); :func:`refine_code` then visits the bits in order of
+    increasing margin and keeps a flip when the residual the stage leaves,
+    ``sat_A(r - decoder(bits))``, gets a smaller sum of squares (exact integers).  ``passes = 0``
+    gives :func:`encoder_forward`'s code.  The decoder is unchanged, so the code stays a valid
+    stream for any decoder; only the encoder works harder (``passes * candidates`` more decoder
+    runs per stage)."""
+    A = cfg.fixed.act_bits
+    r = np.asarray(r, dtype=np.int64)
+    h = r
     for layer in stage.encoder[:-1]:
         h = layer_forward(layer, h, cfg)
     z = layer_preactivation(stage.encoder[-1], h)
     bits = (z >= 0).astype(np.int64)
-    return refine_code(lambda b: decoder_forward(stage, b, cfg), r, bits, z, passes, candidates)
+
+    def error(b):
+        left = sat(r - decoder_forward(stage, b, cfg), A)
+        return (left * left).sum(axis=1)
+    return refine_code(error, bits, np.abs(sat(z, A)), passes, candidates)
 
 
-def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: int = 0,
+def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: int | None = None,
            candidates: int | None = None, stages: int | None = None) -> list[np.ndarray]:
     """The encoder core: integer frames (T, D) -> per-stage code bits [(T, B_n)].
 
-    ``trace``, if a list, receives ``(stage, side, layer_index, kind, values)`` for every layer
-    in the order the hardware computes them, and ``(stage, "residual", -1, "sub", r)``.
+    ``search`` passes of :func:`search_code` over ``candidates`` bits (0 or None: all) refine
+    the code of each stage but the last (the stages whose decoder the encoder runs anyway; the
+    search gains nothing measurable on the last one) before its decoder makes the next
+    residual; both default to the model's
+    ``cfg.search``, which is what the encoder core generated from that config computes.  Other
+    values are software encoder modes (the streams decode on any decoder).  ``stages`` stops
+    after the first K stages (their codes are the first K of all N).
 
-    ``search`` > 0 refines each stage's code with :func:`search_code` (that many passes over
-    ``candidates`` bits) before its decoder makes the next residual.  This is a software
-    encoder mode: the encoder core computes ``search=0``; the streams decode on any decoder.
-    ``stages`` stops after the first K stages (their codes are the first K of all N).
+    ``trace``, if a list, receives ``(stage, side, layer_index, kind, values)`` for every layer
+    in the order the hardware computes them, and ``(stage, "residual", -1, "sub", r)``; only
+    without search.
     """
-    if search and trace is not None:
-        raise ValueError("a trace follows the encoder core, which does not search")
     cfg = model.config
+    if search is None:
+        search, candidates = cfg.search.passes, cfg.search.candidates
+    if search and trace is not None:
+        raise ValueError("a trace is only kept without code search")
     A = cfg.fixed.act_bits
     r = np.asarray(x, dtype=np.int64)
     codes = []
     n = len(model.stages)
     for s, stage in enumerate(model.stages[:stages]):
         t = [] if trace is not None else None
-        bits = search_code(stage, r, cfg, search, candidates) if search else encoder_forward(stage, r, cfg, t)
+        searched = search and s < n - 1      # the last stage's decoder is not in the encoder
+        bits = search_code(stage, r, cfg, search, candidates) if searched else encoder_forward(stage, r, cfg, t)
         codes.append(bits)
         if s < n - 1:
             y = decoder_forward(stage, bits, cfg, t)

@@ -12,6 +12,7 @@ Writes to ``--out``:
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -119,7 +120,7 @@ def _sweep_plot(rows, path):
 
 
 def run_report(a) -> dict:
-    from .cli import _load_codec, _progress, _wav_files, evaluate_files
+    from .cli import _load_codec, _progress, _search_name, _wav_files, evaluate_files
     from .report import markdown_table, rate_quality_plot
     codec = _load_codec(a.model)
     files = _wav_files(a.test_dir)
@@ -130,14 +131,21 @@ def run_report(a) -> dict:
     N = codec.cfg.network.stages
     t0 = time.time()
     points, sweep, float_pts = [], [], []
+    sc = codec.cfg.search
+    core = (sc.passes, sc.candidates)
     with _progress() as p:
-        runs = [(arith, None) for arith in ariths]
-        if codec.cfg.search.passes and "fixed" in ariths:
-            runs.append(("fixed", 0))        # the codes the encoder core sends
-        for arith, search in runs:
-            tag = arith if search is None else f"{arith}, no search"
+        # the config's search (the encoder core's code); in fixed arithmetic also the
+        # software-only full search and no search, with the same decoder
+        runs = [(arith, codec, arith) for arith in ariths]
+        if "fixed" in ariths:
+            for search, tag in (((2, 0), "fixed, search 2 x all bits, software"), ((0, 0), "fixed, no search")):
+                if search != core:
+                    other = copy.copy(codec)
+                    other.cfg = codec.cfg.replace(search={"passes": search[0], "candidates": search[1]})
+                    runs.append(("fixed", other, tag))
+        for arith, cw, tag in runs:
             for k in range(1, N + 1):
-                r = evaluate_files(codec, files, arith, k, p, search=search)
+                r = evaluate_files(cw, files, arith, k, p)
                 points.append({"system": f"cascade ({tag})", "label": f"cascade K={k} {tag}",
                                "stages": k, **r["mean"], "files": len(files)})
         if getattr(a, "float_model", None):
@@ -167,10 +175,11 @@ def run_report(a) -> dict:
           f"Test files ({len(files)}, held out from training): " + ", ".join(f.name for f in files) + "\n",
           "Bitrates are actual: file bytes (header, side information and Huffman-coded stages) over "
           "duration; baselines' kbps include their container (payload_kbps without).\n",
-          f"Encoder: closed-loop code search with {codec.cfg.search.passes} passes"
-          + (f" over the {codec.cfg.search.candidates} least confident bits" if codec.cfg.search.candidates else "")
-          + " (`SearchConfig`); *no search* rows are the codes the encoder core computes.  "
-          "The decoder is the same for both (the decoder core in fixed arithmetic).\n",
+          f"Encoder: closed-loop code search {_search_name(*core)} (`SearchConfig`), as the "
+          "encoder core computes it (*cascade (fixed)* is what the boards send); *search 2 x all "
+          "bits, software* is the full search, too slow for the cores in real time; *no search* "
+          "is the encoder network's code.  The decoder is the same for all (the decoder core in "
+          "fixed arithmetic).\n",
           "## Rate and quality\n", "![rate-quality](rate_quality.png)\n", markdown_table(all_pts)]
     if sweep:
         md += ["\n## Fixed-point sweep (all stages, no code search)\n", "![sweep](fixed_sweep.png)\n",

@@ -240,7 +240,7 @@ def test_cascade_encode_decode_against_reference(seed, mode, xmode, act_bits):
     lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
     x = {"max": np.full((T, D), hi), "min": np.full((T, D), lo), "zeros": np.zeros((T, D), np.int64),
          "random": rng.integers(lo, hi + 1, (T, D))}[xmode].astype(np.int64)
-    codes = golden.encode(model, x)
+    codes = golden.encode(model, x, search=0)   # the networks (the search: tests/test_search.py)
     assert len(codes) == cfg.network.stages
     for n, c in enumerate(codes):
         assert c.shape == (T, cfg.network.code_bits[n])
@@ -257,7 +257,7 @@ def test_encode_trace_and_decode_errors():
     model = golden.random_model(TINY, 3)
     x = np.random.default_rng(0).integers(-2048, 2048, (4, TINY.coefficients))
     trace = []
-    codes = golden.encode(model, x, trace)
+    codes = golden.encode(model, x, trace, search=0)   # a trace is kept without search
     n_layers = sum(len(s.encoder) + len(s.decoder) for s in model.stages) - len(model.stages[-1].decoder)
     assert len(trace) == n_layers + (TINY.network.stages - 1)   # + one residual entry per inner stage
     assert all(len(t) == 5 for t in trace)
