@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.config import ConfigError
 from model.golden import IntModel
 
 __all__ = ["Schedule", "LayerOp", "MODE_IN", "MODE_RES", "MODE_CODE", "MODE_OUT",
@@ -112,6 +113,9 @@ class Schedule:
         if side not in ("encoder", "decoder"):
             raise ValueError(f"side must be 'encoder' or 'decoder', not {side!r}")
         model.check()
+        if model.config.network.subbands > 1:
+            # a ConfigError is a ValueError that the CLI reports as one line
+            raise ConfigError("sub-band weight sharing (network.subbands > 1) has no hardware form yet")
         self.model, self.cfg, self.side = model, model.config, side
         self.lanes = P = int(lanes)
         if P < 1:

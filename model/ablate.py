@@ -202,12 +202,41 @@ def _shape_variants(base: CodecConfig) -> list[Variant]:
     return out
 
 
+def _weight_count(cfg: CodecConfig) -> int:
+    """Binary weights of all stages' encoders and decoders (one shared network per stage)."""
+    return sum(i * o for s in range(cfg.network.stages)
+               for side in cfg.layer_shapes(s).values() for _, i, o in side)
+
+
+def _subband_variants(base: CodecConfig, bands: int = 4) -> list[Variant]:
+    """Sub-band weight sharing (``NetworkConfig.subbands``) at the base's code bits: the base's
+    hidden width, and half of it (fewer weights still)."""
+    d, bits = base.coefficients, base.network.code_bits
+    out = []
+    for name, hidden in (("subband_sharing", base.network.hidden),
+                         ("subband_sharing_h2", base.network.hidden // 2)):
+        config = {"network": {"subbands": bands, **({"hidden": hidden} if hidden != base.network.hidden else {})}}
+        try:
+            cfg = base.replace(**config)
+        except ConfigError as exc:
+            out.append(Variant(name, "Sub-band weight sharing.", config, skip=f"invalid config: {exc}"))
+            continue
+        out.append(Variant(
+            name, f"Sub-band weight sharing at equal rate: each stage is one network applied with "
+            f"the same weights to each of {bands} sub-bands of {d // bands} coefficients, "
+            f"{bits[0] // bands} code bits per band, hidden width {hidden} "
+            f"({_weight_count(cfg):,} weights against the baseline's {_weight_count(base):,}; "
+            f"{cfg.binary_macs_per_frame('encoder') / base.binary_macs_per_frame('encoder'):.2f}x "
+            f"the encoder core's MACs per frame; no hardware form yet).", config))
+    return out
+
+
 def variants(base: CodecConfig | None = None) -> list[Variant]:
     """The study's variants for a base config (default: ``CodecConfig()``), baseline first.
     A variant whose changed config is invalid for this base is returned with ``skip`` set."""
     base = CodecConfig() if base is None else base
     vs = _fixed_variants()
-    vs = vs[:9] + _shape_variants(base) + vs[9:]
+    vs = vs[:9] + _shape_variants(base) + _subband_variants(base) + vs[9:]
     out = []
     for v in vs:
         if v.skip is None:
@@ -226,10 +255,6 @@ def variants(base: CodecConfig | None = None) -> list[Variant]:
 #: Parts of issue 7's study that this command does not run, with the reason.  No numbers exist
 #: for them; the report lists them as "not run".
 NOT_RUN = [
-    ("subband_sharing", "Sub-band weight sharing: one stage network applied to several frequency "
-     "sub-bands of the frame.",
-     "not implemented: NetworkConfig has no sub-band mode, and the golden model, export and "
-     "hardware sequencer would need one too"),
     ("float_weights", "Binary against float weights of the same network.",
      "measured separately (`cascade report --float-model`, docs/RESULTS.md): a float-weight "
      "model has no integer form, so --arith fixed cannot evaluate it"),

@@ -106,15 +106,34 @@ class NetworkConfig:
     hidden 128 (same rate, fits) 2.38.  In the ablation study (2 epochs, postfilter on) 18 x 32
     bits at hidden 96 gave 3.08 against 2.72 but does not fit (preset ``large``), and the finer
     shapes that do fit (18 x 32 at hidden 48, 12 x 48 at hidden 64) gave 2.72 and 2.57.
+
+    ``subbands`` S > 1 (sub-band weight sharing): each stage's encoder and decoder is one network
+    of input/output width D/S (``layer_shapes``) applied with the same weights to each of the S
+    contiguous frequency sub-bands of the frame (coefficients ``[k*D/S, (k+1)*D/S)``), each band
+    giving ``code_bits[n]/S`` bits; the stage's code is the bands' codes concatenated, band 0
+    first (``to_bands``/``from_bands``).  S times fewer weights in the outer layers, S times the
+    MACs of the shared network per frame.  No hardware form yet (``hw/schedule.py`` refuses it).
+    In the ablation study (``subband_sharing``: 4 bands, hidden 96, 2.5x fewer weights) it is
+    below the default at every K: -0.03 +- 0.10 PESQ-WB at full rate, -0.16 at 20 kbps.
     """
     stages: int = 9
     code_bits: tuple[int, ...] = (64,) * 9
     hidden: int = 96
     res_layers: int = 1
     binary: bool = True
+    subbands: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "code_bits", tuple(int(b) for b in self.code_bits))
+
+    def to_bands(self, x):
+        """Frames (T, W) -> the rows the shared network sees, (T*S, W/S): row ``t*S + k`` is band
+        k of frame t.  ``x`` is a numpy array or a torch tensor (anything with ``reshape``)."""
+        return x if self.subbands == 1 else x.reshape(-1, x.shape[-1] // self.subbands)
+
+    def from_bands(self, x):
+        """Inverse of :meth:`to_bands`: (T*S, W) -> (T, S*W), band 0 first in each row."""
+        return x if self.subbands == 1 else x.reshape(-1, x.shape[-1] * self.subbands)
 
 
 @dataclass(frozen=True)
@@ -270,14 +289,15 @@ class CodecConfig:
         sequencer.
         """
         n = self.network
-        d, h, b = self.coefficients, n.hidden, n.code_bits[stage]
+        d, h, b = self.coefficients // n.subbands, n.hidden, n.code_bits[stage] // n.subbands
         enc = [("in", d, h)] + [("res", h, h)] * n.res_layers + [("code", h, b)]
         dec = [("in", b, h)] + [("res", h, h)] * n.res_layers + [("out", h, d)]
         return {"encoder": enc, "decoder": dec}
 
     def binary_macs_per_frame(self, side: str) -> int:
         """Binary multiply-accumulates per frame of the ``encoder`` core (all encoders and the
-        decoders 1..N-1) or of the ``decoder`` core (all decoders)."""
+        decoders 1..N-1) or of the ``decoder`` core (all decoders); the shared network of a
+        sub-band model runs once per sub-band."""
         total = 0
         for s in range(self.network.stages):
             shapes = self.layer_shapes(s)
@@ -287,7 +307,7 @@ class CodecConfig:
                     total += sum(i * o for _, i, o in shapes["decoder"])
             else:
                 total += sum(i * o for _, i, o in shapes["decoder"])
-        return total
+        return total * self.network.subbands
 
     # ---- checks ---------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -310,6 +330,14 @@ class CodecConfig:
             raise ConfigError(f"code_bits lists {len(n.code_bits)} stages, network has {n.stages}")
         if any(b < 1 for b in n.code_bits) or n.hidden < 1 or n.res_layers < 0:
             raise ConfigError("code_bits and hidden must be positive, res_layers non-negative")
+        if n.subbands < 1:
+            raise ConfigError("network.subbands must be at least 1")
+        if s.coefficients % n.subbands:
+            raise ConfigError(f"network.subbands={n.subbands} does not divide the {s.coefficients} "
+                              f"coefficients per frame")
+        if any(b % n.subbands for b in n.code_bits):
+            raise ConfigError(f"network.subbands={n.subbands} must divide every stage's code_bits "
+                              f"({list(n.code_bits)})")
         if not 2 <= f.act_int_bits < f.act_bits:
             raise ConfigError("need 2 <= act_int_bits < act_bits (hardtanh output +-1 must fit)")
         if not 2 <= f.scale_bits <= 32:
@@ -334,7 +362,12 @@ class CodecConfig:
 
     # ---- serialization --------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # network.subbands was added after models, exports and bitstreams were made: at its
+        # default (1) it is left out, so their configs, JSON files and config_hash stay as they were
+        if d["network"]["subbands"] == 1:
+            del d["network"]["subbands"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":

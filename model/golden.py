@@ -149,23 +149,28 @@ def layer_forward(layer: IntLayer, a: np.ndarray, cfg: CodecConfig) -> np.ndarra
 
 
 def encoder_forward(stage: IntStage, x: np.ndarray, cfg: CodecConfig, trace: list | None = None) -> np.ndarray:
-    """A stage's encoder: integer frames (T, D) -> code bits (T, B) in {0, 1}."""
-    h = x
+    """A stage's encoder: integer frames (T, D) -> code bits (T, B) in {0, 1}.  With sub-bands
+    (``NetworkConfig.subbands`` S) the layers run on (T*S, D/S) rows and every result (traced
+    values too) is joined back to one row per frame, band 0 first."""
+    bands = cfg.network
+    h = bands.to_bands(x)
     for i, layer in enumerate(stage.encoder):
         h = layer_forward(layer, h, cfg)
         if trace is not None:
-            trace.append(("encoder", i, layer.kind, h))
-    return h
+            trace.append(("encoder", i, layer.kind, bands.from_bands(h)))
+    return bands.from_bands(h)
 
 
 def decoder_forward(stage: IntStage, bits: np.ndarray, cfg: CodecConfig, trace: list | None = None) -> np.ndarray:
-    """A stage's decoder: code bits (T, B) -> integer frames (T, D)."""
-    h = np.asarray(bits, dtype=np.int64) * 2 - 1
+    """A stage's decoder: code bits (T, B) -> integer frames (T, D) (sub-bands as in
+    :func:`encoder_forward`)."""
+    bands = cfg.network
+    h = bands.to_bands(np.asarray(bits, dtype=np.int64) * 2 - 1)
     for i, layer in enumerate(stage.decoder):
         h = layer_forward(layer, h, cfg)
         if trace is not None:
-            trace.append(("decoder", i, layer.kind, h))
-    return h
+            trace.append(("decoder", i, layer.kind, bands.from_bands(h)))
+    return bands.from_bands(h)
 
 
 def refine_code(error, bits: np.ndarray, margin: np.ndarray, passes: int = 1,
@@ -206,10 +211,10 @@ def search_code(stage: IntStage, r: np.ndarray, cfg: CodecConfig, passes: int = 
     runs per stage)."""
     A = cfg.fixed.act_bits
     r = np.asarray(r, dtype=np.int64)
-    h = r
+    h = cfg.network.to_bands(r)
     for layer in stage.encoder[:-1]:
         h = layer_forward(layer, h, cfg)
-    z = layer_preactivation(stage.encoder[-1], h)
+    z = cfg.network.from_bands(layer_preactivation(stage.encoder[-1], h))
     bits = (z >= 0).astype(np.int64)
 
     def error(b):
@@ -225,9 +230,9 @@ def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: in
     ``search`` passes of :func:`search_code` over ``candidates`` bits (0 or None: all) refine
     the code of each stage but the last (the stages whose decoder the encoder runs anyway; the
     search gains nothing measurable on the last one) before its decoder makes the next
-    residual; both default to the model's
-    ``cfg.search``, which is what the encoder core generated from that config computes.  Other
-    values are software encoder modes (the streams decode on any decoder).  ``stages`` stops
+    residual; both default to the model's ``cfg.search``, which is what the encoder core
+    generated from that config computes.  Other values are software encoder modes (the streams
+    decode on any decoder).  ``stages`` stops
     after the first K stages (their codes are the first K of all N).
 
     ``trace``, if a list, receives ``(stage, side, layer_index, kind, values)`` for every layer

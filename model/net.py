@@ -9,6 +9,9 @@ The float forward pass computes what ``model/golden.py`` computes in integers, l
   code layer c = sign(W h + b) in {-1, +1} (Eq. 3, straight-through gradient); decoder mirrors it
   and ends in a linear ``out`` layer.
 * ``Cascade``: stage n+1 codes the residual x - (y_1 + ... + y_n).
+* Sub-band weight sharing (``NetworkConfig.subbands`` S > 1): a stage's networks run on the S
+  sub-bands of each frame as S rows of width D/S (``NetworkConfig.to_bands``); codes and outputs
+  are joined back to (B, bits) and (B, D), so nothing outside ``Stage`` sees the bands.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class Stage(nn.Module):
             self.dec[-1].weight.mul_(0.1)
         self.kinds_enc = [k for k, _, _ in shapes["encoder"]]
         self.kinds_dec = [k for k, _, _ in shapes["decoder"]]
+        self.bands = cfg.network
 
     @staticmethod
     def _run(layers, kinds, h):
@@ -92,15 +96,17 @@ class Stage(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Frames (B, D) -> codes (B, bits) in {-1, +1}."""
-        return self._run(self.enc, self.kinds_enc, x)
+        return self.bands.from_bands(self._run(self.enc, self.kinds_enc, self.bands.to_bands(x)))
 
     def code_preactivation(self, x: torch.Tensor) -> torch.Tensor:
         """Frames (B, D) -> the code layer's pre-sign value z (B, bits): ``encode`` is sign(z);
         ``|z|`` says how far each bit is from flipping."""
-        return self.enc[-1](self._run(self.enc[:-1], self.kinds_enc[:-1], x))
+        h = self._run(self.enc[:-1], self.kinds_enc[:-1], self.bands.to_bands(x))
+        return self.bands.from_bands(self.enc[-1](h))
 
     def decode(self, c: torch.Tensor) -> torch.Tensor:
-        return self._run(self.dec, self.kinds_dec, c)
+        """Codes (B, bits) in {-1, +1} -> the stage's output frames (B, D)."""
+        return self.bands.from_bands(self._run(self.dec, self.kinds_dec, self.bands.to_bands(c)))
 
     def forward(self, x):
         c = self.encode(x)

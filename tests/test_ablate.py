@@ -74,7 +74,7 @@ def test_variant_table_builds_valid_configs(network):
             assert v.changed.startswith("nothing")
         else:
             assert cfg != base or v.options or v.data != "all", v.name
-        if v.config.get("network"):
+        if "code_bits" in v.config.get("network", {}):
             assert cfg.code_bits_total == total and cfg.network.stages != base.network.stages
             shapes.append(v.name)
     n, b = base.network.stages, base.network.code_bits[0]
@@ -87,6 +87,13 @@ def test_variant_table_builds_valid_configs(network):
     assert ablate.variant_options(by["loss_bands"]).loss == "bands"
     assert ablate.variant_options(by["no_augment"]).augment is False
     assert ablate.variant_dirs(by["real_only"], ["real", "synth"]) == ["real"]
+    for name, hidden in (("subband_sharing", base.network.hidden), ("subband_sharing_h2", base.network.hidden // 2)):
+        sb = ablate.variant_config(base, by[name])      # 4 bands at the base's code bits and stages
+        assert sb.network.subbands == 4 and sb.network.hidden == hidden
+        assert sb.network.code_bits == base.network.code_bits
+        assert sb.layer_shapes(0)["encoder"][0][1] == base.coefficients // 4
+        assert ablate._weight_count(sb) < ablate._weight_count(base)
+        assert f"{ablate._weight_count(sb):,} weights" in by[name].tests
 
 
 def test_variant_table_reports_impossible_shapes():
@@ -94,6 +101,8 @@ def test_variant_table_reports_impossible_shapes():
     vs = {v.name: v for v in ablate.variants(odd)}
     assert vs["coarser"].skip and "divisible" in vs["coarser"].skip
     assert any(v.skip and "symbol_bits" in v.skip for v in vs.values())   # 4-bit stages
+    odd_d = {v.name: v for v in ablate.variants(CodecConfig().replace(signal={"hop": 330}))}
+    assert "does not divide the 330 coefficients" in odd_d["subband_sharing"].skip
 
 
 def test_summary_picks_rates_and_interpolates():
@@ -117,7 +126,8 @@ def test_list(capsys):
     assert rc == 0, err
     rows = json.loads(out)
     assert rows[0]["name"] == "baseline"
-    assert {r["name"] for r in rows if not r["runs"]} >= {"subband_sharing"}
+    assert {r["name"] for r in rows if not r["runs"]} >= {"float_weights"}
+    assert next(r for r in rows if r["name"] == "subband_sharing")["runs"]
     ea = next(r for r in rows if r["name"] == "entropy_aware")
     assert ea["runs"] and "rate_weight=1.0" in ea["changed"]
 
@@ -168,12 +178,12 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert [p["snr_db"] for p in rows["no_search"]["points"]] != [p["snr_db"] for p in b["points"]]
     assert "--search 0" in rows["no_search"]["eval_command"]
     assert "--search 1 --search-candidates 16" in rows["search_c16"]["eval_command"]
-    assert {n["name"] for n in res["not_run"]} >= {"subband_sharing"}
+    assert {n["name"] for n in res["not_run"]} >= {"float_weights"}
     assert [p["system"] for p in res["baselines"]] == ["opus", "opus", "g722"]
     md = (out / "ablation.md").read_text()
     table = [l for l in md.splitlines() if l.startswith("| baseline |")]
     assert len(table) == 1 and f"| {b['full']['kbps']:.2f} |" in table[0]
-    assert "| lpc8 |" in md and "no model yet" in md and "| subband_sharing |" in md
+    assert "| lpc8 |" in md and "no model yet" in md and "| float_weights |" in md
     assert "Opus 12k" in md
 
     # the recorded command line reproduces the model exactly
@@ -237,9 +247,9 @@ def test_bad_arguments(capsys, wavs, tmp_path):
     assert_user_error(rc, err)
     assert "unknown variant" in err
     rc, o, err = run(capsys, "ablate", wavs / "train", "--test", wavs / "test", "--out", tmp_path / "x",
-                     "--only", "subband_sharing", "--config", "tiny")
+                     "--only", "float_weights", "--config", "tiny")
     assert_user_error(rc, err)
-    assert "not implemented" in err
+    assert "is not run by this study" in err and "float-weight" in err
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine\n")

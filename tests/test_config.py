@@ -72,7 +72,21 @@ def test_hash_changes_with_every_field():
             assert other.config_hash not in seen, f"hash ignores {sec}.{name}"
             seen.add(other.config_hash)
         n += 1
-    assert n == 27   # every field of every section
+    assert n == 28   # every field of every section
+
+
+def test_hash_of_existing_configs_unchanged_by_subbands():
+    """``network.subbands`` came after models and bitstreams were made: at its default (1) it is
+    not in ``to_dict``, so the JSON and the hash of every config stay what they were (values
+    computed before the field existed); any other value is in both."""
+    assert {n: preset(n).config_hash for n in PRESETS} == {
+        "default": "6d7e566b274b049f", "tiny": "8335138c927fa4d4", "large": "01a12be72958d220"}
+    assert "subbands" not in preset("default").to_dict()["network"]
+    two = preset("tiny").replace(network={"subbands": 2})
+    assert two.to_dict()["network"]["subbands"] == 2
+    assert two.config_hash != preset("tiny").config_hash
+    assert CodecConfig.from_dict(json.loads(two.to_json())) == two
+    assert two.replace(network={"subbands": 1}) == preset("tiny")
 
 
 def test_replace():
@@ -107,6 +121,9 @@ BAD = [
     ("network", {"hidden": 0}),
     ("network", {"res_layers": -1}),
     ("network", {"code_bits": [16, 12]}),              # not a multiple of symbol_bits
+    ("network", {"subbands": 0}),
+    ("network", {"subbands": 3}),                      # does not divide the 64 coefficients
+    ("network", {"subbands": 32}),                     # divides 64 coefficients, not 16 code bits
     ("fixed", {"act_int_bits": 1}),
     ("fixed", {"act_int_bits": 12}),                   # == act_bits
     ("fixed", {"scale_bits": 1}),
@@ -137,6 +154,8 @@ def test_validation_errors(sec, change):
         cfg.replace(**{sec: change})
     msg = str(ei.value)
     assert msg and "\n" not in msg
+    if "subbands" in change:
+        assert "subbands" in msg
 
 
 def test_lpc_disabled_skips_lpc_checks():
@@ -165,30 +184,34 @@ def test_from_dict_and_load_errors(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 @pytest.mark.parametrize("transform", ["mdct", "stft"])
-def test_layer_shapes_and_macs(name, transform):
-    cfg = preset(name).replace(signal={"transform": transform})
+@pytest.mark.parametrize("subbands", [1, 2])
+def test_layer_shapes_and_macs(name, transform, subbands):
+    cfg = preset(name).replace(signal={"transform": transform}, network={"subbands": subbands})
     n = cfg.network
     D = cfg.coefficients
     assert D == (cfg.signal.hop if transform == "mdct" else 2 * cfg.signal.hop)
+    D //= subbands                        # the shared network sees one sub-band
     enc_total = dec_total = 0
     for s in range(n.stages):
         sh = cfg.layer_shapes(s)
         enc, dec = sh["encoder"], sh["decoder"]
         assert [k for k, _, _ in enc] == ["in"] + ["res"] * n.res_layers + ["code"]
         assert [k for k, _, _ in dec] == ["in"] + ["res"] * n.res_layers + ["out"]
+        b = n.code_bits[s] // subbands
         # layers chain: each fan_in is the previous fan_out
-        for side, first_in, last_out in ((enc, D, n.code_bits[s]), (dec, n.code_bits[s], D)):
+        for side, first_in, last_out in ((enc, D, b), (dec, b, D)):
             assert side[0][1] == first_in and side[-1][2] == last_out
             for (_, _, o), (_, i, _) in zip(side, side[1:]):
                 assert o == i
         e = sum(i * o for _, i, o in enc)
         d = sum(i * o for _, i, o in dec)
-        assert e == D * n.hidden + n.res_layers * n.hidden ** 2 + n.hidden * n.code_bits[s]
-        assert d == n.code_bits[s] * n.hidden + n.res_layers * n.hidden ** 2 + n.hidden * D
+        assert e == D * n.hidden + n.res_layers * n.hidden ** 2 + n.hidden * b
+        assert d == b * n.hidden + n.res_layers * n.hidden ** 2 + n.hidden * D
         enc_total += e + (d if s < n.stages - 1 else 0)
         dec_total += d
-    assert cfg.binary_macs_per_frame("encoder") == enc_total
-    assert cfg.binary_macs_per_frame("decoder") == dec_total
+    # the shared network runs once per sub-band
+    assert cfg.binary_macs_per_frame("encoder") == subbands * enc_total
+    assert cfg.binary_macs_per_frame("decoder") == subbands * dec_total
 
 
 def test_derived_quantities():

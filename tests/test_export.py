@@ -30,8 +30,9 @@ def _assert_same(a: golden.IntModel, b: golden.IntModel):
 
 
 @pytest.mark.parametrize("cfg", [TINY, TINY.replace(network={"hidden": 20, "res_layers": 2},
-                                                    signal={"transform": "stft"})],
-                         ids=["tiny", "odd-widths-stft"])
+                                                    signal={"transform": "stft"}),
+                                 TINY.replace(network={"subbands": 2})],
+                         ids=["tiny", "odd-widths-stft", "subbands"])
 def test_round_trip_random_model(cfg, tmp_path):
     m = golden.random_model(cfg, 5)
     out = save_export(m, tmp_path / "exp")

@@ -293,6 +293,32 @@ def test_random_model_and_check():
         m.check()
 
 
+# ------------------------------------------------------------ sub-band weight sharing
+
+def test_subbands_run_the_shared_network_on_each_band():
+    """With S sub-bands a stage is the S = 1 network of width D/S on each band: the codes are
+    the bands' codes side by side (band 0 first) and each band of the output is that band's
+    decoding, whole cascade, code search and trace included."""
+    cfg = TINY.replace(network={"subbands": 2})
+    m = golden.random_model(cfg, 7)
+    half = golden.IntModel(TINY.replace(signal={"hop": 32}, network={"code_bits": [8, 8]}), m.stages)
+    half.check()                                       # the same layers fit the narrow codec
+    A, D = cfg.fixed.act_bits, cfg.coefficients
+    x = np.random.default_rng(1).integers(-(1 << (A - 1)), 1 << (A - 1), (5, D))
+    for search in (0, 1):
+        codes = golden.encode(m, x, search=search)
+        bands = [golden.encode(half, x[:, k * D // 2:(k + 1) * D // 2], search=search) for k in range(2)]
+        for n in range(cfg.network.stages):
+            assert codes[n].shape == (5, 16)
+            np.testing.assert_array_equal(codes[n], np.hstack([b[n] for b in bands]))
+        for k in (1, 2):
+            np.testing.assert_array_equal(golden.decode(m, codes, k),
+                                          np.hstack([golden.decode(half, b, k) for b in bands]))
+    trace = []
+    golden.encode(m, x, trace, search=0)
+    assert [v.shape for _, side, i, _, v in trace if (side, i) == ("encoder", 2)] == [(5, 16)] * 2
+
+
 # ------------------------------------------------------------ act_bits flows everywhere
 
 def test_act_bits_change_reaches_golden_and_export(tiny_codec, speech, tmp_path):
@@ -348,7 +374,28 @@ def test_golden_matches_torch_on_real_speech(tiny_codec, speech):
       0.0085 RMS).
     * Encoding: code bits of fixed and float arithmetic agree on >= 95 % of bits in every stage.
     """
-    c = tiny_codec
+    _assert_golden_matches_torch(tiny_codec, speech)
+
+
+def test_golden_matches_torch_with_subbands(train_signals, speech):
+    """The same agreement for a tiny model with sub-band weight sharing (2 bands of 32
+    coefficients), trained here (which also runs the entropy-aware loss on the joined codes)."""
+    from model.train import TrainOptions, train
+    cfg = TINY.replace(network={"subbands": 2})
+    q = dsp.LsfQuantizer.fit(dsp.training_lsfs(train_signals, cfg), cfg.lpc.lsf_bits)
+    opts = TrainOptions(greedy_epochs=1, finetune_rounds=1, finetune_epochs=1, augment=False, rate_weight=0.1)
+    net, hist = train(cfg, train_signals, opts, q, log=lambda m: None)
+    assert hist["finetune"][0] < 0, hist             # the cascade's error in dB re. its input
+    c = Codec(cfg, net.eval(), q)
+    assert c.net.stages[0].enc[0].weight.shape == (cfg.network.hidden, cfg.coefficients // 2)
+    _assert_golden_matches_torch(c, speech)
+    frames = dsp.analyze(speech, cfg, q).frames
+    for arith in ("float", "fixed"):                 # the code search on joined codes
+        codes = c.encode_frames(frames, arith, search=1)
+        assert [b.shape for b in codes] == [(len(frames), 16)] * 2
+
+
+def _assert_golden_matches_torch(c, speech):
     frames = dsp.analyze(speech, c.cfg, c.lsf_q).frames
     fixed = c.encode_frames(frames, "fixed", search=0)   # the networks alone (no code search)
     flt = c.encode_frames(frames, "float", search=0)

@@ -88,3 +88,20 @@ def test_export_rtl(tmp_path):
     assert info["config_hash"] == CFG.config_hash and info["lanes"] == 8
     assert info["cycles_per_frame"]["encoder"] == EncoderCore(MODEL, 8).cycles_per_frame
     assert info["cycles_per_frame"]["decoder"] == DecoderCore(MODEL, 8).cycles_per_frame
+
+
+def test_subbands_have_no_hardware_form(capsys, tmp_path):
+    """A sub-band model (``network.subbands`` > 1) is refused by the sequencer, and the CLI
+    says so in one line."""
+    from model.codec import Codec
+    from model.cli import main
+    from model.net import Cascade
+    cfg = CFG.replace(network={"subbands": 2})
+    for side in ("encoder", "decoder"):
+        with pytest.raises(ValueError, match=r"sub-band weight sharing \(network.subbands > 1\) has no hardware form"):
+            Schedule(random_model(cfg, 1), 4, side)
+    no_lpc = cfg.replace(lpc={"enabled": False})                 # a model file needs no LSF grid
+    path = Codec(no_lpc, Cascade(no_lpc), None).save(tmp_path / "sb.pt")
+    assert main(["export-rtl", "--model", str(path), "--out", str(tmp_path / "rtl"), "--lanes", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cascade: error: sub-band weight sharing") and err.count("\n") == 1
