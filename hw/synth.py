@@ -361,6 +361,7 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     uart_bytes = {"encoder": (1 + 2 * cfg.coefficients, 1 + (cfg.code_bits_total + 7) // 8),
                   "decoder": (2 + (cfg.code_bits_total + 7) // 8, 1 + 2 * cfg.coefficients)}
     report["frame_rate"] = fps
+    report["search"] = {"passes": cfg.search.passes, "candidates": cfg.search.candidates}
     report["per_core"] = {}
     for name in cores:
         core = getattr(top.core, name)
@@ -378,11 +379,19 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     return report
 
 
+def _search_words(sc: dict) -> str:
+    if not sc["passes"]:
+        return "none"
+    return f"{sc['passes']} pass(es) over the {sc['candidates'] or 'all'} least certain bits of stages 1..N-1"
+
+
 def _markdown(r: dict, b: dict) -> str:
     s = r["synth"]
     lines = [f"# {r['board']} ({r['device']}): {r['top']}", "",
              f"lanes {r['lanes']}, codec {r['config_hash']}, mode {r['mode']}, board clock {r['clock_mhz']:g} MHz, "
              f"UART {r['baud']} baud, built in {r['seconds']} s", "",
+             *([f"Encoder code search (`SearchConfig`, `cascade encode` uses the same by default): "
+                f"{_search_words(r['search'])}.", ""] if "encoder" in r["per_core"] else []),
              {"rom": "Weights and parameters in block RAM initialized by the bitstream.",
               "ram": "Weights and parameters in block RAM, loaded over the UART (`cascade board load`).",
               "spram": "Weights and parameters in SPRAM (a bitstream cannot initialize it), loaded over the UART "

@@ -360,7 +360,7 @@ def cmd_export(a):
 
 def cmd_export_rtl(a):
     from hw.rtl import export_rtl
-    codec = _load_codec(a.model)
+    codec = _host_settings(_load_codec(a.model), a)
     out = Path(a.out)
     if out.exists() and any(out.iterdir()) and not a.force:
         raise UserError(f"{out} exists and is not empty; use --force")
@@ -385,7 +385,7 @@ def _frames_for_verify(codec, wav, frames):
 
 def cmd_verify(a):
     from sim.verify import verify_cores
-    codec = _load_codec(a.model)
+    codec = _host_settings(_load_codec(a.model), a)
     frames, wav = _frames_for_verify(codec, a.wav, a.frames)
     build = Path(a.build_dir)
     build.mkdir(parents=True, exist_ok=True)
@@ -420,7 +420,7 @@ def cmd_verify(a):
 
 def cmd_synth(a):
     from hw.synth import FitError, resolve_storage, synth
-    codec = _load_codec(a.model)
+    codec = _host_settings(_load_codec(a.model), a)
     model = codec.int_model()
     if a.cores == "auto":
         # both cores in one top when they fit, else one bitstream per core (each must fit)
@@ -444,6 +444,12 @@ def cmd_synth(a):
         out = Path(a.out) if a.out else REPO / "bitstreams" / name
         print(f"building {' + '.join(cores)} for {a.board} -> {out}", file=sys.stderr)
         results[name] = synth(model, a.board, a.lanes, out, cores=cores, storage=a.storage)
+        for core, e in results[name]["per_core"].items():
+            if e["real_time_factor_at_board_clock"] < 1:
+                print(f"warning: the {core} core needs {e['cycles_per_frame']} cycles per frame: "
+                      f"{e['real_time_factor_at_board_clock']}x real time at the board clock"
+                      + (" (fewer --search-candidates or more --lanes make it faster)" if core == "encoder" else ""),
+                      file=sys.stderr)
     print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=1, default=str))
 
 
@@ -593,11 +599,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--arith", choices=("float", "fixed"), default="fixed",
                         help="float: PyTorch model; fixed: integer golden model = the hardware (default)")
 
-    def search_args(sp):
-        sp.add_argument("--search", type=int, metavar="PASSES",
-                        help="closed-loop code search: passes of single-bit flips against each "
-                             "stage's decoder (default: the model's config, as the encoder core "
-                             "does it: 1; 0 = none; the stream decodes anywhere either way)")
+    def search_args(sp, core=False):
+        what = ("the encoder core's code search: passes of single-bit flips against each stage's "
+                "decoder (default: the model's config, 1; 0 = none); the software encoder must use "
+                "the same to send the same streams" if core else
+                "closed-loop code search: passes of single-bit flips against each stage's decoder "
+                "(default: the model's config, as the encoder core does it: 1; 0 = none; the "
+                "stream decodes anywhere either way)")
+        sp.add_argument("--search", type=int, metavar="PASSES", help=what)
         sp.add_argument("--search-candidates", type=int, metavar="C",
                         help="search only each stage's C least certain bits (0 = all; default: "
                              "the model's config, 6)")
@@ -705,6 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(sp)
     sp.add_argument("--out", required=True)
     sp.add_argument("--lanes", type=int, default=16, help="parallel MAC lanes P")
+    search_args(sp, core=True)
     sp.add_argument("--force", action="store_true")
 
     sp = add("verify", cmd_verify, "simulate the encoder and decoder cores (Icarus) on real speech "
@@ -717,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--storage", default="rom", choices=("rom", "spram", "ram"),
                     help="weights in ROM (ECP5 builds), in iCE40 SPRAM (Yosys' SB_SPRAM256KA model; "
                          "loaded through the core's load stream first, as on the iCEBreaker) or in RAM")
+    search_args(sp, core=True)
     sp.add_argument("--json", help="write the result as JSON")
 
     sp = add("synth", cmd_synth, "synthesize, place and route for a board; write bitstream and report")
@@ -732,6 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where the weights live: rom (in the bitstream), spram (iCE40 UltraPlus SPRAM, "
                          "sent by `cascade board load`), ram (block RAM, loaded likewise); auto (default): "
                          "rom if it fits, else spram")
+    search_args(sp, core=True)
 
     sp = add("board", cmd_board, "talk to a codec board over its UART: info, load (send the weights to "
              "a board that keeps them in RAM; done first by every action when needed), selftest, or "

@@ -10,6 +10,7 @@ from hw.encoder import EncoderCore
 from hw.rtl import export_rtl
 from hw.schedule import Schedule
 from model.config import CodecConfig, preset
+from model import golden
 from model.golden import random_model
 
 CFG = preset("tiny")
@@ -105,3 +106,26 @@ def test_subbands_have_no_hardware_form(capsys, tmp_path):
     assert main(["export-rtl", "--model", str(path), "--out", str(tmp_path / "rtl"), "--lanes", "4"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("cascade: error: sub-band weight sharing") and err.count("\n") == 1
+
+
+def test_export_rtl_search_flags(capsys, tmp_path):
+    """``cascade export-rtl --search P --search-candidates C`` generates the encoder core for that
+    search (cycles as the schedule of that config says); the decoder core does not change."""
+    from model.cli import main
+    from model.codec import Codec
+    from model.net import Cascade
+    cfg = CFG.replace(lpc={"enabled": False})
+    path = Codec(cfg, Cascade(cfg), None).save(tmp_path / "m.pt")
+    infos = {}
+    for flags in ((), ("--search", "0"), ("--search", "2", "--search-candidates", "0")):
+        out = tmp_path / ("rtl" + "_".join(flags))
+        assert main(["export-rtl", "--model", str(path), "--out", str(out), "--lanes", "8", *flags]) == 0
+        infos[flags] = json.loads((out / "rtl.json").read_text())["cycles_per_frame"]
+        capsys.readouterr()
+    model = Codec.load(path).int_model()
+    for flags, (p, c) in (((), (1, 6)), (("--search", "0"), (0, 6)),
+                          (("--search", "2", "--search-candidates", "0"), (2, 0))):
+        m = golden.IntModel(model.config.replace(search={"passes": p, "candidates": c}), model.stages)
+        assert infos[flags]["encoder"] == Schedule(m, 8, "encoder").cycles_per_frame()
+        assert infos[flags]["decoder"] == infos[()]["decoder"]
+    assert infos[("--search", "0")]["encoder"] < infos[()]["encoder"] < infos[("--search", "2", "--search-candidates", "0")]["encoder"]
