@@ -26,7 +26,7 @@ Memory layouts (P = lanes, G = ceil(fan_out / P) groups of a layer, F = fan_in):
 Code search (encoder, ``cfg.search.passes`` > 0; ``model.golden.search_code``): stages 1..N-1
 (those whose decoder the encoder runs anyway) run, after the encoder layers, the stage decoder
 once on the network's code (the baseline), then ``passes * C_n`` trials, each with one bit
-flipped (``C_n = candidates or B_n``), then once more on the kept code to write the residual.  A
+flipped (``C_n = cfg.search_bits(n)``), then once more on the kept code to write the residual.  A
 trial's out layer writes nothing; the post unit's ``sat_A(r - y)`` goes to a squared-error
 accumulator.  Between runs the sequencer waits for the post unit to drain
 (:data:`SEARCH_DRAIN` cycles), judges the trial (1), picks the next bit by a scan of the stage's
@@ -127,12 +127,9 @@ class Schedule:
         self.code_offsets = [sum(net.code_bits[:s]) for s in range(N)]
         self.Hm = Hm = max(net.hidden, max(net.code_bits))
         H = [D, D + Hm]
-        sc = cfg.search
-        self.search_passes = sc.passes if side == "encoder" else 0
+        self.search_passes = cfg.search.passes if side == "encoder" else 0
         #: per stage: bits the search visits per pass (0: the stage is not searched)
-        self.search_candidates = [
-            (min(sc.candidates or b, b) if self.search_passes and s < N - 1 else 0)
-            for s, b in enumerate(net.code_bits)]
+        self.search_candidates = [cfg.search_bits(s) if self.search_passes else 0 for s in range(N)]
         self.code_region = D + 2 * Hm           # C: a searched stage's code (see module docstring)
         self.act_depth = D + 2 * Hm + (max(net.code_bits) if self.search_passes and N > 1 else 0)
 

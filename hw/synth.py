@@ -361,7 +361,8 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     uart_bytes = {"encoder": (1 + 2 * cfg.coefficients, 1 + (cfg.code_bits_total + 7) // 8),
                   "decoder": (2 + (cfg.code_bits_total + 7) // 8, 1 + 2 * cfg.coefficients)}
     report["frame_rate"] = fps
-    report["search"] = {"passes": cfg.search.passes, "candidates": cfg.search.candidates}
+    report["search"] = {"passes": cfg.search.passes, "candidates": cfg.search.candidates,
+                        "bits_per_stage": [cfg.search_bits(n) for n in range(cfg.network.stages)]}
     report["per_core"] = {}
     for name in cores:
         core = getattr(top.core, name)
@@ -382,7 +383,9 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
 def _search_words(sc: dict) -> str:
     if not sc["passes"]:
         return "none"
-    return f"{sc['passes']} pass(es) over the {sc['candidates'] or 'all'} least certain bits of stages 1..N-1"
+    bits = sc["bits_per_stage"][:-1]
+    return (f"{sc['passes']} pass(es) over the least certain bits of stages 1..N-1: "
+            f"{', '.join(map(str, bits))} bits")
 
 
 def _markdown(r: dict, b: dict) -> str:

@@ -152,9 +152,13 @@ def _fixed_variants() -> list[Variant]:
         Variant("search_c16", "Cheaper code search: 1 pass over the 16 least certain bits of "
                 "each searched stage (16 trial decoder runs per stage instead of 128).",
                 config={"search": {"passes": 1, "candidates": 16}}, eval_of="baseline"),
-        Variant("search_c6", "The default code search, done by the encoder core in real time on "
-                "the shipped boards: 1 pass over the 6 least certain bits of each searched stage.",
+        Variant("search_c6", "Code search with the default's 48 trials per frame spread evenly: "
+                "1 pass over the 6 least certain bits of each searched stage.",
                 config={"search": {"passes": 1, "candidates": 6}}, eval_of="baseline"),
+        Variant("search_front", "The default code search, done by the encoder core in real time "
+                "on the shipped boards: 1 pass, 48 trials per frame spent mostly on the first "
+                "stages, which every K decodes (24, 8, 4, 4, then 2 bits per stage).",
+                config={"search": {"passes": 1, "candidates": [24, 8, 4, 4, 2]}}, eval_of="baseline"),
         Variant("no_search", "No code search: the baseline's model with the encoder network's "
                 "code.", config={"search": {"passes": 0, "candidates": 0}}, eval_of="baseline"),
     ]
@@ -319,8 +323,9 @@ def _host_flags(cfg: CodecConfig) -> str:
     if not cfg.noise_fill.enabled:
         flags.append("--no-noise-fill")
     flags += ["--search", str(cfg.search.passes)]
-    if cfg.search.candidates:
-        flags += ["--search-candidates", str(cfg.search.candidates)]
+    c = cfg.search.candidates
+    if c:
+        flags += ["--search-candidates", ",".join(map(str, c)) if isinstance(c, tuple) else str(c)]
     return " " + " ".join(flags)
 
 
@@ -591,7 +596,7 @@ def list_variants(base: CodecConfig) -> list[dict]:
 def run_ablation(a) -> dict:
     """The ``cascade ablate`` command (arguments as parsed by model/cli.py)."""
     import torch
-    from .cli import (UserError, _console, _load_codec, _progress, _wav_files,
+    from .cli import (UserError, _console, _load_codec, _progress, _search_name, _wav_files,
                       load_training_data, train_model)
 
     base = CodecConfig.load(a.config) if a.config else CodecConfig()
@@ -739,9 +744,8 @@ def run_ablation(a) -> dict:
            "base_config": {"hash": base.config_hash, "stages": base.network.stages,
                            "code_bits": base.network.code_bits[0] if len(set(base.network.code_bits)) == 1
                            else list(base.network.code_bits), "hidden": base.network.hidden},
-           "base_search": (f"{base.search.passes} passes" + (f" over {base.search.candidates} bits"
-                                                             if base.search.candidates else "")
-                           if base.search.passes else "none, the encoder core's code"),
+           "base_search": (_search_name(base.search.passes, base.search.candidates)
+                           if base.search.passes else "none, the encoder networks' code"),
            "train_dirs": [str(d) for d in train_dirs], "test_dir": str(a.test),
            "test_files": [str(f) for f in test_files], "test_seconds": test_seconds,
            "epochs": a.epochs, "seed": a.seed, "threads": a.threads, "rate_kbps": a.rate,

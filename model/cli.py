@@ -106,9 +106,22 @@ def _host_settings(codec, a):
     return codec
 
 
-def _search_name(passes: int, candidates: int) -> str:
-    """``SearchConfig`` in words: "none", "1 x 6 bits", "2 x all bits"."""
-    return f"{passes} x {candidates or 'all'} bits" if passes else "none"
+def _candidates(text: str):
+    """``--search-candidates``: "6" -> 6, "24,8,4" -> (24, 8, 4) (``SearchConfig.candidates``)."""
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or a comma-separated list of numbers: {text!r}") from None
+    return vals[0] if len(vals) == 1 else vals
+
+
+def _search_name(passes: int, candidates) -> str:
+    """``SearchConfig`` in words: "none", "1 x 6 bits", "2 x all bits", "1 x 24,8,4 bits"."""
+    if not passes:
+        return "none"
+    if isinstance(candidates, (tuple, list)):
+        return f"{passes} x {','.join(map(str, candidates))} bits"
+    return f"{passes} x {candidates or 'all'} bits"
 
 
 def _load_audio(path, codec, resample: bool):
@@ -607,9 +620,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "(default: the model's config, as the encoder core does it: 1; 0 = none; the "
                 "stream decodes anywhere either way)")
         sp.add_argument("--search", type=int, metavar="PASSES", help=what)
-        sp.add_argument("--search-candidates", type=int, metavar="C",
-                        help="search only each stage's C least certain bits (0 = all; default: "
-                             "the model's config, 6)")
+        sp.add_argument("--search-candidates", type=_candidates, metavar="C[,C2,...]",
+                        help="bits the search visits per pass: C for every searched stage, or "
+                             "C1,C2,... for stages 1, 2, ... (the last also for later stages); "
+                             "0 = all (default: the model's config, 24,8,4,4,2)")
 
     def decoder_host_args(sp):
         sp.add_argument("--no-postfilter", action="store_true",

@@ -134,23 +134,25 @@ class Codec:
         self._check_arith(arith)
         sc = self.cfg.search
         passes = sc.passes if search is None else search
-        cand = sc.candidates or None
         if arith == "fixed":
             codes = golden.encode(self.int_model(), golden.quantize_frames(x, self.cfg),
-                                  search=passes, candidates=cand, stages=stages)
+                                  search=passes, candidates=sc.candidates, stages=stages)
             return [c.astype(np.uint8) for c in codes]
         with torch.no_grad():
             r = torch.from_numpy(np.asarray(x, dtype=np.float32))
             if not passes:
                 return [(c.numpy() > 0).astype(np.uint8) for c in self.net(r, stages)[0]]
+            scfg = self.cfg.replace(search={"passes": passes})
             codes = []
-            for stage in self.net.stages[:stages]:
+            for n, stage in enumerate(self.net.stages[:stages]):
                 z = stage.code_preactivation(r).numpy()
 
                 def error(b, st=stage, target=r.numpy()):
                     y = st.decode(torch.from_numpy(b.astype(np.float32) * 2 - 1)).numpy()
                     return ((target - y) ** 2).sum(axis=1)
-                bits = golden.refine_code(error, (z >= 0).astype(np.int64), np.abs(z), passes, cand)
+                bits = (z >= 0).astype(np.int64)
+                if scfg.search_bits(n):      # the stages the golden model searches, as many bits
+                    bits = golden.refine_code(error, bits, np.abs(z), passes, scfg.search_bits(n))
                 codes.append(bits.astype(np.uint8))
                 r = r - stage.decode(torch.from_numpy(bits.astype(np.float32) * 2 - 1))
         return codes

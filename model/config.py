@@ -227,25 +227,42 @@ class NoiseFillConfig:
 class SearchConfig:
     """Closed-loop code search of the encoder (analysis by synthesis, as in CELP encoders), done
     alike by the software encoder and the encoder core (``model.golden.search_code``,
-    ``hw/core.py``).  After a stage's encoder network gives its code, ``passes`` sweeps over the
-    ``candidates`` least certain code bits (smallest ``|z|`` at the code layer; 0 = all bits)
-    flip each bit that makes the residual the stage leaves smaller in squared sum, judged by
-    the stage's own decoder.  Stages 1..N-1 are searched (their decoders are in the encoder
-    anyway); on the last one the search gained nothing measurable.
+    ``hw/core.py``).  After a stage's encoder network gives its code, ``passes`` sweeps over its
+    least certain code bits (smallest ``|z|`` at the code layer) flip each bit that makes the
+    residual the stage leaves smaller in squared sum, judged by the stage's own decoder.
+    Stages 1..N-1 are searched (their decoders are in the encoder anyway); on the last one the
+    search gained nothing measurable.
+
+    ``candidates``: bits visited per pass, one number for every searched stage, or a schedule
+    ``(C_1, C_2, ...)`` for stages 1, 2, ... whose last entry also holds for the later stages;
+    0 = all bits of the stage.  ``CodecConfig.search_bits(n)`` resolves it.
 
     The decoder and the bitstream format are untouched, so any decoder plays the stream and
     this section is left out of ``config_hash``; it sets the encoder core's work per frame
-    (``1 + passes * candidates + 1`` decoder runs per searched stage instead of one).
+    (``1 + passes * C_n + 1`` decoder runs per searched stage instead of one).
 
-    Default: 1 pass over 6 bits, the most that keeps the shipped encoders real-time at their
-    boards' own clocks (iCEBreaker, 12 MHz: 215,264 cycles per 20 ms frame, real-time factor
-    1.11; the large model on the ULX3S-85F at 25 MHz, 1.2).  Held-out PESQ-WB (``--arith
-    fixed``, shipped model, K = 9): 2.81 without search, 2.95 with 1 x 6, 3.03 with 1 x 12 and
-    3.19 with 2 passes over all bits (``--search 2 --search-candidates 0``: a software-only
-    setting, 65x the core's decoder work).  docs/RESULTS.md has the commands.
+    Default: 1 pass, 48 trials per frame spent mostly on the first stages, which every K
+    decodes: (24, 8, 4, 4, 2, ...).  48 trials are the most that keep the shipped encoders
+    real-time at their boards' own clocks (iCEBreaker, 12 MHz: 215,264 cycles per 20 ms frame,
+    real-time factor 1.11; the large model on the ULX3S-85F at 25 MHz, about 1.4).  Held-out
+    PESQ-WB (``--arith fixed``, shipped model; docs/RESULTS.md has the commands): at K = 9 2.81
+    without search, 2.95 with these 48 trials or with 6 per stage, 3.18 with 2 passes over all
+    bits (``--search 2 --search-candidates 0``: a software-only setting, 65x the core's
+    decoder work); at K = 1 1.50, 1.78 with this schedule, 1.53 with 6 per stage.
     """
     passes: int = 1
-    candidates: int = 6
+    candidates: int | tuple[int, ...] = (24, 8, 4, 4, 2)
+
+    def __post_init__(self):
+        if isinstance(self.candidates, (list, tuple)):
+            object.__setattr__(self, "candidates", tuple(int(c) for c in self.candidates))
+
+    def stage_candidates(self, stage: int) -> int:
+        """``candidates`` for stage ``stage`` (0-based; 0 = all bits), before capping at B_n."""
+        c = self.candidates
+        if isinstance(c, tuple):
+            return c[min(stage, len(c) - 1)]
+        return c
 
 
 @dataclass(frozen=True)
@@ -294,6 +311,14 @@ class CodecConfig:
         dec = [("in", b, h)] + [("res", h, h)] * n.res_layers + [("out", h, d)]
         return {"encoder": enc, "decoder": dec}
 
+    def search_bits(self, stage: int) -> int:
+        """Code bits the encoder's search visits per pass in stage ``stage`` (0-based): 0 when
+        the stage is not searched (no search, or the last stage)."""
+        if not self.search.passes or stage >= self.network.stages - 1:
+            return 0
+        b = self.network.code_bits[stage]
+        return min(self.search.stage_candidates(stage) or b, b)
+
     def binary_macs_per_frame(self, side: str) -> int:
         """Binary multiply-accumulates per frame of the ``encoder`` core (all encoders and the
         decoders 1..N-1) or of the ``decoder`` core (all decoders); the shared network of a
@@ -317,8 +342,11 @@ class CodecConfig:
         pf = self.postfilter
         if not (0 <= pf.num_gamma < 1 and 0 <= pf.den_gamma < 1 and -1 < pf.tilt < 1):
             raise ConfigError("postfilter gammas must be in [0, 1) and tilt in (-1, 1)")
-        if self.search.passes < 0 or self.search.candidates < 0:
-            raise ConfigError("search passes and candidates must be non-negative")
+        sc = self.search
+        cands = sc.candidates if isinstance(sc.candidates, tuple) else (sc.candidates,)
+        if sc.passes < 0 or not cands or any(not isinstance(c, int) or c < 0 for c in cands):
+            raise ConfigError("search passes and candidates must be non-negative integers "
+                              "(candidates: one number or a non-empty list)")
         nf = self.noise_fill
         if not (0 <= nf.fraction <= 1 and 0 <= nf.start_hz <= self.signal.sample_rate / 2):
             raise ConfigError("noise_fill: fraction in [0, 1], start_hz in [0, sample_rate/2]")

@@ -227,8 +227,8 @@ def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: in
            candidates: int | None = None, stages: int | None = None) -> list[np.ndarray]:
     """The encoder core: integer frames (T, D) -> per-stage code bits [(T, B_n)].
 
-    ``search`` passes of :func:`search_code` over ``candidates`` bits (0 or None: all) refine
-    the code of each stage but the last (the stages whose decoder the encoder runs anyway; the
+    ``search`` passes of :func:`search_code` over ``candidates`` bits (a number or a per-stage
+    schedule as in ``SearchConfig``; 0 or None: all) refine the code of each stage but the last (the stages whose decoder the encoder runs anyway; the
     search gains nothing measurable on the last one) before its decoder makes the next
     residual; both default to the model's ``cfg.search``, which is what the encoder core
     generated from that config computes.  Other values are software encoder modes (the streams
@@ -242,6 +242,8 @@ def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: in
     cfg = model.config
     if search is None:
         search, candidates = cfg.search.passes, cfg.search.candidates
+    # the bits each stage visits, resolved by the config's own rule
+    scfg = cfg.replace(search={"passes": search, "candidates": candidates or 0})
     if search and trace is not None:
         raise ValueError("a trace is only kept without code search")
     A = cfg.fixed.act_bits
@@ -250,8 +252,8 @@ def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: in
     n = len(model.stages)
     for s, stage in enumerate(model.stages[:stages]):
         t = [] if trace is not None else None
-        searched = search and s < n - 1      # the last stage's decoder is not in the encoder
-        bits = search_code(stage, r, cfg, search, candidates) if searched else encoder_forward(stage, r, cfg, t)
+        c = scfg.search_bits(s)               # 0: not searched (the last stage's decoder is not in the encoder)
+        bits = search_code(stage, r, cfg, search, c) if c else encoder_forward(stage, r, cfg, t)
         codes.append(bits)
         if s < n - 1:
             y = decoder_forward(stage, bits, cfg, t)

@@ -156,12 +156,12 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert 0 < b["points"][0]["kbps"] < b["points"][1]["kbps"]
     assert all(np.isfinite(p["stoi"]) for p in b["points"])
     assert b["full"]["stages"] == 2 and b["delta"]["full_pesq_wb"] == 0.0 and b["train_seconds"] > 0
-    # the host-side variants need no training; the tiny preset searches 1 x 6 bits like the
-    # default, so `search_c6` is the baseline itself and is not run
-    host_only = {"no_postfilter", "search", "search_c16", "no_search", "no_noise_fill"}
+    # the host-side variants need no training; the tiny preset searches like the default, so
+    # `search_front` is the baseline itself and is not run
+    host_only = {"no_postfilter", "search", "search_c16", "search_c6", "no_search", "no_noise_fill"}
     assert all(r["status"] == "not run" and r["reason"] for n, r in rows.items()
                if n not in {"baseline"} | host_only)
-    assert "same codec as the baseline" in rows["search_c6"]["reason"]
+    assert "same codec as the baseline" in rows["search_front"]["reason"]
     assert "same codec as the baseline" in rows["noise_fill"]["reason"]
     for n in host_only:
         assert rows[n]["status"] == "done" and rows[n]["eval_only"] and rows[n]["train_command"] is None

@@ -123,7 +123,7 @@ def test_export_rtl_search_flags(capsys, tmp_path):
         infos[flags] = json.loads((out / "rtl.json").read_text())["cycles_per_frame"]
         capsys.readouterr()
     model = Codec.load(path).int_model()
-    for flags, (p, c) in (((), (1, 6)), (("--search", "0"), (0, 6)),
+    for flags, (p, c) in (((), (1, (24, 8, 4, 4, 2))), (("--search", "0"), (0, 0)),
                           (("--search", "2", "--search-candidates", "0"), (2, 0))):
         m = golden.IntModel(model.config.replace(search={"passes": p, "candidates": c}), model.stages)
         assert infos[flags]["encoder"] == Schedule(m, 8, "encoder").cycles_per_frame()

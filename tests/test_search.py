@@ -124,7 +124,16 @@ def test_float_search_improves_too(tiny_codec, speech):
 
 def test_config_section():
     cfg = CodecConfig()
-    assert cfg.search.passes == 1 and cfg.search.candidates == 6
+    assert cfg.search.passes == 1 and cfg.search.candidates == (24, 8, 4, 4, 2)
+    # the schedule's last entry holds for the later stages; the last stage is not searched
+    assert [cfg.search_bits(n) for n in range(9)] == [24, 8, 4, 4, 2, 2, 2, 2, 0]
+    assert preset("tiny").search_bits(0) == 16 and preset("tiny").search_bits(1) == 0   # capped at B
+    assert [cfg.replace(search={"candidates": 0}).search_bits(n) for n in (0, 8)] == [64, 0]
+    assert cfg.replace(search={"passes": 0}).search_bits(0) == 0
+    for bad in ([], [3, -1], -2, 2.5):
+        with pytest.raises(ConfigError, match="candidates"):
+            cfg.replace(search={"candidates": bad})
+    assert CodecConfig.from_dict(cfg.to_dict()) == cfg                    # a list reads back
     assert cfg.replace(search={"passes": 0}).config_hash == cfg.config_hash   # format unchanged
     with pytest.raises(ConfigError, match="search"):
         cfg.replace(search={"passes": -1})
@@ -174,4 +183,4 @@ def test_report_shows_the_encoder_core_beside_the_search(capsys, tiny_model_path
     # same decoder, better codes: the waveform SNR at K = 1 rises with the search's effort
     assert by[full][1]["snr_db"] > by["cascade (fixed)"][1]["snr_db"] > by["cascade (fixed, no search)"][1]["snr_db"]
     md = (out / "report.md").read_text()
-    assert "no search" in md and "encoder core" in md and "1 x 6 bits" in md
+    assert "no search" in md and "encoder core" in md and "1 x 24,8,4,4,2 bits" in md
