@@ -38,7 +38,7 @@ class PostUnit(wiring.Component):
         MODE_OUT:     value = sat_A(z)
         MODE_OUT_ADD: value = sat_A(res + sat_A(z))                (decoder running sum)
         MODE_OUT_SUB: value = sat_A(res - sat_A(z))                (encoder residual r - y)
-        always:       margin = |sat_A(z)|                          (how far the sign is from flipping)
+        margin = |sat_A(z)|  (with ``margin=True``: how far a code bit is from flipping)
 
     Number formats (``model/golden.py``): ``acc`` signed ``acc_bits``, ``mult`` signed
     ``scale_bits``, ``bias`` signed ``bias_bits`` with F fraction bits, ``res`` and ``value``
@@ -70,15 +70,18 @@ class PostUnit(wiring.Component):
         Widths of the accumulator and of the bias.
     max_shift : int
         Largest layer shift the unit must support.
+    margin : bool
+        Add the ``margin`` output (the encoder's code search needs it).
     """
 
     LATENCY = POST_UNIT_LATENCY
 
-    def __init__(self, cfg, acc_bits: int, bias_bits: int, max_shift: int):
+    def __init__(self, cfg, acc_bits: int, bias_bits: int, max_shift: int, margin: bool = False):
         fx = cfg.fixed
         self._A, self._F = fx.act_bits, fx.act_frac
         self._acc_bits, self._bias_bits, self._scale_bits = int(acc_bits), int(bias_bits), fx.scale_bits
         self._max_shift = int(max_shift)
+        self._margin = bool(margin)
         super().__init__({
             "valid": In(1),
             "acc": In(signed(self._acc_bits)),
@@ -90,7 +93,7 @@ class PostUnit(wiring.Component):
             "o_valid": Out(1),
             "value": Out(signed(self._A)),
             "bit": Out(1),
-            "margin": Out(unsigned(self._A)),
+            **({"margin": Out(unsigned(self._A))} if self._margin else {}),
         })
 
     @property
@@ -171,6 +174,7 @@ class PostUnit(wiring.Component):
                 m.d.comb += value.eq(_sat(res + zs, A))
             with m.Case(MODE_OUT_SUB):
                 m.d.comb += value.eq(_sat(res - zs, A))
-        m.d.sync += [self.o_valid.eq(r2["valid"]), self.value.eq(value), self.bit.eq(~z[-1]),
-                     self.margin.eq(Mux(zs[-1], -zs, zs))]
+        m.d.sync += [self.o_valid.eq(r2["valid"]), self.value.eq(value), self.bit.eq(~z[-1])]
+        if self._margin:
+            m.d.sync += self.margin.eq(Mux(zs[-1], -zs, zs))
         return m

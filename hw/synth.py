@@ -30,7 +30,11 @@ from pathlib import Path
 
 from model.golden import IntModel
 
-__all__ = ["BOARDS", "FitError", "fit_check", "estimate", "resolve_storage", "synth"]
+__all__ = ["BOARDS", "FitError", "ToolError", "fit_check", "estimate", "resolve_storage", "synth"]
+
+
+class ToolError(RuntimeError):
+    """Yosys, nextpnr or the bitstream packer failed; the message names the log to read."""
 
 
 class FitError(ValueError):
@@ -339,10 +343,14 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
         _require(env, "YOSYS", "NEXTPNR_ICE40" if b["family"] == "ice40" else "NEXTPNR_ECP5",
                  "ICEPACK" if b["family"] == "ice40" else "ECPPACK")
         build = out_dir / "build"
-        platform.build(top, name="top", build_dir=str(build), do_program=False,
-                       synth_opts=b["synth_opts"],
-                       script_after_synth="tee -q -o stat.json stat -json",
-                       nextpnr_opts=f"--report report.json --seed {int(seed)}")
+        try:
+            platform.build(top, name="top", build_dir=str(build), do_program=False,
+                           synth_opts=b["synth_opts"],
+                           script_after_synth="tee -q -o stat.json stat -json",
+                           nextpnr_opts=f"--report report.json --seed {int(seed)}")
+        except subprocess.CalledProcessError:
+            logs = [str(build / f) for f in ("top.rpt", "top.tim") if (build / f).is_file()]
+            raise ToolError(f"the FPGA tools failed building {board}; see {' and '.join(logs) or build}") from None
         report["synth"] = _parse_yosys(build / "stat.json", build / "top.rpt", b)
         pnr = json.loads((build / "report.json").read_text())
         shutil.copyfile(build / "report.json", out_dir / "nextpnr-report.json")

@@ -834,8 +834,8 @@ def main(argv=None):
         ModelError = ValueError
     known = (UserError, AudioError, BitstreamError, ConfigError, ExportError, ModelError)
     try:
-        from hw.synth import FitError
-        known = known + (FitError,)
+        from hw.synth import FitError, ToolError
+        known = known + (FitError, ToolError)
     except ImportError:
         pass
     try:

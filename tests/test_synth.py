@@ -102,3 +102,35 @@ def test_estimate_counts_weight_bits_exactly(tiny_model):
     e = estimate(tiny_model, "icebreaker", 1)
     assert e["weight_bits"]["encoder"] + e["weight_bits"]["decoder"] == (
         cfg.binary_macs_per_frame("encoder") + cfg.binary_macs_per_frame("decoder"))
+
+
+def test_tool_failure_is_one_line_and_keeps_the_old_bitstream(tiny_model, tiny_model_path, tmp_path, monkeypatch, capsys):
+    """A failing Yosys/nextpnr run gives a ToolError naming the logs (one `cascade: error:`
+    line in the CLI), and the bitstream and report already in the folder stay as they were."""
+    import subprocess
+
+    import hw.synth as hs
+    real = hs._platform
+
+    def failing(board):
+        plat = real(board)
+
+        def build(*args, **kwargs):
+            raise subprocess.CalledProcessError(1, ["sh", "build_top.sh"])
+        plat.build = build
+        return plat
+    monkeypatch.setattr(hs, "_platform", failing)
+    (tmp_path / "top.bin").write_bytes(b"old bitstream")
+    (tmp_path / "report.md").write_text("old report")
+    with pytest.raises(hs.ToolError, match="FPGA tools failed building icebreaker"):
+        synth(tiny_model, "icebreaker", 1, tmp_path, **CORES)
+    assert (tmp_path / "top.bin").read_bytes() == b"old bitstream"
+    assert (tmp_path / "report.md").read_text() == "old report"
+    from model.cli import main
+    assert main(["synth", "--board", "icebreaker", "--model", str(tiny_model_path), "--lanes", "4",
+                 "--cores", "encoder", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("cascade:")]
+    assert errors == [err.splitlines()[-1]] and errors[0].startswith("cascade: error: the FPGA tools failed")
+    assert "Traceback" not in err
+    assert (tmp_path / "top.bin").read_bytes() == b"old bitstream"
