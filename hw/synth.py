@@ -401,8 +401,8 @@ def _markdown(r: dict, b: dict) -> str:
     lines = [f"# {r['board']} ({r['device']}): {r['top']}", "",
              f"lanes {r['lanes']}, codec {r['config_hash']}, mode {r['mode']}, board clock {r['clock_mhz']:g} MHz, "
              f"UART {r['baud']} baud, built in {r['seconds']} s", "",
-             *([f"Encoder code search (`SearchConfig`, `cascade encode` uses the same by default): "
-                f"{_search_words(r['search'])}.", ""] if "encoder" in r["per_core"] else []),
+             *([f"Encoder code search (`SearchConfig`): {_search_words(r['search'])}; `cascade encode` "
+                f"with the same setting sends the same streams.", ""] if "encoder" in r["per_core"] else []),
              {"rom": "Weights and parameters in block RAM initialized by the bitstream.",
               "ram": "Weights and parameters in block RAM, loaded over the UART (`cascade board load`).",
               "spram": "Weights and parameters in SPRAM (a bitstream cannot initialize it), loaded over the UART "

@@ -572,9 +572,10 @@ def cmd_demo(a):
         what = _search_name(passes, cands) + (" (core)" if (passes, cands) == core else "")
         rows.append((arith, what, 8 * len(data) / (len(x) / sr) / 1000, m))
     codec.cfg = cfg
-    print(f"{'arith':6} {'code search':18} {'kbps':>6} {'PESQ-WB':>8} {'STOI':>6} {'SNR dB':>7}")
+    w = max(len("code search"), *(len(r[1]) for r in rows))
+    print(f"{'arith':6} {'code search':{w}} {'kbps':>6} {'PESQ-WB':>8} {'STOI':>6} {'SNR dB':>7}")
     for arith, what, kbps, m in rows:
-        print(f"{arith:6} {what:18} {kbps:6.2f} {m['pesq_wb']:8.3f} {m['stoi']:6.3f} {m['snr_db']:7.2f}")
+        print(f"{arith:6} {what:{w}} {kbps:6.2f} {m['pesq_wb']:8.3f} {m['stoi']:6.3f} {m['snr_db']:7.2f}")
     print(f"decoded audio: {out}/demo_fixed.wav (bitstream {out}/demo_fixed.cas: the encoder "
           f"core's code, as the board sends it)")
     from .export import save_export
