@@ -365,27 +365,34 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     report["seconds"] = round(time.monotonic() - t0, 1)
 
     cfg = model.config
-    fps = cfg.signal.frame_rate
-    uart_bytes = {"encoder": (1 + 2 * cfg.coefficients, 1 + (cfg.code_bits_total + 7) // 8),
-                  "decoder": (2 + (cfg.code_bits_total + 7) // 8, 1 + 2 * cfg.coefficients)}
-    report["frame_rate"] = fps
+    report["frame_rate"] = cfg.signal.frame_rate
     report["search"] = {"passes": cfg.search.passes, "candidates": cfg.search.candidates,
                         "bits_per_stage": [cfg.search_bits(n) for n in range(cfg.network.stages)]}
-    report["per_core"] = {}
-    for name in cores:
-        core = getattr(top.core, name)
-        cpf = int(core.cycles_per_frame)
-        tx_in, tx_out = uart_bytes[name]
-        entry = {"cycles_per_frame": cpf,
-                 "real_time_factor_at_board_clock": round(clk / (cpf * fps), 3),
-                 "uart_real_time_factor": round(baud / (10 * max(tx_in, tx_out)) / fps, 4)}
-        if report["fmax_mhz"]:
-            entry["real_time_factor"] = round(report["fmax_mhz"] * 1e6 / (cpf * fps), 3)
-        report["per_core"][name] = entry
+    report["per_core"] = {name: core_timing(cfg, name, int(getattr(top.core, name).cycles_per_frame),
+                                            clk, baud, report["fmax_mhz"]) for name in cores}
 
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     (out_dir / "report.md").write_text(_markdown(report, b))
     return report
+
+
+def core_timing(cfg, core: str, cycles_per_frame: int, clk_hz: float, baud: int,
+                fmax_mhz: float | None = None) -> dict:
+    """Frames per second over frames per second needed (real-time factors) of one core on a
+    board: the core alone at the board clock (and at Fmax), the UART link alone (request and
+    reply bytes at 10 bits each), and a whole round trip of the host protocol, which sends one
+    request, waits for its reply, then sends the next (``docs/board.md``)."""
+    fps = cfg.signal.frame_rate
+    tx_in, tx_out = {"encoder": (1 + 2 * cfg.coefficients, 1 + (cfg.code_bits_total + 7) // 8),
+                     "decoder": (2 + (cfg.code_bits_total + 7) // 8, 1 + 2 * cfg.coefficients)}[core]
+    compute = cycles_per_frame / clk_hz
+    entry = {"cycles_per_frame": cycles_per_frame,
+             "real_time_factor_at_board_clock": round(1 / (compute * fps), 3),
+             "uart_real_time_factor": round(baud / (10 * max(tx_in, tx_out)) / fps, 4),
+             "round_trip_real_time_factor": round(1 / ((10 * (tx_in + tx_out) / baud + compute) * fps), 3)}
+    if fmax_mhz:
+        entry["real_time_factor"] = round(fmax_mhz * 1e6 / (cycles_per_frame * fps), 3)
+    return entry
 
 
 def _search_words(sc: dict) -> str:
@@ -420,12 +427,16 @@ def _markdown(r: dict, b: dict) -> str:
               "memories in RAM blocks: " + (", ".join(f"{k} ({v})" for k, v in s["memories_in_ram"].items()) or "none"),
               "", "memories in LUT RAM: " + (", ".join(s["memories_in_lut_ram"]) or "none"), "",
               "memories in logic (flip-flops and LUTs): " + (", ".join(s["memories_in_logic"]) or "none"), "",
-              "| core | cycles/frame | real-time factor at Fmax | at board clock | UART bound |", "|---|---|---|---|---|"]
+              "| core | cycles/frame | real-time factor at Fmax | at board clock | UART bound | host round trip |",
+              "|---|---|---|---|---|---|"]
     for name, e in r["per_core"].items():
         lines.append(f"| {name} | {e['cycles_per_frame']} | {e.get('real_time_factor', '-')} | "
-                     f"{e['real_time_factor_at_board_clock']} | {e['uart_real_time_factor']} |")
+                     f"{e['real_time_factor_at_board_clock']} | {e['uart_real_time_factor']} | "
+                     f"{e.get('round_trip_real_time_factor', '-')} |")
     lines += ["", f"real-time factor = f / (cycles_per_frame * {r['frame_rate']:g} frames/s); the UART bound is "
-              "frames/s that the link carries (one request and reply per frame) over frames/s needed.", ""]
+              "frames/s that the link carries (one request and reply per frame) over frames/s needed; "
+              "the host round trip is request, core and reply one after the other, as `cascade board` "
+              "sends frames (one request at a time).", ""]
     return "\n".join(lines)
 
 
