@@ -1,6 +1,8 @@
 """Board top level: the encoder and/or decoder core behind a UART link to a host.
 
-The protocol (``docs/board.md``) is request/response, one command at a time; all multi-byte values
+The protocol (``docs/board.md``) is request/response, commands answered in order; the receive
+FIFO holds a whole request, so a host may send the next ``E`` or ``D`` before the answer to the
+previous one (INFO flag bit 4) and the link time hides behind the core's; all multi-byte values
 are little-endian and code bits are packed least significant bit first (``np.packbits(...,
 bitorder="little")``), stage 0 first:
 
@@ -16,7 +18,8 @@ command   host sends after the command byte            board answers
 ``I``     nothing                                       ``I``, 8 bytes config hash, 1 byte flags
                                                         (bit 0 encoder, bit 1 decoder, bit 2 the
                                                         cores need a weight load, bit 3 they
-                                                        have one), 1 byte lanes P
+                                                        have one, bit 4 two requests may be in
+                                                        flight), 1 byte lanes P
 ``W``     the load image of each RAM-stored core,       ``W`` once every word is written
           encoder first (``Schedule.load_words()``,
           ceil(L/8) bytes per word, L =
@@ -188,6 +191,16 @@ class BoardCore(wiring.Component):
     def cores(self) -> tuple:
         return tuple(n for n in CORE_NAMES if getattr(self, n) is not None)
 
+    @property
+    def rx_fifo_depth(self) -> int:
+        """Bytes the receive FIFO holds: the longest ``E`` or ``D`` request plus 16, to a power
+        of two.  While the board computes one request the next arrives here whole, so a host
+        may keep two requests in flight (INFO flag bit 4); ``W`` is read as fast as it comes."""
+        cfg = self._model.config
+        longest = max(([1 + 2 * cfg.coefficients] if self.encoder is not None else [])
+                      + ([2 + (cfg.code_bits_total + 7) // 8] if self.decoder is not None else []))
+        return 1 << (longest + 16 - 1).bit_length()
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._model.config
@@ -200,7 +213,7 @@ class BoardCore(wiring.Component):
         # ---- UART and receive FIFO ----------------------------------------------------------------
         m.submodules.uart_rx = urx = UARTRx(self._divisor)
         m.submodules.uart_tx = utx = UARTTx(self._divisor)
-        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=16)
+        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
                      fifo.w_data.eq(urx.o.payload), fifo.w_en.eq(urx.o.valid), urx.o.ready.eq(fifo.w_rdy)]
         rx_data, rx_valid, rx_ready = fifo.r_data, fifo.r_rdy, fifo.r_en
@@ -240,7 +253,7 @@ class BoardCore(wiring.Component):
             m.d.comb += all_loaded.eq(Cat(c.loaded for c in loadable).all())
         flags_byte = Signal(8)
         m.d.comb += flags_byte.eq((enc is not None) | ((dec is not None) << 1)
-                                  | (bool(loadable) << 2) | (all_loaded << 3))
+                                  | (bool(loadable) << 2) | (all_loaded << 3) | (1 << 4))
         info = [CMD_INFO, *bytes.fromhex(cfg.config_hash), 0, self._lanes]
         info_rom = Array(Const(b, 8) for b in info)
         prefix_rom = Array(Const(p, range(B + 1)) for p in prefix)

@@ -81,11 +81,13 @@ def info_request() -> bytes:
 
 def parse_info_reply(data: bytes) -> dict:
     """``{"config_hash": 16 hex digits, "encoder": bool, "decoder": bool, "needs_load": bool,
-    "loaded": bool, "lanes": P}`` (``needs_load``: the weights live in RAM and come from ``W``)."""
+    "loaded": bool, "lanes": P, "in_flight": 1 or 2}`` (``needs_load``: the weights live in RAM
+    and come from ``W``; ``in_flight``: requests the board takes before answering the first)."""
     _expect(data, _I, INFO_REPLY_LEN)
     f = data[9]
     return {"config_hash": data[1:9].hex(), "encoder": bool(f & 1), "decoder": bool(f & 2),
-            "needs_load": bool(f & 4), "loaded": bool(f & 8), "lanes": data[10]}
+            "needs_load": bool(f & 4), "loaded": bool(f & 8), "lanes": data[10],
+            "in_flight": 2 if f & 16 else 1}
 
 
 def load_request(model, lanes: int, cores) -> bytes:
@@ -120,10 +122,13 @@ def _expect(data: bytes, head: bytes, length: int) -> None:
 
 
 class Board:
-    """A codec board on a byte link (``write``/``read``).  One command at a time."""
+    """A codec board on a byte link (``write``/``read``).  ``encode`` and ``decode`` keep as
+    many requests in flight as the board said it takes in its ``info`` reply (one until then),
+    so with two the next frame travels while the board computes."""
 
     def __init__(self, link, cfg: CodecConfig):
         self.link, self.cfg = link, cfg
+        self.in_flight = 1
 
     @classmethod
     def open(cls, port: str, cfg: CodecConfig, baud: int = 1_000_000, timeout: float = 2.0) -> "Board":
@@ -135,14 +140,30 @@ class Board:
 
     def _transact(self, request: bytes, length: int) -> bytes:
         self.link.write(request)
+        return self._reply(length)
+
+    def _reply(self, length: int) -> bytes:
         head = self.link.read(1)
         if head == _NAK:
             return head
         return head + self.link.read(length - 1)
 
+    def _stream(self, requests, length: int) -> list[bytes]:
+        """Replies to ``requests`` in order, with up to ``in_flight`` of them sent ahead."""
+        replies, pending = [], 0
+        for req in requests:
+            self.link.write(req)
+            pending += 1
+            if pending == self.in_flight:
+                replies.append(self._reply(length))
+                pending -= 1
+        replies += [self._reply(length) for _ in range(pending)]
+        return replies
+
     def info(self, check: bool = True) -> dict:
         """The board's config hash and cores; with ``check``, raise unless the hash is ours."""
         info = parse_info_reply(self._transact(info_request(), INFO_REPLY_LEN))
+        self.in_flight = info["in_flight"]
         if check and info["config_hash"] != self.cfg.config_hash:
             raise ProtocolError(f"board runs codec {info['config_hash']}, host config is {self.cfg.config_hash}")
         return info
@@ -172,15 +193,15 @@ class Board:
 
     def encode(self, frames) -> list[np.ndarray]:
         """Integer frames (T, D) -> per-stage code bits [(T, B_n)], like ``golden.encode``."""
-        rows = [parse_encode_reply(self.cfg, self._transact(encode_request(self.cfg, f), encode_reply_len(self.cfg)))
-                for f in np.atleast_2d(frames)]
+        replies = self._stream((encode_request(self.cfg, f) for f in np.atleast_2d(frames)),
+                               encode_reply_len(self.cfg))
+        rows = [parse_encode_reply(self.cfg, r) for r in replies]
         return [np.stack([r[s] for r in rows]) for s in range(self.cfg.network.stages)]
 
     def decode(self, codes, k: int | None = None) -> np.ndarray:
         """Per-stage code bits [(T, B_n)] -> integer frames (T, D), like ``golden.decode``."""
         k = len(codes) if k is None else k
         frames = len(codes[0])
-        return np.stack([
-            parse_decode_reply(self.cfg, self._transact(
-                decode_request(self.cfg, [c[t] for c in codes[:k]], k), decode_reply_len(self.cfg)))
-            for t in range(frames)])
+        replies = self._stream((decode_request(self.cfg, [c[t] for c in codes[:k]], k)
+                                for t in range(frames)), decode_reply_len(self.cfg))
+        return np.stack([parse_decode_reply(self.cfg, r) for r in replies])

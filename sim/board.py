@@ -51,7 +51,7 @@ def board_transactions(model: IntModel, frames, ks, lanes: int = 1,
     codes = golden.encode(model, frames)
     ram = storage != "rom"
     info = {"config_hash": cfg.config_hash, "encoder": True, "decoder": True, "needs_load": ram,
-            "loaded": not ram, "lanes": lanes}
+            "loaded": not ram, "lanes": lanes, "in_flight": 2}
     tr = [("info", host.info_request(), host.INFO_REPLY_LEN, info)]
     if ram:
         tr += [("unloaded", host.encode_request(cfg, frames[0])[:1], 1, b"!"),
@@ -60,6 +60,10 @@ def board_transactions(model: IntModel, frames, ks, lanes: int = 1,
     tr.append(("selftest", host.selftest_request(), 2, {"encoder_ok": True, "decoder_ok": True}))
     for t, f in enumerate(frames):
         tr.append((f"E{t}", host.encode_request(cfg, f), host.encode_reply_len(cfg), [c[t] for c in codes]))
+    if len(frames) > 1:   # two requests in flight: the second arrives while the first computes
+        n = host.encode_reply_len(cfg)
+        tr.append(("E01 in flight", host.encode_request(cfg, frames[0]) + host.encode_request(cfg, frames[1]),
+                   2 * n, [[c[t] for c in codes] for t in (0, 1)]))
     for t, k in enumerate(ks):
         per_stage = [c[t] for c in codes]
         expected = golden.decode(model, [c[t:t + 1] for c in codes], stages=k)[0]
@@ -74,6 +78,10 @@ def _check(cfg, name, reply: bytes, expected) -> str | None:
             got = host.parse_info_reply(reply)
         elif name == "selftest":
             got = host.parse_selftest_reply(reply)
+        elif name.endswith("in flight"):
+            n = len(reply) // 2
+            return (_check(cfg, "E0", reply[:n], expected[0]) or _check(cfg, "E1", reply[n:], expected[1])
+                    or None) if len(reply) == 2 * n else f"{name}: {len(reply)} bytes"
         elif name.startswith("E"):
             got = host.parse_encode_reply(cfg, reply)
             bad = [s for s, (g, e) in enumerate(zip(got, expected)) if not np.array_equal(g, e)]

@@ -74,7 +74,7 @@ def test_protocol_with_standin_cores(tiny):
     assert leds == (1, 0)
     info = host.parse_info_reply(replies[0])
     assert info == {"config_hash": cfg.config_hash, "encoder": True, "decoder": True,
-                    "needs_load": False, "loaded": True, "lanes": 1}
+                    "needs_load": False, "loaded": True, "lanes": 1, "in_flight": 2}
     assert host.parse_selftest_reply(replies[1]) == {"encoder_ok": True, "decoder_ok": True}
     got = host.parse_encode_reply(cfg, replies[2])
     np.testing.assert_array_equal(np.concatenate(got), bits)
