@@ -53,6 +53,7 @@ from amaranth.lib.wiring import In, Out
 from model import golden
 from model.golden import IntModel
 
+from .host import decode_request_len, encode_request_len
 from .uart import UARTRx, UARTTx, baud_divisor
 
 __all__ = ["BoardCore", "BoardTop", "selftest_vectors", "CMD_ENCODE", "CMD_DECODE", "CMD_SELFTEST",
@@ -197,8 +198,8 @@ class BoardCore(wiring.Component):
         of two.  While the board computes one request the next arrives here whole, so a host
         may keep two requests in flight (INFO flag bit 4); ``W`` is read as fast as it comes."""
         cfg = self._model.config
-        longest = max(([1 + 2 * cfg.coefficients] if self.encoder is not None else [])
-                      + ([2 + (cfg.code_bits_total + 7) // 8] if self.decoder is not None else []))
+        longest = max(([encode_request_len(cfg)] if self.encoder is not None else [])
+                      + ([decode_request_len(cfg)] if self.decoder is not None else []))
         return 1 << (longest + 16 - 1).bit_length()
 
     def elaborate(self, platform):

@@ -131,8 +131,7 @@ class CascadeCore(wiring.Component):
         fifo_depth = 2 * per_frame_out
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=1 if enc else A, depth=fifo_depth)
         m.submodules.mac = mac = MacEngine(P, A, sc.acc_bits)
-        m.submodules.post = post = PostUnit(cfg, sc.acc_bits, bb, sc.max_shift,
-                                            margin=enc and any(sc.search_candidates))
+        m.submodules.post = post = PostUnit(cfg, sc.acc_bits, bb, sc.max_shift, margin=sc.searches)
         assert PostUnit.LATENCY == POST_UNIT_LATENCY == POST_LATENCY - 2   # p0, p1 + PostUnit
 
         # ---- loader: stream input -> frames/codes bank ------------------------------------
@@ -215,7 +214,7 @@ class CascadeCore(wiring.Component):
         c_last_of_stage = Signal()
         c_stage = Signal(range(N))
         # code search (encoder): what the current op's stage searches, where its decoder starts
-        search = enc and any(sc.search_candidates)
+        search = sc.searches
         Bm = max(cfg.network.code_bits)
         c_searched, c_dec, c_out = Signal(), Signal(), Signal()
         c_bits_m1 = Signal(range(Bm))
@@ -508,8 +507,6 @@ class CascadeCore(wiring.Component):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == c_bits_m1):
                         m.d.sync += [cnt.eq(0)] + restart(PH_FINAL)
-        else:
-            m.d.comb += [srch_we.eq(0), srch_emit.eq(0)]
         # ---- loader of a RAM-stored core: weight rows, then parameter rows ----------------
         if not rom:
             n_w, n_p = sc.weight_depth, sc.param_depth

@@ -12,8 +12,9 @@ import numpy as np
 
 from model.config import CodecConfig
 
-__all__ = ["ProtocolError", "encode_request", "encode_reply_len", "parse_encode_reply",
-           "decode_request", "decode_reply_len", "parse_decode_reply", "info_request",
+__all__ = ["ProtocolError", "encode_request", "encode_request_len", "encode_reply_len",
+           "parse_encode_reply", "decode_request", "decode_request_len", "decode_reply_len",
+           "parse_decode_reply", "info_request",
            "parse_info_reply", "INFO_REPLY_LEN", "selftest_request", "parse_selftest_reply",
            "load_request", "Board"]
 
@@ -40,6 +41,10 @@ def encode_request(cfg: CodecConfig, frame) -> bytes:
     return _E + frame.astype("<i2").tobytes()
 
 
+def encode_request_len(cfg: CodecConfig) -> int:
+    return 1 + 2 * cfg.coefficients
+
+
 def encode_reply_len(cfg: CodecConfig) -> int:
     return 1 + _code_bytes(cfg, cfg.network.stages)
 
@@ -63,6 +68,11 @@ def decode_request(cfg: CodecConfig, codes, k: int | None = None) -> bytes:
     if bits.size != sum(cfg.network.code_bits[:k]):
         raise ValueError(f"{k} stages have {sum(cfg.network.code_bits[:k])} code bits, got {bits.size}")
     return _D + bytes([k]) + np.packbits(bits, bitorder="little").tobytes()
+
+
+def decode_request_len(cfg: CodecConfig, k: int | None = None) -> int:
+    """Bytes of a ``D`` request for K stages (default all: the longest)."""
+    return 2 + _code_bytes(cfg, cfg.network.stages if k is None else k)
 
 
 def decode_reply_len(cfg: CodecConfig) -> int:

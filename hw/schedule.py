@@ -29,7 +29,7 @@ once on the network's code (the baseline), then ``passes * C_n`` trials, each wi
 flipped (``C_n = cfg.search_bits(n)``), then once more on the kept code to write the residual.  A
 trial's out layer writes nothing; the post unit's ``sat_A(r - y)`` goes to a squared-error
 accumulator.  Between runs the sequencer waits for the post unit to drain
-(:data:`SEARCH_DRAIN` cycles), judges the trial (1), picks the next bit by a scan of the stage's
+(:func:`search_drain` cycles), judges the trial (1), picks the next bit by a scan of the stage's
 margins (``B_n + 1``) and flips it (1); after the last trial it sends the stage's code to the
 output (``B_n``).
 """
@@ -130,8 +130,10 @@ class Schedule:
         self.search_passes = cfg.search.passes if side == "encoder" else 0
         #: per stage: bits the search visits per pass (0: the stage is not searched)
         self.search_candidates = [cfg.search_bits(s) if self.search_passes else 0 for s in range(N)]
+        #: the core searches (some stage has bits to visit)
+        self.searches = any(self.search_candidates)
         self.code_region = D + 2 * Hm           # C: a searched stage's code (see module docstring)
-        self.act_depth = D + 2 * Hm + (max(net.code_bits) if self.search_passes and N > 1 else 0)
+        self.act_depth = D + 2 * Hm + (max(net.code_bits) if self.searches else 0)
 
         ops: list[LayerOp] = []
         w_base = p_base = 0
@@ -299,24 +301,29 @@ class Schedule:
                 total += self.search_passes * C * to_trial + to_final
         return total
 
+    def stage_decoder_runs(self, stage: int) -> int:
+        """Runs of stage ``stage``'s decoder per frame: 1 in the decoder core; in the encoder
+        core 0 for the last stage, else 1, or with search the baseline, ``passes * C_n`` trials
+        and the final run."""
+        if self.side == "decoder":
+            return 1
+        if stage == self.N - 1:
+            return 0
+        C = self.search_candidates[stage]
+        return 2 + self.search_passes * C if C else 1
+
     def decoder_runs(self) -> int:
         """Stage decoder runs per frame (the encoder: N - 1 without search)."""
-        if self.side == "decoder":
-            return self.N
-        return sum(1 + (self.search_passes * c + 1 if c else 0) if s < self.N - 1 else 0
-                   for s, c in enumerate(self.search_candidates))
+        return sum(self.stage_decoder_runs(s) for s in range(self.N))
 
     def binary_macs_per_frame(self) -> int:
         """MACs per frame, search runs included (``cfg.binary_macs_per_frame`` without search)."""
-        if self.side == "decoder":
-            return self.cfg.binary_macs_per_frame("decoder")
         total = 0
         for s in range(self.N):
             shapes = self.cfg.layer_shapes(s)
-            runs = 1 + (self.search_passes * self.search_candidates[s] + 1 if self.search_candidates[s] else 0)
-            total += sum(i * o for _, i, o in shapes["encoder"])
-            if s < self.N - 1:
-                total += runs * sum(i * o for _, i, o in shapes["decoder"])
+            if self.side == "encoder":
+                total += sum(i * o for _, i, o in shapes["encoder"])
+            total += self.stage_decoder_runs(s) * sum(i * o for _, i, o in shapes["decoder"])
         return total
 
     def ideal_cycles_per_frame(self) -> float:

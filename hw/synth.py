@@ -30,6 +30,8 @@ from pathlib import Path
 
 from model.golden import IntModel
 
+from . import host
+
 __all__ = ["BOARDS", "FitError", "ToolError", "fit_check", "estimate", "resolve_storage", "synth"]
 
 
@@ -384,8 +386,8 @@ def core_timing(cfg, core: str, cycles_per_frame: int, clk_hz: float, baud: int,
     requests in flight (``docs/board.md``): the next request arrives while the board computes
     and answers, so a frame takes the longer of the request's transfer and core + reply."""
     fps = cfg.signal.frame_rate
-    tx_in, tx_out = {"encoder": (1 + 2 * cfg.coefficients, 1 + (cfg.code_bits_total + 7) // 8),
-                     "decoder": (2 + (cfg.code_bits_total + 7) // 8, 1 + 2 * cfg.coefficients)}[core]
+    tx_in, tx_out = {"encoder": (host.encode_request_len(cfg), host.encode_reply_len(cfg)),
+                     "decoder": (host.decode_request_len(cfg), host.decode_reply_len(cfg))}[core]
     compute = cycles_per_frame / clk_hz
     entry = {"cycles_per_frame": cycles_per_frame,
              "real_time_factor_at_board_clock": round(1 / (compute * fps), 3),

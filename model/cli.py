@@ -124,6 +124,22 @@ def _search_name(passes: int, candidates) -> str:
     return f"{passes} x {candidates or 'all'} bits"
 
 
+def _search_variants(codec) -> list:
+    """``[(passes, candidates, codec)]``: the codec with its config's search (what the encoder
+    core computes), then, where they differ from it, copies with the software-only full search
+    (2 passes over all bits) and with none; the demo and the report compare these."""
+    import copy
+    sc = codec.cfg.search
+    core = (sc.passes, sc.candidates)
+    out = [(*core, codec)]
+    for search in ((2, 0), (0, 0)):
+        if search != core:
+            other = copy.copy(codec)          # same network, integer model and entropy coders
+            other.cfg = codec.cfg.replace(search={"passes": search[0], "candidates": search[1]})
+            out.append((*search, other))
+    return out
+
+
 def _load_audio(path, codec, resample: bool):
     from .data import load_wav
     x = load_wav(path, codec.cfg.signal.sample_rate, resample=resample)
@@ -556,22 +572,17 @@ def cmd_demo(a):
     print(f"model: {codec.meta.get('made_by', '?')} (config {codec.cfg.config_hash})")
     print(f"input: {wav} ({len(x) / sr:.2f} s{note})")
     rows = []
-    cfg = codec.cfg
-    core = (cfg.search.passes, cfg.search.candidates)
-    # the config's search (what the encoder core computes), the software-only full search, none
-    runs = [("float", core, "float"), ("fixed", core, "fixed")]
-    runs += [("fixed", s, n) for s, n in (((2, 0), "fixed_search2"), ((0, 0), "fixed_nosearch"))
-             if s != core]
-    for arith, (passes, cands), name in runs:
-        codec.cfg = cfg.replace(search={"passes": passes, "candidates": cands})
-        data = codec.encode_bytes(x, arith)
-        y, _ = codec.decode_bytes(data, arith)
+    (p0, c0, _), *others = _search_variants(codec)
+    runs = [("float", p0, c0, codec, "float"), ("fixed", p0, c0, codec, "fixed")]
+    runs += [("fixed", p, c, cw, "fixed_search2" if p else "fixed_nosearch") for p, c, cw in others]
+    for arith, passes, cands, cw, name in runs:
+        data = cw.encode_bytes(x, arith)
+        y, _ = cw.decode_bytes(data, arith)
         (out / f"demo_{name}.cas").write_bytes(data)
         write_wav(out / f"demo_{name}.wav", y, sr)
         m = measure(x, y, sr)
-        what = _search_name(passes, cands) + (" (core)" if (passes, cands) == core else "")
+        what = _search_name(passes, cands) + (" (core)" if cw is codec else "")
         rows.append((arith, what, 8 * len(data) / (len(x) / sr) / 1000, m))
-    codec.cfg = cfg
     w = max(len("code search"), *(len(r[1]) for r in rows))
     print(f"{'arith':6} {'code search':{w}} {'kbps':>6} {'PESQ-WB':>8} {'STOI':>6} {'SNR dB':>7}")
     for arith, what, kbps, m in rows:

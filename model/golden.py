@@ -27,9 +27,10 @@ The cascade (``encode``): r_1 = x; stage n codes r_n; for n < N its decoder give
 r_{n+1} = sat_A(r_n - y_n).  The decoder (``decode``) sums sat_A(... sat_A(y_1 + y_2) ...) over the
 first K stages.
 
-Code search (``search_code``; ``cfg.search``): each stage's code but the last is refined by flipping single
-bits, least certain first, that make the residual the stage leaves, sat_A(r_n - y_n), smaller in
-squared sum.  The decoder is unchanged; the encoder core does the same search.
+Code search (``search_code``; ``cfg.search``): each stage's code but the last is refined by
+flipping single bits, least certain first, that make the residual the stage leaves,
+sat_A(r_n - y_n), smaller in squared sum.  The decoder is unchanged; the encoder core does the
+same search.
 """
 
 from __future__ import annotations
@@ -228,11 +229,11 @@ def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: in
     """The encoder core: integer frames (T, D) -> per-stage code bits [(T, B_n)].
 
     ``search`` passes of :func:`search_code` over ``candidates`` bits (a number or a per-stage
-    schedule as in ``SearchConfig``; 0 or None: all) refine the code of each stage but the last (the stages whose decoder the encoder runs anyway; the
-    search gains nothing measurable on the last one) before its decoder makes the next
-    residual; both default to the model's ``cfg.search``, which is what the encoder core
-    generated from that config computes.  Other values are software encoder modes (the streams
-    decode on any decoder).  ``stages`` stops
+    schedule as in ``SearchConfig``; 0 or None: all) refine the code of each stage but the last
+    (the stages whose decoder the encoder runs anyway; the search gains nothing measurable on
+    the last one) before its decoder makes the next residual; both default to the model's
+    ``cfg.search``, which is what the encoder core generated from that config computes.  Other
+    values are software encoder modes (the streams decode on any decoder).  ``stages`` stops
     after the first K stages (their codes are the first K of all N).
 
     ``trace``, if a list, receives ``(stage, side, layer_index, kind, values)`` for every layer

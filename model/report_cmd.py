@@ -12,7 +12,6 @@ Writes to ``--out``:
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import time
@@ -120,7 +119,7 @@ def _sweep_plot(rows, path):
 
 
 def run_report(a) -> dict:
-    from .cli import _load_codec, _progress, _search_name, _wav_files, evaluate_files
+    from .cli import _load_codec, _progress, _search_name, _search_variants, _wav_files, evaluate_files
     from .report import markdown_table, rate_quality_plot
     codec = _load_codec(a.model)
     files = _wav_files(a.test_dir)
@@ -131,18 +130,14 @@ def run_report(a) -> dict:
     N = codec.cfg.network.stages
     t0 = time.time()
     points, sweep, float_pts = [], [], []
-    sc = codec.cfg.search
-    core = (sc.passes, sc.candidates)
+    (*core, _), *others = _search_variants(codec)
     with _progress() as p:
         # the config's search (the encoder core's code); in fixed arithmetic also the
         # software-only full search and no search, with the same decoder
         runs = [(arith, codec, arith) for arith in ariths]
         if "fixed" in ariths:
-            for search, tag in (((2, 0), "fixed, search 2 x all bits, software"), ((0, 0), "fixed, no search")):
-                if search != core:
-                    other = copy.copy(codec)
-                    other.cfg = codec.cfg.replace(search={"passes": search[0], "candidates": search[1]})
-                    runs.append(("fixed", other, tag))
+            runs += [("fixed", cw, "fixed, search 2 x all bits, software" if passes else "fixed, no search")
+                     for passes, _, cw in others]
         for arith, cw, tag in runs:
             for k in range(1, N + 1):
                 r = evaluate_files(cw, files, arith, k, p)
