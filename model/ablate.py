@@ -118,6 +118,11 @@ def _fixed_variants() -> list[Variant]:
         Variant("finetune", "Joint fine-tuning (patent claims 3-4): greedy training plus 2 rounds "
                 "of all stages together, each of half the greedy epochs.",
                 options={"finetune_rounds": 2}),
+        Variant("learned_scale", "Binary layers' per-output scales trained as parameters of their "
+                "own (TrainOptions.scale='learned', the default since this study's base was made) "
+                "instead of the study's mean |W| of the latent weights (XNOR-Net).  Same network, "
+                "same hardware: only the trained scale values differ.",
+                options={"scale": "learned"}),
         Variant("epochs1", "Training budget: 1 greedy epoch per stage instead of the study's "
                 "budget (with 32 s of real speech, longer training may overfit).",
                 options={"greedy_epochs": 1}),
@@ -266,9 +271,16 @@ NOT_RUN = [
 
 
 def study_options(epochs: int = DEFAULT_EPOCHS, seed: int = 0) -> dict:
-    """TrainOptions fields of the study's reduced budget (the baseline's options)."""
+    """TrainOptions fields of the study's reduced budget (the baseline's options).  The study
+    keeps the scale rule its rows were trained with (``mean``); ``learned_scale`` measures the
+    default's."""
     return {"seed": seed, "greedy_epochs": epochs, "finetune_rounds": 0,
-            "finetune_epochs": max(1, epochs // 2)}
+            "finetune_epochs": max(1, epochs // 2), "scale": "mean"}
+
+
+#: TrainOptions fields added after models were made, with the value those models were trained
+#: with where it is not the option's default.
+_OPTIONS_BEFORE = {"scale": "mean"}
 
 
 def variant_options(v: Variant, epochs: int = DEFAULT_EPOCHS, seed: int = 0):
@@ -304,6 +316,8 @@ def train_command(v: Variant, train_dirs, out: Path, epochs: int, seed: int, thr
         argv += ["--loss", o.loss]
     if o.rate_weight:
         argv += ["--rate-weight", f"{o.rate_weight:g}"]
+    if o.scale != "learned":
+        argv += ["--scale", o.scale]
     if threads:
         argv += ["--threads", str(threads)]
     return " ".join(shlex.quote(a) for a in argv)
@@ -574,8 +588,9 @@ def _check_model(path: Path, recipe: dict):
     had = (codec.meta or {}).get("ablation")
     if isinstance(had, dict) and isinstance(had.get("options"), dict):
         # a training option added after the model was made: it was trained with its default
+        # then (_OPTIONS_BEFORE), or else its default now
         from .train import TrainOptions
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
+        defaults = {**{f.name: f.default for f in dataclasses.fields(TrainOptions)}, **_OPTIONS_BEFORE}
         had = {**had, "options": {**{k: defaults[k] for k in recipe["options"] if k in defaults},
                                   **had["options"]}}
     if had != recipe:

@@ -327,7 +327,7 @@ def cmd_train(a):
     opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
                         finetune_epochs=a.finetune_epochs, batch=a.batch, lr=a.lr,
                         augment=not a.no_augment, device=a.device, loss=a.loss,
-                        rate_weight=a.rate_weight)
+                        rate_weight=a.rate_weight, scale=a.scale)
     if a.threads:
         torch.set_num_threads(a.threads)
     t0 = time.time()
@@ -668,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="entropy-aware training: add L dB per bit of the code bits' mean binary "
                          "entropy to the greedy loss (skewed codes that Huffman coding shrinks; "
                          "--loss mse only; default 0)")
+    sp.add_argument("--scale", choices=("learned", "mean"), default="learned",
+                    help="binary layers' per-output scales: learned (trained parameters, default) "
+                         "or mean (mean |W| of the latent weights, XNOR-Net; the older rule)")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--resample", action="store_true", help="resample/downmix files that are not 16 kHz mono")

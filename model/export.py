@@ -119,7 +119,7 @@ def quantize_model(net, cfg: CodecConfig) -> IntModel:
             out = []
             for i, (layer, kind) in enumerate(zip(layers, kinds)):
                 w = layer.weight.detach().cpu().double().numpy()
-                alpha = np.abs(w).mean(axis=1)
+                alpha = layer.scale().detach().cpu().double().numpy()
                 beta = layer.bias.detach().cpu().double().numpy()
                 in_frac = 0 if (side == "decoder" and i == 0) else F
                 m_float = alpha * 2.0 ** (F - in_frac)

@@ -2,9 +2,13 @@
 
 The float forward pass computes what ``model/golden.py`` computes in integers, layer for layer:
 
-* ``BinaryLinear``: y = alpha * (sign(W) x) + b with one positive scale per output,
-  alpha_i = mean_j |W_ij| (XNOR-Net, Rastegari et al. 2016); sign() has a straight-through
-  gradient (Courbariaux et al. 2016, BinaryConnect).  ``binary=False`` keeps W as is.
+* ``BinaryLinear``: y = alpha * (sign(W) x) + b with one positive scale per output; sign() has a
+  straight-through gradient (Courbariaux et al. 2016, BinaryConnect).  alpha_i = |a_i|, a trained
+  parameter of its own (``TrainOptions.scale="learned"``, the default; as in XNOR-Net++, Bulat &
+  Tzimiropoulos 2019), or tied to the latent weights, alpha_i = mean_j |W_ij| (XNOR-Net,
+  Rastegari et al. 2016; ``scale="mean"``, the rule of models made before).  Either way the
+  trained model stores alpha, and inference and export read it there.  ``binary=False`` keeps W
+  as is.
 * ``Stage``: encoder ``in`` (hardtanh), ``res`` layers h <- h + hardtanh(W h + b) (Eq. 1/2),
   code layer c = sign(W h + b) in {-1, +1} (Eq. 3, straight-through gradient); decoder mirrors it
   and ends in a linear ``out`` layer.
@@ -43,15 +47,38 @@ def sign_ste(x: torch.Tensor) -> torch.Tensor:
 
 
 class BinaryLinear(nn.Module):
+    """y = alpha * (sign(W) x) + b; ``alpha`` (fan_out,) holds the per-output scale.
+
+    ``tied`` (set by training with ``scale="mean"``): alpha is computed as mean_j |W_ij| (so the
+    gradient reaches W through it) instead of read from ``alpha``; :meth:`untie` copies it into
+    ``alpha`` when training ends.  A state dict without ``alpha`` (model files made before it
+    existed, all with the mean rule) loads with alpha = mean |W|: the same layer as before."""
+
     def __init__(self, fan_in: int, fan_out: int, binary: bool = True):
         super().__init__()
         self.binary = binary
+        self.tied = False
         self.weight = nn.Parameter(torch.randn(fan_out, fan_in) / fan_in ** 0.5)
         self.bias = nn.Parameter(torch.zeros(fan_out))
+        self.alpha = nn.Parameter(self.weight.detach().abs().mean(dim=1).clone())
 
     def scale(self) -> torch.Tensor:
-        """Per-output scale alpha (fan_out,)."""
-        return self.weight.abs().mean(dim=1)
+        """Per-output scale alpha (fan_out,), positive."""
+        return self.weight.abs().mean(dim=1) if self.tied else self.alpha.abs()
+
+    def untie(self) -> None:
+        """End the mean rule: store alpha = mean |W| and read it from ``alpha`` from now on."""
+        if self.tied:
+            with torch.no_grad():
+                self.alpha.copy_(self.weight.abs().mean(dim=1))
+            self.tied = False
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        if prefix + "weight" in state_dict and prefix + "alpha" not in state_dict:
+            state_dict[prefix + "alpha"] = state_dict[prefix + "weight"].abs().mean(dim=1)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def effective_weight(self) -> torch.Tensor:
         if not self.binary:

@@ -18,6 +18,11 @@
 * ``rate_weight`` > 0 (entropy-aware training) adds ``rate_weight`` dB per bit of the mean
   binary entropy of the stage's code bits (:func:`code_entropy`), so that the codes become skewed
   and the Huffman coder can spend fewer bits on them.
+* ``scale``: how a binary layer's per-output scale alpha is trained (``model.net.BinaryLinear``):
+  ``"learned"`` (default), a parameter of its own; ``"mean"``, alpha = mean |W| of the latent
+  weights (XNOR-Net; the rule of the models made before).  On the held-out split the learned
+  scale lowers the residual error after 9 x 64 bits from -4.4 to -5.5 dB (``cascade ablate``,
+  variant ``learned_scale``).
 * Data: any folder of WAV files; frames are gain-normalized (per-frame RMS).  Augmentation
   (``augment``) adds speed-perturbed copies (resampling by 0.9 and 1.1, which shifts pitch and
   formants) of every training file.
@@ -38,12 +43,14 @@ from scipy.signal import resample_poly
 
 from . import dsp
 from .config import CodecConfig
-from .net import Cascade
+from .net import BinaryLinear, Cascade
 
-__all__ = ["TrainOptions", "LOSSES", "frames_from_signals", "band_level_error", "code_entropy", "train"]
+__all__ = ["TrainOptions", "LOSSES", "SCALES", "frames_from_signals", "band_level_error", "code_entropy", "train"]
 
 #: Training losses: ``mse`` (default) and ``bands`` (MSE plus a log band-energy term).
 LOSSES = ("mse", "bands")
+#: Rules for the binary layers' per-output scales: ``learned`` (default) and ``mean``.
+SCALES = ("learned", "mean")
 #: Weight of the band-energy term (dB per dB of MSE) for ``loss="bands"``.
 BAND_WEIGHT = 0.5
 #: Band counts of the multi-resolution band-energy term.
@@ -62,6 +69,7 @@ class TrainOptions:
     device: str = "auto"
     loss: str = "mse"
     rate_weight: float = 0.0
+    scale: str = "learned"
 
 
 def _augmented(signals: list[np.ndarray]) -> list[np.ndarray]:
@@ -172,6 +180,8 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
     """
     if opts.loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, not {opts.loss!r}")
+    if opts.scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, not {opts.scale!r}")
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed)
     rank = int(os.environ.get("RANK", 0))
@@ -190,6 +200,9 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
     log(f"training frames: {len(data)} ({len(data) / cfg.signal.frame_rate:.0f} s incl. augmentation)")
 
     net = Cascade(cfg).to(device)
+    binary_layers = [m for m in net.modules() if isinstance(m, BinaryLinear)]
+    for m in binary_layers:
+        m.tied = opts.scale == "mean"
     gen = torch.Generator().manual_seed(opts.seed)
     history = {"greedy": [], "finetune": [], "frames": len(data)}
     done_stages, done_rounds = 0, 0
@@ -269,4 +282,6 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
         history["finetune"].append(last)
         done_rounds = r + 1
         save()
+    for m in binary_layers:
+        m.untie()
     return net.cpu(), history

@@ -57,7 +57,8 @@ def test_round_trip_trained_model(tiny_codec, tmp_path):
 
 
 def test_quantize_model_matches_float_layers(tiny_codec):
-    """mult/2**shift reproduces alpha * 2**(F - F_in) to 1/2 LSB of mult, bias = round(beta*2**F)."""
+    """mult/2**shift reproduces the layer's alpha * 2**(F - F_in) to 1/2 LSB of mult, bias =
+    round(beta*2**F)."""
     cfg = tiny_codec.cfg
     F = cfg.fixed.act_frac
     m = quantize_model(tiny_codec.net, cfg)
@@ -66,7 +67,8 @@ def test_quantize_model_matches_float_layers(tiny_codec):
         for layers, ints in ((st_net.enc, st_int.encoder), (st_net.dec, st_int.decoder)):
             for lay, il in zip(layers, ints):
                 w = lay.weight.detach().double().numpy()
-                alpha = np.abs(w).mean(1)
+                alpha = lay.scale().detach().double().numpy()
+                assert not np.allclose(alpha, np.abs(w).mean(1))   # trained, not the mean rule
                 target = alpha * 2.0 ** (F - il.in_frac + il.shift)
                 assert np.all(np.abs(il.mult - target) <= 0.5 + 1e-9)
                 assert np.abs(il.mult).max() <= m_max

@@ -125,3 +125,40 @@ def test_code_entropy_is_a_differentiable_rate_estimate():
     with torch.no_grad():
         st.enc[-1].bias.fill_(5.0)                     # every bit +1: no information, no rate
     assert float(code_entropy(st, r)) < 0.05
+
+
+def test_scale_rules(speech_wav):
+    """``scale="mean"`` ends with alpha = mean |W| stored in every binary layer (the rule of the
+    older models); ``scale="learned"`` trains alpha away from it, with other weights; an unknown
+    rule is refused."""
+    cfg = preset("tiny")
+    sig = _signals(speech_wav)
+    q = _fit(cfg, sig)
+    base = dict(seed=4, greedy_epochs=2, finetune_rounds=1, finetune_epochs=1, augment=False, batch=32)
+    mean, _ = train(cfg, sig, TrainOptions(**base, scale="mean"), q, log=lambda *_: None)
+    learned, _ = train(cfg, sig, TrainOptions(**base), q, log=lambda *_: None)
+    from model.net import BinaryLinear
+    mean_layers = [m for m in mean.modules() if isinstance(m, BinaryLinear)]
+    learned_layers = [m for m in learned.modules() if isinstance(m, BinaryLinear)]
+    for m in mean_layers:
+        assert not m.tied
+        torch.testing.assert_close(m.alpha.detach(), m.weight.detach().abs().mean(1))
+        torch.testing.assert_close(m.scale(), m.alpha.detach())
+    assert all(not torch.allclose(m.alpha, m.weight.abs().mean(1)) for m in learned_layers)
+    with pytest.raises(ValueError, match="scale"):
+        train(cfg, sig, TrainOptions(**base, scale="nope"), q, log=lambda *_: None)
+
+
+def test_state_dict_without_alpha_loads_with_the_mean_rule():
+    """A model file made before ``alpha`` existed: its layers load with alpha = mean |W|, the
+    scale those models were trained and exported with."""
+    from model.net import Cascade
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    net = Cascade(cfg)
+    old = {k: v for k, v in net.state_dict().items() if not k.endswith(".alpha")}
+    fresh = Cascade(cfg)
+    fresh.load_state_dict(old)
+    for name, m in fresh.named_modules():
+        if hasattr(m, "alpha"):
+            torch.testing.assert_close(m.alpha.detach(), old[name + ".weight"].abs().mean(1))
