@@ -103,6 +103,7 @@ class Stage(nn.Module):
         self.dec = nn.ModuleList(BinaryLinear(i, o, binary) for _, i, o in shapes["decoder"])
         with torch.no_grad():  # a new stage starts close to "add nothing" (error 0 dB, not worse)
             self.dec[-1].weight.mul_(0.1)
+            self.dec[-1].alpha.mul_(0.1)
         self.kinds_enc = [k for k, _, _ in shapes["encoder"]]
         self.kinds_dec = [k for k, _, _ in shapes["decoder"]]
         self.bands = cfg.network
