@@ -144,6 +144,10 @@ def _fixed_variants() -> list[Variant]:
         Variant("no_postfilter", "Decoder-side formant postfilter (PostfilterConfig): the "
                 "baseline's model and streams decoded without it.",
                 config={"postfilter": {"enabled": False}}, eval_of="baseline"),
+        Variant("no_pitch_postfilter", "Decoder-side pitch (long-term) postfilter "
+                "(PostfilterConfig.pitch_gain): the baseline's model and streams decoded without "
+                "it (the formant postfilter stays).",
+                config={"postfilter": {"pitch_gain": 0.0}}, eval_of="baseline"),
         Variant("noise_fill", "Decoder-side noise filling (NoiseFillConfig): the baseline's "
                 "streams decoded with half of each frame's missing energy added as white noise "
                 "above 4.8 kHz.", config={"noise_fill": {"enabled": True}}, eval_of="baseline"),
@@ -334,6 +338,8 @@ def _host_flags(cfg: CodecConfig) -> str:
     flags = []
     if not cfg.postfilter.enabled:
         flags.append("--no-postfilter")
+    elif not cfg.postfilter.pitch_gain:
+        flags.append("--no-pitch-postfilter")
     if not cfg.noise_fill.enabled:
         flags.append("--no-noise-fill")
     flags += ["--search", str(cfg.search.passes)]

@@ -90,7 +90,7 @@ def _load_codec(path):
 
 def _host_settings(codec, a):
     """The codec with ``--search`` / ``--search-candidates`` / ``--no-postfilter`` /
-    ``--no-noise-fill`` applied (they set host-side sections of the config that change no weight
+    ``--no-pitch-postfilter`` / ``--no-noise-fill`` applied (they set host-side sections of the config that change no weight
     and no stream format)."""
     changes = {}
     if getattr(a, "search", None) is not None or getattr(a, "search_candidates", None) is not None:
@@ -99,6 +99,8 @@ def _host_settings(codec, a):
                              "candidates": sc.candidates if a.search_candidates is None else a.search_candidates}
     if getattr(a, "no_postfilter", False):
         changes["postfilter"] = {"enabled": False}
+    elif getattr(a, "no_pitch_postfilter", False):
+        changes["postfilter"] = {"pitch_gain": 0.0}
     if getattr(a, "no_noise_fill", False):
         changes["noise_fill"] = {"enabled": False}
     if changes:
@@ -639,7 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def decoder_host_args(sp):
         sp.add_argument("--no-postfilter", action="store_true",
-                        help="decode without the formant postfilter")
+                        help="decode without the postfilters (formant and pitch)")
+        sp.add_argument("--no-pitch-postfilter", action="store_true",
+                        help="decode without the pitch (long-term) postfilter")
         sp.add_argument("--no-noise-fill", action="store_true",
                         help="decode without noise filling")
 

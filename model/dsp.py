@@ -27,7 +27,7 @@ from scipy.signal import lfilter, lfiltic
 
 from .config import CodecConfig
 
-__all__ = ["Analysis", "analyze", "synthesize", "noise_fill", "postfilter", "LsfQuantizer", "poly2lsf", "lsf2poly",
+__all__ = ["Analysis", "analyze", "synthesize", "noise_fill", "postfilter", "pitch_postfilter", "LsfQuantizer", "poly2lsf", "lsf2poly",
            "transform", "inverse_transform", "lpc_frames", "num_frames"]
 
 
@@ -301,6 +301,8 @@ def synthesize(frames: np.ndarray, lsf_idx: np.ndarray, gain_idx: np.ndarray, nu
     y = _synthesis_filter(e, A, cfg.signal.hop)
     if cfg.postfilter.enabled and cfg.lpc.enabled:
         y = postfilter(y, A, cfg)
+    if cfg.postfilter.enabled and cfg.postfilter.pitch_gain > 0:
+        y = pitch_postfilter(y, cfg)
     return y
 
 
@@ -325,6 +327,38 @@ def postfilter(y: np.ndarray, A: np.ndarray, cfg: CodecConfig) -> np.ndarray:
         e_in, e_out = float(np.dot(seg, seg)), float(np.dot(w, w))
         out[lo:hi] = w * np.sqrt(e_in / e_out) if e_out > 0 else w
     return out
+
+
+def pitch_postfilter(y: np.ndarray, cfg: CodecConfig) -> np.ndarray:
+    """The long-term (pitch) postfilter of ``cfg.postfilter`` (see ``PostfilterConfig``).
+
+    Windows of 20 ms every 10 ms (sine-squared, so the windows sum to 1), each filtered as
+    ``(w(n) + g w(n - T)) / (1 + g)`` with its own lag T in 2 to 20 ms (the lag of the
+    largest normalized correlation r between the window and the decoded speech T samples
+    earlier, zeros before the start) and ``g = pitch_gain * r`` where r > ``pitch_threshold``,
+    else g = 0; the filtered windows are overlap-added.  Works on the decoded speech alone
+    (no side information); same length out as in."""
+    pf, sr = cfg.postfilter, cfg.signal.sample_rate
+    n, hop = len(y), sr // 100
+    win = 2 * hop
+    lags = np.arange(sr // 500, sr // 50 + 1)                     # 2 .. 20 ms
+    lo = int(lags[-1])
+    # y with lo zeros before it (the past of the first windows) and a window of zeros after it
+    pad = np.concatenate([np.zeros(lo + hop), y, np.zeros(win + hop)])
+    out = np.zeros(len(pad))
+    w = np.sin(np.pi * (np.arange(win) + 0.5) / win) ** 2
+    taps = np.arange(win)[None, :] - lags[:, None]                # (lags, win) offsets of y(n - T)
+    for start in range(lo, lo + hop + n, hop):                     # window start in pad
+        seg = pad[start:start + win]
+        e = float(seg @ seg)
+        if e <= 0.0:
+            continue
+        past = pad[start + taps]
+        r = (past @ seg) / (np.sqrt((past * past).sum(1) * e) + 1e-12)
+        j = int(np.argmax(r))
+        g = pf.pitch_gain * min(1.0, float(r[j])) if r[j] > pf.pitch_threshold else 0.0
+        out[start:start + win] += w * (seg + g * past[j]) / (1.0 + g)
+    return out[lo + hop:lo + hop + n]
 
 
 def training_lsfs(signals: list[np.ndarray], cfg: CodecConfig) -> np.ndarray:

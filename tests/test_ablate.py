@@ -158,7 +158,8 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert b["full"]["stages"] == 2 and b["delta"]["full_pesq_wb"] == 0.0 and b["train_seconds"] > 0
     # the host-side variants need no training; the tiny preset searches like the default, so
     # `search_front` is the baseline itself and is not run
-    host_only = {"no_postfilter", "search", "search_c16", "search_c6", "no_search", "no_noise_fill"}
+    host_only = {"no_postfilter", "no_pitch_postfilter", "search", "search_c16", "search_c6",
+                 "no_search", "no_noise_fill"}
     assert all(r["status"] == "not run" and r["reason"] for n, r in rows.items()
                if n not in {"baseline"} | host_only)
     assert "same codec as the baseline" in rows["search_front"]["reason"]
@@ -170,6 +171,10 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert [p["kbps"] for p in npf["points"]] == [p["kbps"] for p in b["points"]]
     assert [p["snr_db"] for p in npf["points"]] != [p["snr_db"] for p in b["points"]]
     assert "--no-postfilter" in npf["eval_command"]
+    npp = rows["no_pitch_postfilter"]   # decoder only too: same bytes, other audio
+    assert [p["kbps"] for p in npp["points"]] == [p["kbps"] for p in b["points"]]
+    assert [p["snr_db"] for p in npp["points"]] != [p["snr_db"] for p in b["points"]]
+    assert "--no-pitch-postfilter" in npp["eval_command"]
     nnf = rows["no_noise_fill"]      # decoder only too: same bytes, other audio
     assert [p["kbps"] for p in nnf["points"]] == [p["kbps"] for p in b["points"]]
     assert [p["snr_db"] for p in nnf["points"]] != [p["snr_db"] for p in b["points"]]

@@ -72,7 +72,7 @@ def test_hash_changes_with_every_field():
             assert other.config_hash not in seen, f"hash ignores {sec}.{name}"
             seen.add(other.config_hash)
         n += 1
-    assert n == 28   # every field of every section
+    assert n == 30   # every field of every section
 
 
 def test_hash_of_existing_configs_unchanged_by_subbands():
