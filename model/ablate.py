@@ -124,7 +124,8 @@ def _fixed_variants() -> list[Variant]:
                 "same hardware: only the trained scale values differ.",
                 options={"scale": "learned"}),
         Variant("epochs1", "Training budget: 1 greedy epoch per stage instead of the study's "
-                "budget (with 32 s of real speech, longer training may overfit).",
+                "budget (with 32 s of real speech, longer training might overfit; with the mean "
+                "scale rule it does not help even on the training frames).",
                 options={"greedy_epochs": 1}),
         Variant("epochs4", "Training budget: 4 greedy epochs per stage.",
                 options={"greedy_epochs": 4}),

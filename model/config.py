@@ -259,7 +259,8 @@ class SearchConfig:
     decodes: (24, 8, 4, 4, 2, ...).  48 trials are the most that keep the shipped encoders
     real-time at their boards' own clocks (iCEBreaker, 12 MHz: 215,264 cycles per 20 ms frame,
     real-time factor 1.11; the large model on the ULX3S-85F at 25 MHz, about 1.4).  Held-out
-    PESQ-WB (``--arith fixed``, shipped model; docs/RESULTS.md has the commands): at K = 9 2.81
+    PESQ-WB (``--arith fixed``, the shipped model before learned scales and the pitch
+    postfilter; docs/RESULTS.md has the commands): at K = 9 2.81
     without search, 2.95 with these 48 trials or with 6 per stage, 3.18 with 2 passes over all
     bits (``--search 2 --search-candidates 0``: a software-only setting, 65x the core's
     decoder work); at K = 1 1.50, 1.78 with this schedule, 1.53 with 6 per stage.
@@ -485,10 +486,10 @@ def _tiny() -> CodecConfig:
 
 def _large() -> CodecConfig:
     # The ECP5 codec: 18 stages of 32 bits at hidden width 96 (the same 576 code bits per frame as
-    # the default in finer steps), 3-bit LSFs (as it was trained, before the default moved to 4).  Better at every rate (cascade ablate: s18x32), but its encoder
-    # needs 1.5 Mbit of weights, more than an iCE40 UP5K has; a ULX3S-85F holds both cores.
-    return CodecConfig(lpc=LpcConfig(lsf_bits=3),
-                       network=NetworkConfig(stages=18, code_bits=(32,) * 18, hidden=96, res_layers=1))
+    # the default in finer steps) and the default's 4-bit LSFs.  Better at every rate (cascade
+    # ablate: s18x32), but its encoder needs 1.5 Mbit of weights, more than an iCE40 UP5K has; a
+    # ULX3S-85F holds both cores.
+    return CodecConfig(network=NetworkConfig(stages=18, code_bits=(32,) * 18, hidden=96, res_layers=1))
 
 
 PRESETS = {
