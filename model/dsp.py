@@ -343,7 +343,8 @@ def pitch_postfilter(y: np.ndarray, cfg: CodecConfig) -> np.ndarray:
     win = 2 * hop
     lags = np.arange(sr // 500, sr // 50 + 1)                     # 2 .. 20 ms
     lo = int(lags[-1])
-    # y with lo zeros before it (the past of the first windows) and a window of zeros after it
+    # y after lo + hop zeros (the past of the first windows, and the first window's first half)
+    # and before win + hop zeros (the last window's second half)
     pad = np.concatenate([np.zeros(lo + hop), y, np.zeros(win + hop)])
     out = np.zeros(len(pad))
     w = np.sin(np.pi * (np.arange(win) + 0.5) / win) ** 2
