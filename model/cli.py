@@ -379,6 +379,48 @@ def cmd_codebooks(a):
     print(f"{out}: Huffman codebooks of the stage codes and side information from {len(files)} files")
 
 
+def cmd_tune_postfilter(a):
+    from .codec import POSTFILTER_GAMMAS
+    from .data import load_wav
+    codec = _load_codec(a.model)
+    out = _out_path(a.out, a.force)
+    if a.json not in (None, "-"):
+        _out_path(a.json, a.force)
+    files = []
+    for d in a.wav_dir:
+        files += _wav_files(d)
+    signals = [load_wav(f, codec.cfg.signal.sample_rate, resample=a.resample) for f in files]
+    N = codec.cfg.network.stages
+    with _progress(not a.quiet) as p:
+        task = p.add_task(f"postfilter: {len(files)} files x {N} stage counts", total=len(files) * N) if p else None
+        try:
+            table = codec.tune_postfilter(signals, a.gammas or POSTFILTER_GAMMAS, progress=(lambda d, t: p.update(task, completed=d)) if p else None)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    codec.meta = dict(codec.meta)
+    codec.meta.setdefault("postfilter_updates", []).append(
+        {"command": "cascade tune-postfilter " + " ".join(sys.argv[2:]), "files": [str(f) for f in files],
+         "num_gamma": table["num_gamma"], "date": time.strftime("%Y-%m-%d")})
+    codec.save(out)
+    if a.json is not None:
+        _json_out(table, a.json)
+    if a.json != "-":
+        for k, (g, row) in enumerate(zip(table["num_gamma"], table["pesq_wb"]), 1):
+            print(f"K={k:2d}  num_gamma {g:.2f}  PESQ-WB {max(row):.3f}  (" +
+                  " ".join(f"{x:.2f}:{v:.3f}" for x, v in zip(table["gammas"], row)) + ")")
+        print(f"{out}: formant postfilter num_gamma per K from {len(files)} files")
+
+
+def _gammas(text: str):
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not vals or not all(0 <= v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"gammas must be in [0, 1): {text!r}")
+    return vals
+
+
 def cmd_export(a):
     from .export import save_export
     codec = _load_codec(a.model)
@@ -519,7 +561,7 @@ def cmd_board(a):
             frames = read_stream(Path(a.input).read_bytes(), cfg, codec.codebooks, side=codec.side)
             y = golden.dequantize_frames(board.decode(frames.codes), cfg)
             write_wav(out, dsp.synthesize(y, frames.lsf_idx, frames.gain_idx, frames.num_samples, cfg,
-                                          codec.lsf_q), cfg.signal.sample_rate)
+                                          codec.lsf_q, len(frames.codes)), cfg.signal.sample_rate)
             print(f"{a.input} -> {out} (decoded on the board)")
     except (ProtocolError, ImportError, OSError) as exc:
         raise UserError(f"board on {a.port}: {exc}") from None
@@ -737,6 +779,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--resample", action="store_true")
     sp.add_argument("--force", action="store_true")
+
+    sp = add("tune-postfilter", cmd_tune_postfilter,
+             "pick the formant postfilter's num_gamma for every number of decoded stages K by PESQ-WB "
+             "on folders of WAV files (use training data): writes a new model file")
+    sp.add_argument("wav_dir", nargs="+")
+    model_arg(sp)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--gammas", type=_gammas, default=None, metavar="G1,G2,...",
+                    help="num_gamma values to try (default 0.65,0.7,0.75,0.8,0.85,0.9)")
+    sp.add_argument("--json", help="write the table (PESQ-WB per K and gamma) to this JSON file ('-': stdout)")
+    sp.add_argument("--resample", action="store_true")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--force", action="store_true", help="overwrite --out and --json")
 
     sp = add("export", cmd_export, "write the integer model (weight bits, scales, biases, formats) for the hardware")
     model_arg(sp)

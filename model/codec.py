@@ -34,6 +34,10 @@ __all__ = ["Codec", "ModelError", "DEFAULT_MODEL", "ARITHS"]
 ARITHS = ("float", "fixed")
 
 
+#: ``num_gamma`` values ``Codec.tune_postfilter`` tries by default (``cascade tune-postfilter``).
+POSTFILTER_GAMMAS = (0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+
+
 class ModelError(ValueError):
     """A model file that is missing, damaged or made for other code."""
 
@@ -101,6 +105,45 @@ class Codec:
         frames = np.concatenate([an.frames[an.gain_idx > 0] for an in analyses])
         self.codebooks = train_codebooks(self.encode_frames(frames, arith, search=0), self.cfg)
         self.side = SideCoder.train([np.concatenate([an.lsf_idx, an.gain_idx[:, None]], 1) for an in analyses], self.cfg)
+
+    def tune_postfilter(self, signals: list[np.ndarray], gammas=POSTFILTER_GAMMAS, arith: str = "fixed",
+                        progress=None) -> dict:
+        """Pick the formant postfilter's ``num_gamma`` for every number of decoded stages K
+        (``PostfilterConfig.num_gamma``): each signal is encoded once (``arith``, the config's code
+        search: what the encoder core sends), decoded with K = 1..N stages, postfiltered with each
+        of ``gammas`` and scored with PESQ-WB against the signal; for each K the gamma of the best
+        mean score is kept.  Sets ``self.cfg`` and returns the table (``gammas``, ``pesq_wb``
+        [K][gamma], ``num_gamma``).  Use training data: the schedule is part of the model.
+        ``progress(done, total)`` is called after each (signal, K)."""
+        import dataclasses
+        from .metrics import pesq_wb
+        gammas = [float(g) for g in gammas]
+        if not gammas or not all(0 <= g < 1 for g in gammas):
+            raise ValueError("gammas must be a non-empty list of numbers in [0, 1)")
+        N = self.cfg.network.stages
+        scores = np.zeros((N, len(gammas)))
+        counts = np.zeros((N, len(gammas)))
+        done, total = 0, len(signals) * N
+        for x in signals:
+            fr = self.encode(x, arith)
+            for k in range(1, N + 1):
+                y = self.decode_frames(fr.codes[:k], arith)
+                for j, g in enumerate(gammas):
+                    cfg = dataclasses.replace(self.cfg, postfilter=dataclasses.replace(self.cfg.postfilter, num_gamma=g))
+                    s = pesq_wb(x, dsp.synthesize(y, fr.lsf_idx, fr.gain_idx, fr.num_samples, cfg, self.lsf_q, k))
+                    if np.isfinite(s):   # nan: PESQ cannot judge this file (too short, silent)
+                        scores[k - 1, j] += s
+                        counts[k - 1, j] += 1
+                done += 1
+                if progress:
+                    progress(done, total)
+        if not counts.any():
+            raise ValueError("PESQ could judge none of the signals (too short or silent?)")
+        mean = scores / np.maximum(counts, 1)
+        best = tuple(gammas[int(np.argmax(row))] for row in mean)
+        self.cfg = self.cfg.replace(postfilter={"num_gamma": list(best)})
+        return {"gammas": gammas, "pesq_wb": mean.round(4).tolist(), "num_gamma": list(best),
+                "files": len(signals), "arith": arith}
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -186,7 +229,7 @@ class Codec:
         lsf_idx, gain_idx = frames.lsf_idx.copy(), frames.gain_idx.copy()
         if frames.lost is not None and frames.lost.any():
             y, lsf_idx, gain_idx = _conceal(y, lsf_idx, gain_idx, frames.lost, self.cfg)
-        return dsp.synthesize(y, lsf_idx, gain_idx, frames.num_samples, self.cfg, self.lsf_q)
+        return dsp.synthesize(y, lsf_idx, gain_idx, frames.num_samples, self.cfg, self.lsf_q, len(codes))
 
     def encode_bytes(self, signal: np.ndarray, arith: str = "float", stages: int | None = None,
                      search: int | None = None) -> bytes:

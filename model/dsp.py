@@ -294,23 +294,29 @@ def noise_fill(frames: np.ndarray, cfg: CodecConfig) -> np.ndarray:
 
 
 def synthesize(frames: np.ndarray, lsf_idx: np.ndarray, gain_idx: np.ndarray, num_samples: int,
-               cfg: CodecConfig, q: LsfQuantizer | None) -> np.ndarray:
+               cfg: CodecConfig, q: LsfQuantizer | None, stages: int | None = None) -> np.ndarray:
+    """Decoded (normalized) frames and side information -> speech: noise filling, gain, inverse
+    transform, LPC synthesis, then the formant and pitch postfilters.  ``stages``: how many stages
+    the frames were decoded from (default all), which picks the formant postfilter's
+    ``num_gamma`` (``PostfilterConfig.num_gamma_for``)."""
     X = noise_fill(frames, cfg) * gain_dequantize(gain_idx, cfg)[:, None]
     e = inverse_transform(X, cfg, num_samples)
     A = _filters_from_lsf_idx(lsf_idx, cfg, q)
     y = _synthesis_filter(e, A, cfg.signal.hop)
     if cfg.postfilter.enabled and cfg.lpc.enabled:
-        y = postfilter(y, A, cfg)
+        y = postfilter(y, A, cfg, cfg.network.stages if stages is None else stages)
     if cfg.postfilter.enabled and cfg.postfilter.pitch_gain > 0:
         y = pitch_postfilter(y, cfg)
     return y
 
 
-def postfilter(y: np.ndarray, A: np.ndarray, cfg: CodecConfig) -> np.ndarray:
+def postfilter(y: np.ndarray, A: np.ndarray, cfg: CodecConfig, stages: int | None = None) -> np.ndarray:
     """The formant postfilter of ``cfg.postfilter`` (see ``PostfilterConfig``) with per-frame LPC
-    polynomials ``A`` (T, p+1); filter states carry across frames; each frame's output is scaled
-    to the energy of its input."""
+    polynomials ``A`` (T, p+1), for a stream decoded with ``stages`` stages (default all; it picks
+    ``num_gamma``); filter states carry across frames; each frame's output is scaled to the
+    energy of its input."""
     pf, hop = cfg.postfilter, cfg.signal.hop
+    num_gamma = pf.num_gamma_for(cfg.network.stages if stages is None else stages)
     p = A.shape[1] - 1
     powers = np.arange(p + 1)
     z_num, z_den, last = np.zeros(p), np.zeros(p), 0.0
@@ -320,7 +326,7 @@ def postfilter(y: np.ndarray, A: np.ndarray, cfg: CodecConfig) -> np.ndarray:
         if lo >= hi:
             break
         seg = y[lo:hi]
-        v, z_num = lfilter(A[t] * pf.num_gamma ** powers, [1.0], seg, zi=z_num)
+        v, z_num = lfilter(A[t] * num_gamma ** powers, [1.0], seg, zi=z_num)
         w, z_den = lfilter([1.0], A[t] * pf.den_gamma ** powers, v, zi=z_den)
         if pf.tilt:
             w, last = w - pf.tilt * np.concatenate([[last], w[:-1]]), w[-1]

@@ -111,6 +111,46 @@ def test_eval_json(capsys, tiny_model_path, speech_wav, tmp_path):
     assert res1["stages"] == 1 and res1["mean"]["kbps"] < m["kbps"]
 
 
+def test_tune_postfilter(capsys, tiny_model_path, speech_wav, speech, tmp_path):
+    """tune-postfilter keeps, for every K, the gamma whose decoded speech scores best; its table is
+    what `decode` then gives (PESQ-WB of Codec.decode with that single gamma); weights, config hash
+    and the input model file stay as they were; an existing --out is refused."""
+    import torch
+    from model.codec import Codec
+    from model.metrics import pesq_wb
+    d = tmp_path / "wavs"
+    d.mkdir()
+    (d / "s.wav").write_bytes(speech_wav.read_bytes())
+    before = tiny_model_path.read_bytes()
+    out = tmp_path / "tuned.pt"
+    rc, stdout, err = run(capsys, "tune-postfilter", d, "--model", tiny_model_path, "--out", out,
+                          "--gammas", "0.3,0.9", "--json", tmp_path / "t.json", "--quiet")
+    assert rc == 0, err
+    assert tiny_model_path.read_bytes() == before
+    table = json.loads((tmp_path / "t.json").read_text())
+    assert table["gammas"] == [0.3, 0.9] and len(table["pesq_wb"]) == 2 == len(table["num_gamma"])
+    for row, g in zip(table["pesq_wb"], table["num_gamma"]):
+        assert g == table["gammas"][int(np.argmax(row))]
+    assert table["pesq_wb"][0][0] != table["pesq_wb"][0][1]      # the gamma changes the output
+    base, tuned = Codec.load(tiny_model_path), Codec.load(out)
+    assert tuned.cfg.postfilter.num_gamma == tuple(table["num_gamma"])
+    assert tuned.cfg.config_hash == base.cfg.config_hash
+    for k, v in base.net.state_dict().items():
+        assert torch.equal(v, tuned.net.state_dict()[k]), k
+    assert tuned.meta["postfilter_updates"][-1]["num_gamma"] == table["num_gamma"]
+    frames = base.encode(speech, "fixed")
+    for k in (1, 2):
+        for j, g in enumerate(table["gammas"]):
+            base.cfg = base.cfg.replace(postfilter={"num_gamma": g})
+            assert pesq_wb(speech, base.decode(frames, "fixed", k)) == pytest.approx(table["pesq_wb"][k - 1][j], abs=1e-4)
+    # decode with the tuned model uses entry K-1 of its schedule
+    base.cfg = base.cfg.replace(postfilter={"num_gamma": table["num_gamma"][0]})
+    np.testing.assert_array_equal(tuned.decode(frames, "fixed", 1), base.decode(frames, "fixed", 1))
+    rc, stdout, err = run(capsys, "tune-postfilter", d, "--model", tiny_model_path, "--out", out, "--quiet")
+    assert_user_error(rc, err)
+    assert Codec.load(out).cfg.postfilter.num_gamma == tuple(table["num_gamma"])
+
+
 # ------------------------------------------------------------------------------ bad inputs
 
 def _wav(path, x, sr):

@@ -136,6 +136,29 @@ def test_postfilter_keeps_frame_energy_and_deepens_valleys(speech):
                                plain, atol=1e-9)
 
 
+def test_formant_postfilter_gamma_follows_the_decoded_stage_count(speech):
+    """A per-K ``num_gamma`` schedule: decoding with K stages filters exactly as the single value
+    of entry K-1 (the last entry for larger K); a single value holds for every K."""
+    cfg = preset("default").replace(noise_fill={"enabled": False}, postfilter={"pitch_gain": 0.0})
+    x = speech[:8000]
+    q = _quantizer(cfg, [x])
+    an = dsp.analyze(x, cfg, q)
+    args = (an.frames, an.lsf_idx, an.gain_idx, an.num_samples)
+    sched = cfg.replace(postfilter={"num_gamma": [0.6, 0.7, 0.85]})
+    assert sched.postfilter.num_gamma == (0.6, 0.7, 0.85)
+    assert [sched.postfilter.num_gamma_for(k) for k in (1, 2, 3, 9)] == [0.6, 0.7, 0.85, 0.85]
+    for k, g in ((1, 0.6), (2, 0.7), (5, 0.85)):
+        single = cfg.replace(postfilter={"num_gamma": g})
+        np.testing.assert_array_equal(dsp.synthesize(*args, sched, q, k), dsp.synthesize(*args, single, q, k))
+    assert not np.allclose(dsp.synthesize(*args, sched, q, 1), dsp.synthesize(*args, sched, q, 2))
+    # default: all stages
+    np.testing.assert_array_equal(dsp.synthesize(*args, sched, q), dsp.synthesize(*args, sched, q, 9))
+    assert CodecConfig.from_dict(sched.to_dict()) == sched and sched.config_hash == cfg.config_hash
+    for bad in ([], [0.5, 1.0], 1.2):
+        with pytest.raises(ConfigError):
+            cfg.replace(postfilter={"num_gamma": bad})
+
+
 def test_pitch_postfilter_lowers_noise_between_harmonics():
     """A periodic signal (125 Hz) in white noise comes out closer to the clean periodic signal
     (the comb keeps the harmonics and averages the noise); noise alone (no correlation above the
