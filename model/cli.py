@@ -90,7 +90,7 @@ def _load_codec(path):
 
 def _host_settings(codec, a):
     """The codec with ``--search`` / ``--search-candidates`` / ``--no-postfilter`` /
-    ``--no-pitch-postfilter`` / ``--no-noise-fill`` applied (they set host-side sections of the config that change no weight
+    ``--no-pitch-postfilter`` / ``--num-gamma`` / ``--no-noise-fill`` applied (they set host-side sections of the config that change no weight
     and no stream format)."""
     changes = {}
     if getattr(a, "search", None) is not None or getattr(a, "search_candidates", None) is not None:
@@ -101,6 +101,9 @@ def _host_settings(codec, a):
         changes["postfilter"] = {"enabled": False}
     elif getattr(a, "no_pitch_postfilter", False):
         changes["postfilter"] = {"pitch_gain": 0.0}
+    if getattr(a, "num_gamma", None) is not None:
+        g = a.num_gamma
+        changes.setdefault("postfilter", {})["num_gamma"] = g[0] if len(g) == 1 else g
     if getattr(a, "no_noise_fill", False):
         changes["noise_fill"] = {"enabled": False}
     if changes:
@@ -688,6 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="decode without the pitch (long-term) postfilter")
         sp.add_argument("--no-noise-fill", action="store_true",
                         help="decode without noise filling")
+        sp.add_argument("--num-gamma", type=_gammas, metavar="G[,G2,...]",
+                        help="formant postfilter numerator gamma: one value for every K, or one per "
+                             "number of decoded stages K (default: the model's, see cascade tune-postfilter)")
 
     sp = add("demo", cmd_demo, "encode and decode held-out real speech with the default model, print "
              "bitrate and quality, export weights and generate the Verilog")

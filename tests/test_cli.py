@@ -143,6 +143,11 @@ def test_tune_postfilter(capsys, tiny_model_path, speech_wav, speech, tmp_path):
         for j, g in enumerate(table["gammas"]):
             base.cfg = base.cfg.replace(postfilter={"num_gamma": g})
             assert pesq_wb(speech, base.decode(frames, "fixed", k)) == pytest.approx(table["pesq_wb"][k - 1][j], abs=1e-4)
+    # eval --num-gamma G reproduces the table's column for G
+    for j, g in enumerate(table["gammas"]):
+        rc, stdout, err = run(capsys, "eval", d, "--model", out, "--stages", 2, "--num-gamma", g, "--quiet", "--json", "-")
+        assert rc == 0, err
+        assert json.loads(stdout)["mean"]["pesq_wb"] == pytest.approx(table["pesq_wb"][1][j], abs=1e-4)
     # decode with the tuned model uses entry K-1 of its schedule
     base.cfg = base.cfg.replace(postfilter={"num_gamma": table["num_gamma"][0]})
     np.testing.assert_array_equal(tuned.decode(frames, "fixed", 1), base.decode(frames, "fixed", 1))
