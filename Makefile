@@ -25,4 +25,5 @@ bitstreams: install
 	cascade synth --board icebreaker
 	cascade synth --board ulx3s-85f
 	cascade synth --board ulx3s-25f
-	cascade synth --board ulx3s-85f --model model/large/model.pt --out bitstreams/ulx3s-85f-large
+	cascade synth --board ulx3s-85f --model model/large/model.pt --cores encoder --out bitstreams/ulx3s-85f-large-encoder
+	cascade synth --board ulx3s-85f --model model/large/model.pt --cores decoder --out bitstreams/ulx3s-85f-large-decoder

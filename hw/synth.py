@@ -43,7 +43,11 @@ class FitError(ValueError):
     """The model cannot fit the board (one line: what is needed, what the board has)."""
 
 
-# Device facts (see /work/shared/notes/toolchain.md).  ram: kind -> (blocks, bits per block).
+# Device facts (see /work/shared/notes/toolchain.md).  ram: kind -> (blocks, bits per block that
+# the cores' memories can use).  An ECP5 DP16KD has 18 kbit, but as 1024 x 18, 2048 x 9 ... its rows
+# are 18 or 9 bits wide, and the cores' big memories hold words of 2^k bits (weights: P lanes of
+# one bit; parameters: 16 bits), which use 16 of every 18 bits: 16 kbit per block.  (The large
+# model of hidden 128 has 3.7 Mbit of memory for both cores: under 208 x 18 kbit, over 208 x 16.)
 BOARDS = {
     "icebreaker": dict(family="ice40", device="iCE40 UP5K", luts=5280,
                        ram={"SPRAM": (4, 256 * 1024), "EBR": (30, 4096)}, no_init=("SPRAM",),
@@ -52,12 +56,12 @@ BOARDS = {
                               "dsp": "ICESTORM_DSP", "io": "SB_IO"},
                        lut_cells=("SB_LUT4",), ff_prefix="SB_DFF", bitstream="bin"),
     "ulx3s-25f": dict(family="ecp5", device="ECP5 LFE5U-25F", luts=24288,
-                      ram={"DP16KD": (56, 18 * 1024)}, dsps=28, dsp_width=18, synth_opts="",
+                      ram={"DP16KD": (56, 16 * 1024)}, dsps=28, dsp_width=18, synth_opts="",
                       cells={"lc": "TRELLIS_COMB", "DP16KD": "DP16KD", "dsp": "MULT18X18D",
                              "io": "TRELLIS_IO"},
                       lut_cells=("LUT4",), ff_prefix="TRELLIS_FF", bitstream="bit"),
     "ulx3s-85f": dict(family="ecp5", device="ECP5 LFE5U-85F", luts=83640,
-                      ram={"DP16KD": (208, 18 * 1024)}, dsps=156, dsp_width=18, synth_opts="",
+                      ram={"DP16KD": (208, 16 * 1024)}, dsps=156, dsp_width=18, synth_opts="",
                       cells={"lc": "TRELLIS_COMB", "DP16KD": "DP16KD", "dsp": "MULT18X18D",
                              "io": "TRELLIS_IO"},
                       lut_cells=("LUT4",), ff_prefix="TRELLIS_FF", bitstream="bit"),

@@ -104,8 +104,8 @@ class NetworkConfig:
     the held-out split (``--arith fixed``): with 12 epochs per stage and no postfilter, hidden 128
     gave PESQ-WB 2.62 (it needs 1.1 Mbit of encoder weights), hidden 96 2.43, and 6 x 96 bits at
     hidden 128 (same rate, fits) 2.38.  In the ablation study (2 epochs, postfilter on) 18 x 32
-    bits at hidden 96 gave 3.08 against 2.72 but does not fit (preset ``large``), and the finer
-    shapes that do fit (18 x 32 at hidden 48, 12 x 48 at hidden 64) gave 2.72 and 2.57.
+    bits at hidden 96 gave 3.08 against 2.72 but does not fit (preset ``large``, now at hidden 128),
+    and the finer shapes that do fit (18 x 32 at hidden 48, 12 x 48 at hidden 64) gave 2.72 and 2.57.
 
     ``subbands`` S > 1 (sub-band weight sharing): each stage's encoder and decoder is one network
     of input/output width D/S (``layer_shapes``) applied with the same weights to each of the S
@@ -207,9 +207,9 @@ class PostfilterConfig:
     K-1 for a stream decoded with K stages (the last entry also for more).  The decoder knows K
     from the stream's header, so the postfilter can be weaker where fewer coding errors are
     left: ``cascade tune-postfilter`` picks such a schedule for a model on its training data
-    (``model.codec.Codec.tune_postfilter``).  On the large model's training data the best single
-    value went from 0.70 at K = 4 to 0.85 at K = 17 (PESQ-WB 3.386 with 0.75 at K = 17, 3.420
-    with 0.85).
+    (``model.codec.Codec.tune_postfilter``).  On the large model's training data the best value
+    goes from 0.70 (K = 2..5) to 0.85 (K = 17, 18): PESQ-WB 3.338 with 0.75 at K = 17, 3.381 with
+    0.85 (``docs/report/large-postfilter.json``).  A model file without a schedule keeps one value.
 
     It does not change the bitstream, so it is left out of ``config_hash``.  Defaults chosen on
     the training split (``docs/ablation``): PESQ-WB of the shipped model on data/train 2.29 without,
@@ -506,11 +506,13 @@ def _tiny() -> CodecConfig:
 
 
 def _large() -> CodecConfig:
-    # The ECP5 codec: 18 stages of 32 bits at hidden width 96 (the same 576 code bits per frame as
-    # the default in finer steps) and the default's 4-bit LSFs.  Better at every rate (cascade
-    # ablate: s18x32), but its encoder needs 1.5 Mbit of weights, more than an iCE40 UP5K has; a
-    # ULX3S-85F holds both cores.
-    return CodecConfig(network=NetworkConfig(stages=18, code_bits=(32,) * 18, hidden=96, res_layers=1))
+    # The ECP5 codec: 18 stages of 32 bits (the same 576 code bits per frame as the default in
+    # finer steps) at hidden width 128, and the default's 4-bit LSFs.  Finer stages are better at
+    # every rate (cascade ablate: s18x32); hidden 128 against 96, two training seeds each, held-out
+    # PESQ-WB +0.09 at K = 10 and +0.03 at K = 17 (docs/RESULTS.md).  Its encoder needs 2.2 Mbit
+    # of weights, far more than an iCE40 UP5K has; a ULX3S-85F holds one core (encoder and decoder
+    # are one bitstream each).
+    return CodecConfig(network=NetworkConfig(stages=18, code_bits=(32,) * 18, hidden=128, res_layers=1))
 
 
 PRESETS = {

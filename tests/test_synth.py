@@ -59,7 +59,7 @@ def test_fit_check_refuses_oversize_model():
     # the decoder alone fits the UP5K's RAM bits, but its weights are ROM and SPRAM starts empty
     with pytest.raises(FitError, match=r"122880 bits that a bitstream initializes \(1048576 SPRAM bits start empty\)"):
         fit_check(big, "icebreaker", 1, cores=("decoder",))
-    with pytest.raises(FitError, match="ECP5 LFE5U-25F has 1032192 DP16KD bits"):
+    with pytest.raises(FitError, match="ECP5 LFE5U-25F has 917504 DP16KD bits"):
         fit_check(big, "ulx3s-25f", 1)
     fit_check(big, "ulx3s-25f", 1, cores=("decoder",))
     fit_check(big, "ulx3s-85f", 1)
