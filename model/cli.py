@@ -411,7 +411,8 @@ def cmd_tune_postfilter(a):
         for k, (g, row) in enumerate(zip(table["num_gamma"], table["pesq_wb"]), 1):
             print(f"K={k:2d}  num_gamma {g:.2f}  PESQ-WB {max(row):.3f}  (" +
                   " ".join(f"{x:.2f}:{v:.3f}" for x, v in zip(table["gammas"], row)) + ")")
-        print(f"{out}: formant postfilter num_gamma per K from {len(files)} files")
+        judged = "" if table["files_judged"] == len(files) else f" ({table['files_judged']} that PESQ could judge)"
+        print(f"{out}: formant postfilter num_gamma per K from {len(files)} files{judged}")
 
 
 def _gammas(text: str):

@@ -113,10 +113,11 @@ class Codec:
         search: what the encoder core sends), decoded with K = 1..N stages, postfiltered with each
         of ``gammas`` and scored with PESQ-WB against the signal; for each K the gamma of the best
         mean score is kept.  Sets ``self.cfg`` and returns the table (``gammas``, ``pesq_wb``
-        [K][gamma], ``num_gamma``).  Use training data: the schedule is part of the model.
+        [K][gamma], ``num_gamma``, ``files_judged``: files PESQ could score).  Use training data: the schedule is part of the model.
         ``progress(done, total)`` is called after each (signal, K)."""
         import dataclasses
-        from .metrics import pesq_wb
+        import warnings
+        from .metrics import MetricWarning, pesq_wb
         gammas = [float(g) for g in gammas]
         if not gammas or not all(0 <= g < 1 for g in gammas):
             raise ValueError("gammas must be a non-empty list of numbers in [0, 1)")
@@ -130,7 +131,9 @@ class Codec:
                 y = self.decode_frames(fr.codes[:k], arith)
                 for j, g in enumerate(gammas):
                     cfg = dataclasses.replace(self.cfg, postfilter=dataclasses.replace(self.cfg.postfilter, num_gamma=g))
-                    s = pesq_wb(x, dsp.synthesize(y, fr.lsf_idx, fr.gain_idx, fr.num_samples, cfg, self.lsf_q, k))
+                    with warnings.catch_warnings():   # a file PESQ cannot judge is counted, not warned about
+                        warnings.simplefilter("ignore", MetricWarning)
+                        s = pesq_wb(x, dsp.synthesize(y, fr.lsf_idx, fr.gain_idx, fr.num_samples, cfg, self.lsf_q, k))
                     if np.isfinite(s):   # nan: PESQ cannot judge this file (too short, silent)
                         scores[k - 1, j] += s
                         counts[k - 1, j] += 1
@@ -143,7 +146,7 @@ class Codec:
         best = tuple(gammas[int(np.argmax(row))] for row in mean)
         self.cfg = self.cfg.replace(postfilter={"num_gamma": list(best)})
         return {"gammas": gammas, "pesq_wb": mean.round(4).tolist(), "num_gamma": list(best),
-                "files": len(signals), "arith": arith}
+                "files": len(signals), "files_judged": int(counts[-1].max()), "arith": arith}
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -154,6 +154,13 @@ def test_tune_postfilter(capsys, tiny_model_path, speech_wav, speech, tmp_path):
     rc, stdout, err = run(capsys, "tune-postfilter", d, "--model", tiny_model_path, "--out", out, "--quiet")
     assert_user_error(rc, err)
     assert Codec.load(out).cfg.postfilter.num_gamma == tuple(table["num_gamma"])
+    # files PESQ cannot judge (50 ms): one error line, nothing written
+    short = tmp_path / "short"
+    short.mkdir()
+    _wav(short / "a.wav", speech[:800], 16000)
+    rc, stdout, err = run(capsys, "tune-postfilter", short, "--model", tiny_model_path, "--out", tmp_path / "s.pt", "--quiet")
+    assert_user_error(rc, err)
+    assert "PESQ could judge none" in err and not (tmp_path / "s.pt").exists()
 
 
 # ------------------------------------------------------------------------------ bad inputs
