@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import CodecConfig, ConfigError
+from .config import CodecConfig, ConfigError, PostfilterConfig
 
 __all__ = ["Variant", "VARIANTS", "NOT_RUN", "variants", "study_options", "variant_options",
            "variant_config", "train_command", "eval_command", "summarize", "run_ablation"]
@@ -149,6 +149,12 @@ def _fixed_variants() -> list[Variant]:
                 "(PostfilterConfig.pitch_gain): the baseline's model and streams decoded without "
                 "it (the formant postfilter stays).",
                 config={"postfilter": {"pitch_gain": 0.0}}, eval_of="baseline"),
+        Variant("postfilter_per_k", "Decoder-side formant postfilter strength per number of "
+                "decoded stages K (PostfilterConfig.num_gamma): the baseline's streams decoded with "
+                "the schedule `cascade tune-postfilter data/train` picked for the shipped default "
+                "model (0.70 for K = 1..5, 0.75 for K = 6..8, 0.80 from K = 9) instead of 0.75 "
+                "for every K.", config={"postfilter": {"num_gamma": [0.7] * 5 + [0.75] * 3 + [0.8]}},
+                eval_of="baseline"),
         Variant("noise_fill", "Decoder-side noise filling (NoiseFillConfig): the baseline's "
                 "streams decoded with half of each frame's missing energy added as white noise "
                 "above 4.8 kHz.", config={"noise_fill": {"enabled": True}}, eval_of="baseline"),
@@ -341,6 +347,9 @@ def _host_flags(cfg: CodecConfig) -> str:
         flags.append("--no-postfilter")
     elif not cfg.postfilter.pitch_gain:
         flags.append("--no-pitch-postfilter")
+    if isinstance(cfg.postfilter.num_gamma, tuple) or cfg.postfilter.num_gamma != PostfilterConfig().num_gamma:
+        g = cfg.postfilter.num_gamma
+        flags += ["--num-gamma", ",".join(map(str, g)) if isinstance(g, tuple) else str(g)]
     if not cfg.noise_fill.enabled:
         flags.append("--no-noise-fill")
     flags += ["--search", str(cfg.search.passes)]

@@ -159,7 +159,7 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     # the host-side variants need no training; the tiny preset searches like the default, so
     # `search_front` is the baseline itself and is not run
     host_only = {"no_postfilter", "no_pitch_postfilter", "search", "search_c16", "search_c6",
-                 "no_search", "no_noise_fill"}
+                 "no_search", "no_noise_fill", "postfilter_per_k"}
     assert all(r["status"] == "not run" and r["reason"] for n, r in rows.items()
                if n not in {"baseline"} | host_only)
     assert "same codec as the baseline" in rows["search_front"]["reason"]
@@ -175,6 +175,10 @@ def test_one_variant_study_on_tiny(capsys, wavs, tmp_path, monkeypatch):
     assert [p["kbps"] for p in npp["points"]] == [p["kbps"] for p in b["points"]]
     assert [p["snr_db"] for p in npp["points"]] != [p["snr_db"] for p in b["points"]]
     assert "--no-pitch-postfilter" in npp["eval_command"]
+    ppk = rows["postfilter_per_k"]   # decoder only too: same bytes, other audio
+    assert [p["kbps"] for p in ppk["points"]] == [p["kbps"] for p in b["points"]]
+    assert [p["snr_db"] for p in ppk["points"]] != [p["snr_db"] for p in b["points"]]
+    assert "--num-gamma 0.7,0.7,0.7,0.7,0.7,0.75,0.75,0.75,0.8" in ppk["eval_command"]
     nnf = rows["no_noise_fill"]      # decoder only too: same bytes, other audio
     assert [p["kbps"] for p in nnf["points"]] == [p["kbps"] for p in b["points"]]
     assert [p["snr_db"] for p in nnf["points"]] != [p["snr_db"] for p in b["points"]]
