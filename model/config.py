@@ -186,6 +186,20 @@ class EntropyConfig:
     packet_frames: int = 50
 
 
+def _freeze_schedule(section, name: str, cast) -> None:
+    """A field that holds one value or a schedule (one value per stage): lists become tuples."""
+    value = getattr(section, name)
+    if isinstance(value, (list, tuple)):
+        object.__setattr__(section, name, tuple(cast(v) for v in value))
+
+
+def _schedule_entry(value, index: int):
+    """One value, or entry ``index`` (0-based) of a schedule; its last entry for larger indexes."""
+    if isinstance(value, tuple):
+        return value[min(max(index, 0), len(value) - 1)]
+    return value
+
+
 @dataclass(frozen=True)
 class PostfilterConfig:
     """Decoder-side formant postfilter on the decoded speech (host side, after the LPC synthesis
@@ -226,15 +240,11 @@ class PostfilterConfig:
     pitch_threshold: float = 0.3
 
     def __post_init__(self):
-        if isinstance(self.num_gamma, (list, tuple)):
-            object.__setattr__(self, "num_gamma", tuple(float(g) for g in self.num_gamma))
+        _freeze_schedule(self, "num_gamma", float)
 
     def num_gamma_for(self, stages: int) -> float:
         """``num_gamma`` for a stream decoded with ``stages`` stages (1-based)."""
-        g = self.num_gamma
-        if isinstance(g, tuple):
-            return g[min(max(stages, 1), len(g)) - 1]
-        return g
+        return _schedule_entry(self.num_gamma, stages - 1)
 
 
 @dataclass(frozen=True)
@@ -288,15 +298,11 @@ class SearchConfig:
     candidates: int | tuple[int, ...] = (24, 8, 4, 4, 2)
 
     def __post_init__(self):
-        if isinstance(self.candidates, (list, tuple)):
-            object.__setattr__(self, "candidates", tuple(int(c) for c in self.candidates))
+        _freeze_schedule(self, "candidates", int)
 
     def stage_candidates(self, stage: int) -> int:
         """``candidates`` for stage ``stage`` (0-based; 0 = all bits), before capping at B_n."""
-        c = self.candidates
-        if isinstance(c, tuple):
-            return c[min(stage, len(c) - 1)]
-        return c
+        return _schedule_entry(self.candidates, stage)
 
 
 @dataclass(frozen=True)
