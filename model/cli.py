@@ -617,7 +617,7 @@ def cmd_demo(a):
         note = ", held out from training"
     sr = codec.cfg.signal.sample_rate
     x = load_wav(wav, sr)
-    print(f"model: {codec.meta.get('made_by', '?')} (config {codec.cfg.config_hash})")
+    print(f"model: {codec.provenance()} (config {codec.cfg.config_hash})")
     print(f"input: {wav} ({len(x) / sr:.2f} s{note})")
     rows = []
     (p0, c0, _), *others = _search_variants(codec)

@@ -148,6 +148,12 @@ class Codec:
         return {"gammas": gammas, "pesq_wb": mean.round(4).tolist(), "num_gamma": list(best),
                 "files": len(signals), "files_judged": int(counts[-1].max()), "arith": arith}
 
+    def provenance(self) -> str:
+        """The commands that made this model file, from its ``meta``: the training command, then
+        any ``cascade codebooks`` / ``cascade tune-postfilter`` run on it since."""
+        later = self.meta.get("codebook_updates", []) + self.meta.get("postfilter_updates", [])
+        return " && ".join([str(self.meta.get("made_by", "?"))] + [u["command"] for u in later if "command" in u])
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

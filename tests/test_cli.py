@@ -138,6 +138,7 @@ def test_tune_postfilter(capsys, tiny_model_path, speech_wav, speech, tmp_path):
     for k, v in base.net.state_dict().items():
         assert torch.equal(v, tuned.net.state_dict()[k]), k
     assert tuned.meta["postfilter_updates"][-1]["num_gamma"] == table["num_gamma"]
+    assert tuned.provenance().startswith(base.provenance() + " && cascade tune-postfilter ")
     frames = base.encode(speech, "fixed")
     for k in (1, 2):
         for j, g in enumerate(table["gammas"]):
