@@ -396,8 +396,9 @@ def cmd_tune_postfilter(a):
     N = codec.cfg.network.stages
     with _progress(not a.quiet) as p:
         task = p.add_task(f"postfilter: {len(files)} files x {N} stage counts", total=len(files) * N) if p else None
+        step = (lambda done, total: p.update(task, completed=done)) if p else None
         try:
-            table = codec.tune_postfilter(signals, a.gammas or POSTFILTER_GAMMAS, progress=(lambda d, t: p.update(task, completed=d)) if p else None)
+            table = codec.tune_postfilter(signals, a.gammas or POSTFILTER_GAMMAS, progress=step)
         except ValueError as exc:
             raise UserError(str(exc)) from None
     codec.meta = dict(codec.meta)

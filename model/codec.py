@@ -113,11 +113,15 @@ class Codec:
         search: what the encoder core sends), decoded with K = 1..N stages, postfiltered with each
         of ``gammas`` and scored with PESQ-WB against the signal; for each K the gamma of the best
         mean score is kept.  Sets ``self.cfg`` and returns the table (``gammas``, ``pesq_wb``
-        [K][gamma], ``num_gamma``, ``files_judged``: files PESQ could score).  Use training data: the schedule is part of the model.
-        ``progress(done, total)`` is called after each (signal, K)."""
+        [K][gamma], ``num_gamma``, ``files_judged``: files PESQ could score).  Use training data:
+        the schedule is part of the model.  ``progress(done, total)`` is called after each
+        (signal, K).  Raises ``ValueError`` for a codec without a formant postfilter (LPC or the
+        postfilter off) and when PESQ can judge none of the signals."""
         import dataclasses
         import warnings
         from .metrics import MetricWarning, pesq_wb
+        if not (self.cfg.postfilter.enabled and self.cfg.lpc.enabled):
+            raise ValueError("this model has no formant postfilter to tune (its LPC or postfilter is off)")
         gammas = [float(g) for g in gammas]
         if not gammas or not all(0 <= g < 1 for g in gammas):
             raise ValueError("gammas must be a non-empty list of numbers in [0, 1)")

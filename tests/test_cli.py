@@ -155,6 +155,11 @@ def test_tune_postfilter(capsys, tiny_model_path, speech_wav, speech, tmp_path):
     rc, stdout, err = run(capsys, "tune-postfilter", d, "--model", tiny_model_path, "--out", out, "--quiet")
     assert_user_error(rc, err)
     assert Codec.load(out).cfg.postfilter.num_gamma == tuple(table["num_gamma"])
+    # nothing to tune without the formant postfilter
+    off = Codec.load(tiny_model_path)
+    off.cfg = off.cfg.replace(postfilter={"enabled": False})
+    with pytest.raises(ValueError, match="no formant postfilter"):
+        off.tune_postfilter([speech])
     # files PESQ cannot judge (50 ms): one error line, nothing written
     short = tmp_path / "short"
     short.mkdir()
