@@ -347,7 +347,7 @@ def _host_flags(cfg: CodecConfig) -> str:
         flags.append("--no-postfilter")
     elif not cfg.postfilter.pitch_gain:
         flags.append("--no-pitch-postfilter")
-    if isinstance(cfg.postfilter.num_gamma, tuple) or cfg.postfilter.num_gamma != PostfilterConfig().num_gamma:
+    if cfg.postfilter.num_gamma != PostfilterConfig().num_gamma:   # a schedule, or another value
         g = cfg.postfilter.num_gamma
         flags += ["--num-gamma", ",".join(map(str, g)) if isinstance(g, tuple) else str(g)]
     if not cfg.noise_fill.enabled:

@@ -149,9 +149,11 @@ def test_tune_postfilter(capsys, tiny_model_path, speech_wav, speech, tmp_path):
         rc, stdout, err = run(capsys, "eval", d, "--model", out, "--stages", 2, "--num-gamma", g, "--quiet", "--json", "-")
         assert rc == 0, err
         assert json.loads(stdout)["mean"]["pesq_wb"] == pytest.approx(table["pesq_wb"][1][j], abs=1e-4)
-    # decode with the tuned model uses entry K-1 of its schedule
-    base.cfg = base.cfg.replace(postfilter={"num_gamma": table["num_gamma"][0]})
-    np.testing.assert_array_equal(tuned.decode(frames, "fixed", 1), base.decode(frames, "fixed", 1))
+    # decode with K stages uses entry K-1 of the schedule
+    tuned.cfg = tuned.cfg.replace(postfilter={"num_gamma": [0.3, 0.9]})
+    for k, g in ((1, 0.3), (2, 0.9)):
+        base.cfg = base.cfg.replace(postfilter={"num_gamma": g})
+        np.testing.assert_array_equal(tuned.decode(frames, "fixed", k), base.decode(frames, "fixed", k))
     rc, stdout, err = run(capsys, "tune-postfilter", d, "--model", tiny_model_path, "--out", out, "--quiet")
     assert_user_error(rc, err)
     assert Codec.load(out).cfg.postfilter.num_gamma == tuple(table["num_gamma"])
