@@ -387,8 +387,9 @@ def cmd_tune_postfilter(a):
     from .data import load_wav
     codec = _load_codec(a.model)
     out = _out_path(a.out, a.force)
-    if a.json not in (None, "-"):
-        _out_path(a.json, a.force)
+    for extra in (a.json, a.plot):
+        if extra not in (None, "-"):
+            _out_path(extra, a.force)
     files = []
     for d in a.wav_dir:
         files += _wav_files(d)
@@ -408,12 +409,37 @@ def cmd_tune_postfilter(a):
     codec.save(out)
     if a.json is not None:
         _json_out(table, a.json)
+    if a.plot:
+        _postfilter_plot(table, Path(a.plot))
     if a.json != "-":
         for k, (g, row) in enumerate(zip(table["num_gamma"], table["pesq_wb"]), 1):
             print(f"K={k:2d}  num_gamma {g:.2f}  PESQ-WB {max(row):.3f}  (" +
                   " ".join(f"{x:.2f}:{v:.3f}" for x, v in zip(table["gammas"], row)) + ")")
         judged = "" if table["files_judged"] == len(files) else f" ({table['files_judged']} that PESQ could judge)"
         print(f"{out}: formant postfilter num_gamma per K from {len(files)} files{judged}")
+
+
+def _postfilter_plot(table: dict, path: Path) -> None:
+    """PESQ-WB per number of decoded stages K (x) for each gamma tried (lines), the kept gamma
+    of each K ringed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    pesq = np.array(table["pesq_wb"])
+    ks = np.arange(1, len(pesq) + 1)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for j, g in enumerate(table["gammas"]):
+        ax.plot(ks, pesq[:, j] - pesq.max(1), "o-", ms=3, label=f"gamma {g:.2f}")
+    ax.plot(ks, np.zeros(len(ks)), "ko", mfc="none", ms=9, label="kept")
+    ax.set_xlabel("decoded stages K")
+    ax.set_ylabel("PESQ-WB minus the best at this K")
+    ax.set_title(f"formant postfilter: {table['files']} files")
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _gammas(text: str):
@@ -797,9 +823,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--gammas", type=_gammas, default=None, metavar="G1,G2,...",
                     help="num_gamma values to try (default 0.65,0.7,0.75,0.8,0.85,0.9)")
     sp.add_argument("--json", help="write the table (PESQ-WB per K and gamma) to this JSON file ('-': stdout)")
+    sp.add_argument("--plot", metavar="PNG", help="draw PESQ-WB per K for each gamma, the kept ones ringed")
     sp.add_argument("--resample", action="store_true")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.add_argument("--force", action="store_true", help="overwrite --out and --json")
+    sp.add_argument("--force", action="store_true", help="overwrite --out, --json and --plot")
 
     sp = add("export", cmd_export, "write the integer model (weight bits, scales, biases, formats) for the hardware")
     model_arg(sp)

@@ -124,8 +124,10 @@ def test_tune_postfilter(capsys, tiny_model_path, speech_wav, speech, tmp_path):
     before = tiny_model_path.read_bytes()
     out = tmp_path / "tuned.pt"
     rc, stdout, err = run(capsys, "tune-postfilter", d, "--model", tiny_model_path, "--out", out,
-                          "--gammas", "0.3,0.9", "--json", tmp_path / "t.json", "--quiet")
+                          "--gammas", "0.3,0.9", "--json", tmp_path / "t.json", "--plot", tmp_path / "t.png",
+                          "--quiet")
     assert rc == 0, err
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert tiny_model_path.read_bytes() == before
     table = json.loads((tmp_path / "t.json").read_text())
     assert table["gammas"] == [0.3, 0.9] and len(table["pesq_wb"]) == 2 == len(table["num_gamma"])
