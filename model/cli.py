@@ -432,6 +432,7 @@ def _postfilter_plot(table: dict, path: Path) -> None:
     for j, g in enumerate(table["gammas"]):
         ax.plot(ks, pesq[:, j] - pesq.max(1), "o-", ms=3, label=f"gamma {g:.2f}")
     ax.plot(ks, np.zeros(len(ks)), "ko", mfc="none", ms=9, label="kept")
+    ax.set_xticks(ks)
     ax.set_xlabel("decoded stages K")
     ax.set_ylabel("PESQ-WB minus the best at this K")
     ax.set_title(f"formant postfilter: {table['files']} files")
