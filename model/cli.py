@@ -102,8 +102,7 @@ def _host_settings(codec, a):
     elif getattr(a, "no_pitch_postfilter", False):
         changes["postfilter"] = {"pitch_gain": 0.0}
     if getattr(a, "num_gamma", None) is not None:
-        g = a.num_gamma
-        changes.setdefault("postfilter", {})["num_gamma"] = g[0] if len(g) == 1 else g
+        changes.setdefault("postfilter", {})["num_gamma"] = a.num_gamma
     if getattr(a, "no_noise_fill", False):
         changes["noise_fill"] = {"enabled": False}
     if changes:
@@ -111,12 +110,17 @@ def _host_settings(codec, a):
     return codec
 
 
-def _candidates(text: str):
-    """``--search-candidates``: "6" -> 6, "24,8,4" -> (24, 8, 4) (``SearchConfig.candidates``)."""
+def _numbers(text: str, cast) -> tuple:
+    """ "24,8,4" -> (24, 8, 4) with ``cast``; an argparse error for anything else."""
     try:
-        vals = tuple(int(v) for v in text.split(","))
+        return tuple(cast(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number or a comma-separated list of numbers: {text!r}") from None
+
+
+def _candidates(text: str):
+    """``--search-candidates``: "6" -> 6, "24,8,4" -> (24, 8, 4) (``SearchConfig.candidates``)."""
+    vals = _numbers(text, int)
     return vals[0] if len(vals) == 1 else vals
 
 
@@ -443,14 +447,18 @@ def _postfilter_plot(table: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _gammas(text: str):
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
-    if not vals or not all(0 <= v < 1 for v in vals):
+def _gammas(text: str) -> tuple:
+    """``--gammas``: "0.7,0.8" -> (0.7, 0.8), each in [0, 1)."""
+    vals = _numbers(text, float)
+    if not all(0 <= v < 1 for v in vals):
         raise argparse.ArgumentTypeError(f"gammas must be in [0, 1): {text!r}")
     return vals
+
+
+def _num_gamma(text: str):
+    """``--num-gamma``: "0.8" -> 0.8, "0.7,0.8" -> (0.7, 0.8) (``PostfilterConfig.num_gamma``)."""
+    vals = _gammas(text)
+    return vals[0] if len(vals) == 1 else vals
 
 
 def cmd_export(a):
@@ -720,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="decode without the pitch (long-term) postfilter")
         sp.add_argument("--no-noise-fill", action="store_true",
                         help="decode without noise filling")
-        sp.add_argument("--num-gamma", type=_gammas, metavar="G[,G2,...]",
+        sp.add_argument("--num-gamma", type=_num_gamma, metavar="G[,G2,...]",
                         help="formant postfilter numerator gamma: one value for every K, or one per "
                              "number of decoded stages K (default: the model's, see cascade tune-postfilter)")
 

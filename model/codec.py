@@ -117,14 +117,15 @@ class Codec:
         the schedule is part of the model.  ``progress(done, total)`` is called after each
         (signal, K).  Raises ``ValueError`` for a codec without a formant postfilter (LPC or the
         postfilter off) and when PESQ can judge none of the signals."""
-        import dataclasses
         import warnings
         from .metrics import MetricWarning, pesq_wb
         if not (self.cfg.postfilter.enabled and self.cfg.lpc.enabled):
             raise ValueError("this model has no formant postfilter to tune (its LPC or postfilter is off)")
         gammas = [float(g) for g in gammas]
-        if not gammas or not all(0 <= g < 1 for g in gammas):
-            raise ValueError("gammas must be a non-empty list of numbers in [0, 1)")
+        # one config per gamma; the config's own check refuses gammas outside [0, 1)
+        cfgs = [self.cfg.replace(postfilter={"num_gamma": g}) for g in gammas]
+        if not cfgs:
+            raise ValueError("no gammas to try")
         N = self.cfg.network.stages
         scores = np.zeros((N, len(gammas)))
         counts = np.zeros((N, len(gammas)))
@@ -133,8 +134,7 @@ class Codec:
             fr = self.encode(x, arith)
             for k in range(1, N + 1):
                 y = self.decode_frames(fr.codes[:k], arith)
-                for j, g in enumerate(gammas):
-                    cfg = dataclasses.replace(self.cfg, postfilter=dataclasses.replace(self.cfg.postfilter, num_gamma=g))
+                for j, cfg in enumerate(cfgs):
                     with warnings.catch_warnings():   # a file PESQ cannot judge is counted, not warned about
                         warnings.simplefilter("ignore", MetricWarning)
                         s = pesq_wb(x, dsp.synthesize(y, fr.lsf_idx, fr.gain_idx, fr.num_samples, cfg, self.lsf_q, k))

@@ -193,6 +193,11 @@ def _freeze_schedule(section, name: str, cast) -> None:
         object.__setattr__(section, name, tuple(cast(v) for v in value))
 
 
+def _schedule_values(value) -> tuple:
+    """Every value of a one-value-or-schedule field, as a tuple."""
+    return value if isinstance(value, tuple) else (value,)
+
+
 def _schedule_entry(value, index: int):
     """One value, or entry ``index`` (0-based) of a schedule; its last entry for larger indexes."""
     if isinstance(value, tuple):
@@ -380,12 +385,12 @@ class CodecConfig:
         if s.sample_rate <= 0 or s.hop <= 0:
             raise ConfigError("sample_rate and hop must be positive")
         pf = self.postfilter
-        nums = pf.num_gamma if isinstance(pf.num_gamma, tuple) else (pf.num_gamma,)
+        nums = _schedule_values(pf.num_gamma)
         if not (nums and all(0 <= g < 1 for g in nums) and 0 <= pf.den_gamma < 1 and -1 < pf.tilt < 1):
             raise ConfigError("postfilter gammas must be in [0, 1) (num_gamma: one number or a non-empty "
                               "list) and tilt in (-1, 1)")
         sc = self.search
-        cands = sc.candidates if isinstance(sc.candidates, tuple) else (sc.candidates,)
+        cands = _schedule_values(sc.candidates)
         if sc.passes < 0 or not cands or any(not isinstance(c, int) or c < 0 for c in cands):
             raise ConfigError("search passes and candidates must be non-negative integers "
                               "(candidates: one number or a non-empty list)")

@@ -304,7 +304,7 @@ def synthesize(frames: np.ndarray, lsf_idx: np.ndarray, gain_idx: np.ndarray, nu
     A = _filters_from_lsf_idx(lsf_idx, cfg, q)
     y = _synthesis_filter(e, A, cfg.signal.hop)
     if cfg.postfilter.enabled and cfg.lpc.enabled:
-        y = postfilter(y, A, cfg, cfg.network.stages if stages is None else stages)
+        y = postfilter(y, A, cfg, stages)
     if cfg.postfilter.enabled and cfg.postfilter.pitch_gain > 0:
         y = pitch_postfilter(y, cfg)
     return y
