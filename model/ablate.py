@@ -50,7 +50,7 @@ DEFAULT_EPOCHS = 4
 DEFAULT_RATE = 20.0
 #: Config sections that act outside the trained network (decoder postfilter and noise filling,
 #: encoder code search): evaluations use the variant's values, not those saved in the model file.
-HOST_SECTIONS = ("postfilter", "search", "noise_fill")
+from .config import HOST_SECTIONS  # noqa: E402  (one list of the host-only sections)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ little-endian)::
                        sync b"\\xA5\\x5A" | index u32 | frames u16 | K x section length u16 |
                        side length u16 | side information | K stage sections | CRC-32 u32
 
-Side information: per frame ``lpc.order`` LSF indices of ``lpc.lsf_bits`` bits then the gain index
-of ``gain.bits`` bits, each MSB first, all frames of the packet concatenated and packed MSB first
+Side information: per frame ``lpc.order`` LSF indices of ``lpc.lsf_bits`` bits, the gain index
+of ``gain.bits`` bits, then (when ``cfg.pitch`` is on) the pitch lag index and gain index
+(``PitchConfig.side_widths``), each MSB first, all frames of the packet concatenated and packed MSB first
 into ``ceil(frames * bits / 8)`` bytes; or, with flag bit 1, delta + Huffman coded per field
 (:class:`SideCoder`).  A stage section holds the packet's frames of that stage:
 Huffman coded (``model/huffman.py``: k-bit symbols with the first code bit in the LSB, codes MSB
@@ -42,7 +43,7 @@ import numpy as np
 from .huffman import Codebook, HuffmanError, codebooks_id
 
 __all__ = ["Frames", "BitstreamError", "SideCoder", "write_stream", "read_stream", "truncate_stream",
-           "stream_info", "MAGIC", "VERSION", "HEADER_SIZE", "SYNC"]
+           "stream_info", "side_columns", "MAGIC", "VERSION", "HEADER_SIZE", "SYNC"]
 
 MAGIC = b"CASC"
 VERSION = 2
@@ -67,19 +68,34 @@ class Frames:
 
     ``lsf_idx`` (T, cfg.lpc.order) int (shape (T, 0) when LPC is off), ``gain_idx`` (T,) int,
     ``codes`` K arrays (T, cfg.network.code_bits[n]) uint8 {0,1}, ``lost`` (T,) bool set by
-    :func:`read_stream` (frames whose packet was damaged or missing; their values are zeros).
+    :func:`read_stream` (frames whose packet was damaged or missing; their values are zeros),
+    ``pitch`` (T, 2) int lag and gain indices of the pitch pre-filter (``PitchConfig``; None when
+    the codec has none).
     """
     num_samples: int
     lsf_idx: np.ndarray
     gain_idx: np.ndarray
     codes: list[np.ndarray]
     lost: np.ndarray | None = None
+    pitch: np.ndarray | None = None    # (T, 2) int (lag index, gain index) when cfg.pitch is on
 
 
 # ---- small helpers -------------------------------------------------------------------------------
 def _side_widths(cfg) -> np.ndarray:
     order = cfg.lpc.order if cfg.lpc.enabled else 0
-    return np.array([cfg.lpc.lsf_bits] * order + [cfg.gain.bits], np.int64)
+    return np.array([cfg.lpc.lsf_bits] * order + [cfg.gain.bits] + list(cfg.pitch.side_widths), np.int64)
+
+
+def side_columns(lsf_idx, gain_idx, pitch, cfg) -> np.ndarray:
+    """The per-frame side fields in stream order, (T, F) int: LSF indices, the gain index, then
+    the pitch pre-filter's lag and gain indices when ``cfg.pitch`` is on (zeros when ``pitch`` is
+    None).  The one place that orders them: the writer, the reader and ``SideCoder.train`` use it."""
+    gain = np.asarray(gain_idx, np.int64).reshape(-1, 1)
+    order = cfg.lpc.order if cfg.lpc.enabled else 0
+    cols = [np.asarray(lsf_idx, np.int64).reshape(len(gain), order), gain]
+    if cfg.pitch.enabled:
+        cols.append(np.zeros((len(gain), 2), np.int64) if pitch is None else np.asarray(pitch, np.int64))
+    return np.concatenate(cols, axis=1)
 
 
 def _side_bytes(cfg, frames: int) -> int:
@@ -284,7 +300,11 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
         "packet_frames": pf, "symbol_bits": cfg.entropy.symbol_bits, "side_huffman": side is not None,
         "codebooks_id": _books_id(codebooks, side)}))
     widths = _side_widths(cfg)
-    side_all = np.concatenate([lsf, gain[:, None]], axis=1)
+    side_all = side_columns(lsf, gain, frames.pitch, cfg)
+    if side_all.shape != (T, len(widths)):
+        raise BitstreamError(f"pitch indices have shape {np.shape(frames.pitch)}, expected ({T}, 2)")
+    if ((side_all < 0) | (side_all >= (np.int64(1) << widths))).any():
+        raise BitstreamError("a pitch index is outside its field (PitchConfig.side_widths)")
     for p in range(-(-T // pf)):
         a, b = p * pf, min(T, (p + 1) * pf)
         sections = []
@@ -400,6 +420,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
     widths = _side_widths(cfg)
     lsf = np.zeros((T, order), np.int64)
     gain = np.zeros(T, np.int64)
+    pitch = np.zeros((T, 2), np.int64) if cfg.pitch.enabled else None
     codes = [np.zeros((T, cfg.network.code_bits[n]), np.uint8) for n in range(K)]
     lost = np.ones(T, bool)
 
@@ -433,6 +454,8 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
                 raise BitstreamError(f"packet {nxt} is damaged or missing")
             lsf[a:a + nfr] = vals[:, :order]
             gain[a:a + nfr] = vals[:, order]
+            if pitch is not None:
+                pitch[a:a + nfr] = vals[:, order + 1:order + 3]
             for n in range(K):
                 codes[n][a:a + nfr] = dec[n]
             lost[a:a + nfr] = False
@@ -447,7 +470,8 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         pos = found
     if not conceal and nxt != npk:
         raise BitstreamError(f"stream truncated: packet {nxt} of {npk} is missing")
-    return Frames(num_samples=h["samples"], lsf_idx=lsf, gain_idx=gain, codes=codes, lost=lost)
+    return Frames(num_samples=h["samples"], lsf_idx=lsf, gain_idx=gain, codes=codes, lost=lost,
+                  pitch=pitch)
 
 
 def truncate_stream(data: bytes, stages: int, cfg) -> bytes:

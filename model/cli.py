@@ -118,6 +118,29 @@ def _numbers(text: str, cast) -> tuple:
         raise argparse.ArgumentTypeError(f"not a number or a comma-separated list of numbers: {text!r}") from None
 
 
+def _ranged(cast, lo, hi=None, what=None):
+    """An argparse type: ``cast(text)`` within [lo, hi] (hi None: no upper bound)."""
+    def parse(text):
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if cast is int else 'a number'}: {text!r}") from None
+        if v != v or v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{text} is out of range ({what or _range_words(lo, hi)})")
+        return v
+    parse.__name__ = cast.__name__
+    return parse
+
+
+def _range_words(lo, hi):
+    return f"at least {lo}" if hi is None else f"{lo}..{hi}"
+
+
+def _positive(cast):
+    """An argparse type for a number above 0."""
+    return _ranged(cast, 1 if cast is int else 1e-9, what="must be positive")
+
+
 def _candidates(text: str):
     """``--search-candidates``: "6" -> 6, "24,8,4" -> (24, 8, 4) (``SearchConfig.candidates``)."""
     vals = _numbers(text, int)
@@ -246,12 +269,32 @@ def evaluate_files(codec, files, arith="float", stages=None, progress=None, keep
             write_wav(Path(keep_dir) / (Path(f).stem + f"_K{stages}_{arith}.wav"), y, sr)
         if progress:
             progress.update(task, advance=1)
+    return {"files": rows, **summarize_rows(rows), "stages": stages, "arith": arith}
+
+
+def summarize_rows(rows: list[dict]) -> dict:
+    """Per-file metric rows -> ``{"mean": ..., "voices": {voice: mean}, "voice_mean": ...}``.
+
+    A voice is the folder a file lies in (``data.voice_of``: ``data/test/june`` -> ``june``).
+    ``mean`` averages over files; ``voice_mean`` averages the voices' means, each voice weighing
+    the same however many files it has (the figure reported for a test set of several voices)."""
+    import numpy as np
+    from .data import voice_of
     keys = ["pesq_wb", "stoi", "snr_db", "seg_snr_db"]
-    mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
-    secs = sum(r["seconds"] for r in rows)
-    mean["kbps"] = 8 * sum(r["bytes"] for r in rows) / secs / 1000
-    mean["seconds"] = secs
-    return {"files": rows, "mean": mean, "stages": stages, "arith": arith}
+
+    def mean_of(rs):
+        m = {k: float(np.nanmean([r[k] for r in rs])) for k in keys}
+        secs = sum(r["seconds"] for r in rs)
+        m["kbps"] = 8 * sum(r["bytes"] for r in rs) / secs / 1000
+        m["seconds"] = secs
+        m["files"] = len(rs)
+        return m
+    voices: dict[str, list] = {}
+    for r in rows:
+        voices.setdefault(voice_of(r["file"]), []).append(r)
+    per = {v: mean_of(rs) for v, rs in sorted(voices.items())}
+    vmean = {k: float(np.mean([m[k] for m in per.values()])) for k in keys + ["kbps"]}
+    return {"mean": mean_of(rows), "voices": per, "voice_mean": vmean}
 
 
 def _wav_files(folder):
@@ -275,6 +318,13 @@ def cmd_eval(a):
         res = evaluate_files(codec, files, a.arith, k, p)
     m = res["mean"]
     sc = codec.cfg.search
+    if len(res["voices"]) > 1:
+        for v, vm in res["voices"].items():
+            print(f"  {v:12} {vm['kbps']:6.2f} kbps  PESQ-WB {vm['pesq_wb']:.3f}  STOI {vm['stoi']:.3f}  "
+                  f"({vm['files']} files, {vm['seconds']:.1f} s)", file=sys.stderr)
+        vm = res["voice_mean"]
+        print(f"  {'voice mean':12} {vm['kbps']:6.2f} kbps  PESQ-WB {vm['pesq_wb']:.3f}  STOI {vm['stoi']:.3f}",
+              file=sys.stderr)
     print(f"K={k} {a.arith} search {_search_name(sc.passes, sc.candidates)}: "
           f"{m['kbps']:.2f} kbps  PESQ-WB {m['pesq_wb']:.3f}  STOI {m['stoi']:.3f}  "
           f"SNR {m['snr_db']:.2f} dB  ({len(files)} files, {m['seconds']:.1f} s)", file=sys.stderr)
@@ -282,13 +332,31 @@ def cmd_eval(a):
         _json_out(res, a.json)
 
 
-def load_training_data(wav_dirs, sample_rate: int, resample: bool = False):
-    """(files, signals) of every WAV file under the folders, in the order ``cascade train`` uses."""
-    from .data import load_wav
+def load_training_data(wav_dirs, sample_rate: int, resample: bool = False,
+                       speaker_minutes: float | None = None):
+    """(files, signals) of every WAV file under the folders, in the order ``cascade train`` uses.
+
+    ``speaker_minutes``: balance the speakers; each voice (the folder a file lies in,
+    ``data.voice_of``) contributes at most that many minutes, its files taken in a fixed
+    pseudo-random order (CRC-32 of the file name), so the kept prompts are spread over
+    everything the speaker said and the choice never changes."""
+    import zlib
+    from .data import load_wav, voice_of
     files = []
     for d in wav_dirs:
         files += _wav_files(d)
-    return files, [load_wav(f, sample_rate, resample=resample) for f in files]
+    signals = [load_wav(f, sample_rate, resample=resample) for f in files]
+    if speaker_minutes is None:
+        return files, signals
+    budget: dict[str, float] = {}
+    keep = set()
+    for i in sorted(range(len(files)), key=lambda i: (zlib.crc32(files[i].name.encode()), str(files[i]))):
+        v = str(files[i].parent)
+        if budget.get(v, 0.0) < speaker_minutes * 60:
+            budget[v] = budget.get(v, 0.0) + len(signals[i]) / sample_rate
+            keep.add(i)
+    idx = sorted(keep)
+    return [files[i] for i in idx], [signals[i] for i in idx]
 
 
 def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, progress=None, log=None,
@@ -332,7 +400,7 @@ def cmd_train(a):
     from .train import TrainOptions
     cfg = CodecConfig.load(a.config) if a.config else CodecConfig()
     out = _out_path(a.out, a.force)
-    files, signals = load_training_data(a.wav_dir, cfg.signal.sample_rate, a.resample)
+    files, signals = load_training_data(a.wav_dir, cfg.signal.sample_rate, a.resample, a.speaker_minutes)
     opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
                         finetune_epochs=a.finetune_epochs, batch=a.batch, lr=a.lr,
                         augment=not a.no_augment, device=a.device, loss=a.loss,
@@ -594,14 +662,14 @@ def cmd_board(a):
         elif a.action == "encode":
             an = dsp.analyze(load_wav(a.input, cfg.signal.sample_rate), cfg, codec.lsf_q)
             codes = board.encode(golden.quantize_frames(an.frames, cfg))
-            frames = Frames(an.num_samples, an.lsf_idx, an.gain_idx, [c.astype("uint8") for c in codes])
+            frames = Frames(an.num_samples, an.lsf_idx, an.gain_idx, [c.astype("uint8") for c in codes], pitch=an.pitch)
             _write_atomic(out, write_stream(frames, cfg, codec.codebooks, codec.side))
             print(f"{a.input} -> {out} (coded on the board)")
         else:
             frames = read_stream(Path(a.input).read_bytes(), cfg, codec.codebooks, side=codec.side)
             y = golden.dequantize_frames(board.decode(frames.codes), cfg)
             write_wav(out, dsp.synthesize(y, frames.lsf_idx, frames.gain_idx, frames.num_samples, cfg,
-                                          codec.lsf_q, len(frames.codes)), cfg.signal.sample_rate)
+                                          codec.lsf_q, len(frames.codes), frames.pitch), cfg.signal.sample_rate)
             print(f"{a.input} -> {out} (decoded on the board)")
     except (ProtocolError, ImportError, OSError) as exc:
         raise UserError(f"board on {a.port}: {exc}") from None
@@ -628,6 +696,16 @@ def cmd_prepare_data(a):
             raise UserError(str(exc)) from None
     res = prepare_pocketsphinx(out)
     print(f"pocketsphinx-testdata: {len(res['train'])} train, {len(res['test'])} test files in {out}")
+    if not a.no_asterisk:
+        from .data import prepare_asterisk
+        try:
+            with _progress() as p:
+                task = p.add_task("asterisk prompts (G.722 -> WAV)", total=None)
+                ast = prepare_asterisk(out, progress=lambda d, t: p.update(task, completed=d, total=t))
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise UserError(str(exc)) from None
+        mins = ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(ast["seconds"].items()))
+        print(f"asterisk prompts: {mins} ({len(ast['skipped'])} short or silent prompts skipped)")
     if a.synth_minutes > 0:
         try:
             files = synthesize_speech(out / "synth", minutes=a.synth_minutes, seed=a.seed, engines=engines,
@@ -750,6 +828,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch", type=int, default=128)
     sp.add_argument("--lr", type=float, default=2e-3)
     sp.add_argument("--no-augment", action="store_true", help="no speed-perturbed copies")
+    sp.add_argument("--speaker-minutes", type=_positive(float), metavar="M",
+                    help="balance the speakers: at most M minutes from each folder of WAV files "
+                         "(one folder per voice, as cascade prepare-data writes them)")
     sp.add_argument("--loss", choices=("mse", "bands"), default="mse",
                     help="mse: MSE on the LPC-weighted residual spectrum (default); bands: plus a "
                          "multi-resolution log band-energy term (model/train.py)")
@@ -924,8 +1005,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="retrain the selected variants even when "
                     "their model exists (overwriting it); write into a folder that is not a study")
 
-    sp = add("prepare-data", cmd_prepare_data, "make the train/test split from Debian's "
-             "pocketsphinx-testdata and synthesize training speech (OUT/synth)")
+    sp = add("prepare-data", cmd_prepare_data, "make the speaker-disjoint train/val/test folders "
+             "from Debian's pocketsphinx-testdata and asterisk-core-sounds-*-g722 (Allison and "
+             "Carlo train, June is split into val/ and test/, never trained on; data/SPLIT.md, "
+             "data/ASTERISK.md) and synthesize training speech (OUT/synth)")
+    sp.add_argument("--no-asterisk", action="store_true",
+                    help="only the pocketsphinx recordings (no asterisk prompts)")
     sp.add_argument("--out", default=str(REPO / "data"))
     sp.add_argument("--synth-minutes", type=float, default=10.0)
     sp.add_argument("--engines", default="espeak-ng",

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import dsp, golden
-from .bitstream import Frames, SideCoder, read_stream, write_stream
+from .bitstream import Frames, SideCoder, read_stream, side_columns, write_stream
 from .config import CodecConfig, ConfigError
 from .export import quantize_model
 from .net import Cascade
@@ -104,7 +104,8 @@ class Codec:
         analyses = [dsp.analyze(s, self.cfg, self.lsf_q) for s in signals]
         frames = np.concatenate([an.frames[an.gain_idx > 0] for an in analyses])
         self.codebooks = train_codebooks(self.encode_frames(frames, arith, search=0), self.cfg)
-        self.side = SideCoder.train([np.concatenate([an.lsf_idx, an.gain_idx[:, None]], 1) for an in analyses], self.cfg)
+        self.side = SideCoder.train([side_columns(an.lsf_idx, an.gain_idx, an.pitch, self.cfg)
+                                     for an in analyses], self.cfg)
 
     def tune_postfilter(self, signals: list[np.ndarray], gammas=POSTFILTER_GAMMAS, arith: str = "fixed",
                         progress=None) -> dict:
@@ -137,7 +138,8 @@ class Codec:
                 for j, cfg in enumerate(cfgs):
                     with warnings.catch_warnings():   # a file PESQ cannot judge is counted, not warned about
                         warnings.simplefilter("ignore", MetricWarning)
-                        s = pesq_wb(x, dsp.synthesize(y, fr.lsf_idx, fr.gain_idx, fr.num_samples, cfg, self.lsf_q, k))
+                        s = pesq_wb(x, dsp.synthesize(y, fr.lsf_idx, fr.gain_idx, fr.num_samples, cfg, self.lsf_q, k,
+                                                    fr.pitch))
                     if np.isfinite(s):   # nan: PESQ cannot judge this file (too short, silent)
                         scores[k - 1, j] += s
                         counts[k - 1, j] += 1
@@ -230,7 +232,7 @@ class Codec:
             raise ValueError(f"stages must be 1..{self.cfg.network.stages}, not {k}")
         an = dsp.analyze(signal, self.cfg, self.lsf_q)
         codes = self.encode_frames(an.frames, arith, k, search)
-        return Frames(an.num_samples, an.lsf_idx, an.gain_idx, codes)
+        return Frames(an.num_samples, an.lsf_idx, an.gain_idx, codes, pitch=an.pitch)
 
     def decode(self, frames: Frames, arith: str = "float", stages: int | None = None) -> np.ndarray:
         if stages is not None and not 1 <= stages <= len(frames.codes):
@@ -240,9 +242,13 @@ class Codec:
             raise ValueError("no stage to decode")
         y = self.decode_frames(codes, arith)
         lsf_idx, gain_idx = frames.lsf_idx.copy(), frames.gain_idx.copy()
+        pitch = None if frames.pitch is None else frames.pitch.copy()
         if frames.lost is not None and frames.lost.any():
             y, lsf_idx, gain_idx = _conceal(y, lsf_idx, gain_idx, frames.lost, self.cfg)
-        return dsp.synthesize(y, lsf_idx, gain_idx, frames.num_samples, self.cfg, self.lsf_q, len(codes))
+            if pitch is not None:
+                pitch[frames.lost, 1] = 0          # no comb on concealed frames
+        return dsp.synthesize(y, lsf_idx, gain_idx, frames.num_samples, self.cfg, self.lsf_q, len(codes),
+                              pitch)
 
     def encode_bytes(self, signal: np.ndarray, arith: str = "float", stages: int | None = None,
                      search: int | None = None) -> bytes:

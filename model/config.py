@@ -20,7 +20,8 @@ from pathlib import Path
 
 __all__ = [
     "SignalConfig", "LpcConfig", "GainConfig", "NetworkConfig", "FixedPointConfig",
-    "EntropyConfig", "PostfilterConfig", "NoiseFillConfig", "SearchConfig", "CodecConfig", "ConfigError", "PRESETS", "preset",
+    "EntropyConfig", "PostfilterConfig", "NoiseFillConfig", "SearchConfig", "InputConfig",
+    "PitchConfig", "CodecConfig", "ConfigError", "PRESETS", "preset", "HOST_SECTIONS",
 ]
 
 
@@ -311,6 +312,71 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class InputConfig:
+    """Encoder-side input conditioning (host side, before any analysis): a Butterworth high-pass
+    of ``highpass_order`` at ``highpass_hz`` (0 = off), as every speech-codec standard has one
+    (G.722.2 and Opus at about 50 Hz, AMR-WB's pre-processing at 50 Hz, G.729's at 140 Hz).  Studio
+    prompt recordings carry much of their energy below 300 Hz (rumble, breath, proximity effect)
+    that costs the stages bits and the LPC its accuracy.  Applied zero-state, causal
+    (``scipy.signal.sosfilt``); it changes no bit of the stream format, so it is left out of
+    ``config_hash``, and training applies it to the training speech too.
+
+    A config made before this section existed (a model file without it) has it off.
+    """
+    highpass_hz: float = 80.0
+    highpass_order: int = 4
+
+
+@dataclass(frozen=True)
+class PitchConfig:
+    """Transmitted long-term (pitch) pre-filter, as in Opus' CELT layer (RFC 6716 sec. 4.3.7.1).
+
+    Per frame the encoder picks a lag ``T`` in ``lag_min..lag_max`` samples (the smallest lag
+    whose normalized correlation with the frame is within ``octave`` of the best one, so that a
+    multiple of the period is not taken for it) and a gain ``g = gain_step * q``, ``q =
+    round(strength * r / gain_step)`` with ``q`` in ``0..2**gain_bits - 1`` (``q = 0`` where
+    ``r < threshold``), and filters ``x'(n) = x(n) - g x(n - T)``; over the first ``fade``
+    samples of a frame the previous frame's filter cross-fades into this one's (a sine-squared
+    ramp).  ``T - lag_min`` and ``q`` are sent in the side information (``lag_bits`` + ``gain_bits``
+    bits per frame before Huffman coding).  The decoder applies the exact inverse, the comb
+    ``y(n) = y'(n) + g y(n - T)`` with the same cross-fade, so without coding noise the signal
+    comes back unchanged, and the coding noise is shaped like the harmonics instead of filling
+    the valleys between them.
+
+    ``domain``: ``"signal"`` (on the high-passed speech, before LPC analysis; the decoder after
+    the LPC synthesis filter, before the postfilters) or ``"residual"`` (on the LPC residual,
+    before the transform; the decoder between the inverse transform and the synthesis filter).
+
+    It is part of the stream format (the side information holds it), so it is in
+    ``config_hash`` when enabled; a config without it (made before it existed) has it off.
+    """
+    enabled: bool = True
+    domain: str = "signal"
+    lag_min: int = 32
+    lag_max: int = 320
+    gain_bits: int = 3
+    gain_step: float = 0.125
+    strength: float = 0.8
+    threshold: float = 0.3
+    octave: float = 0.9
+    fade: int = 80
+
+    @property
+    def lag_bits(self) -> int:
+        return max(1, (self.lag_max - self.lag_min).bit_length())
+
+    @property
+    def side_widths(self) -> tuple[int, ...]:
+        """Side-information fields per frame: (lag index, gain index) widths, () when off."""
+        return (self.lag_bits, self.gain_bits) if self.enabled else ()
+
+
+#: Sections that only the host reads: no bit of the stream format and no weight depends on them,
+#: so ``config_hash`` leaves them out.  ``pitch`` (when off) is left out too, see ``to_dict``.
+HOST_SECTIONS = ("postfilter", "search", "noise_fill", "input")
+
+
+@dataclass(frozen=True)
 class CodecConfig:
     """A whole codec.  See the section classes for the meaning of each field."""
     signal: SignalConfig = field(default_factory=SignalConfig)
@@ -322,6 +388,8 @@ class CodecConfig:
     postfilter: PostfilterConfig = field(default_factory=PostfilterConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     noise_fill: NoiseFillConfig = field(default_factory=NoiseFillConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    pitch: PitchConfig = field(default_factory=PitchConfig)
 
     def __post_init__(self):
         self.validate()
@@ -338,7 +406,8 @@ class CodecConfig:
     def raw_bits_per_frame(self, stages: int | None = None) -> int:
         """Bits per frame before entropy coding: side information plus the first ``stages`` codes."""
         k = self.network.stages if stages is None else stages
-        return self.lpc.bits_per_frame + self.gain.bits + sum(self.network.code_bits[:k])
+        return (self.lpc.bits_per_frame + self.gain.bits + sum(self.pitch.side_widths)
+                + sum(self.network.code_bits[:k]))
 
     def raw_kbps(self, stages: int | None = None) -> float:
         return self.raw_bits_per_frame(stages) * self.signal.frame_rate / 1000
@@ -430,6 +499,17 @@ class CodecConfig:
             raise ConfigError("lpc.window must be at least one hop")
         if not 1 <= g.bits <= 8 or g.step_db <= 0:
             raise ConfigError("gain: bits 1..8 and a positive step")
+        ip, pt = self.input, self.pitch
+        if not (0 <= ip.highpass_hz < s.sample_rate / 2 and 1 <= ip.highpass_order <= 8):
+            raise ConfigError("input: highpass_hz in [0, sample_rate/2), highpass_order 1..8")
+        if pt.domain not in ("signal", "residual"):
+            raise ConfigError(f"pitch.domain must be 'signal' or 'residual', not {pt.domain!r}")
+        if not (2 <= pt.lag_min < pt.lag_max <= 4096 and 1 <= pt.gain_bits <= 4
+                and 0 < pt.gain_step and pt.gain_step * ((1 << pt.gain_bits) - 1) < 1
+                and 0 <= pt.strength <= 1 and 0 <= pt.threshold <= 1 and 0 < pt.octave <= 1
+                and 0 <= pt.fade <= s.hop):
+            raise ConfigError("pitch: 2 <= lag_min < lag_max <= 4096, gain_bits 1..4 with every gain "
+                              "below 1, strength, threshold in [0, 1], octave in (0, 1], fade 0..hop")
         if not 1 <= e.symbol_bits <= 16 or e.max_code_len < e.symbol_bits or e.packet_frames < 1:
             raise ConfigError("entropy: symbol_bits 1..16, max_code_len >= symbol_bits, packet_frames >= 1")
         if any(b % e.symbol_bits for b in n.code_bits):
@@ -442,6 +522,9 @@ class CodecConfig:
         # default (1) it is left out, so their configs, JSON files and config_hash stay as they were
         if d["network"]["subbands"] == 1:
             del d["network"]["subbands"]
+        # likewise the pitch pre-filter when it is off: older configs hash as they did
+        if not d["pitch"]["enabled"]:
+            del d["pitch"]
         return d
 
     @classmethod
@@ -451,7 +534,9 @@ class CodecConfig:
         sections = {"signal": SignalConfig, "lpc": LpcConfig, "gain": GainConfig,
                     "network": NetworkConfig, "fixed": FixedPointConfig, "entropy": EntropyConfig,
                     "postfilter": PostfilterConfig, "search": SearchConfig,
-                    "noise_fill": NoiseFillConfig}
+                    "noise_fill": NoiseFillConfig, "input": InputConfig, "pitch": PitchConfig}
+        # sections newer than a file: a config written before they existed had them off
+        absent = {"input": {"highpass_hz": 0.0}, "pitch": {"enabled": False}}
         unknown = set(d) - set(sections)
         if unknown:
             raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
@@ -459,7 +544,7 @@ class CodecConfig:
         for name, klass in sections.items():
             if not isinstance(d.get(name, {}), dict):
                 raise ConfigError(f"config section [{name}] is not an object")
-            sub = dict(d.get(name, {}))
+            sub = dict(d[name]) if name in d else dict(absent.get(name, {}))
             names = {f.name for f in dataclasses.fields(klass)}
             bad = set(sub) - names
             if bad:
@@ -488,7 +573,7 @@ class CodecConfig:
 
     def replace(self, **sections) -> "CodecConfig":
         """``cfg.replace(fixed={"act_bits": 10})``: a copy with some fields of some sections changed."""
-        d = self.to_dict()
+        d = dataclasses.asdict(self)
         for name, changes in sections.items():
             if name not in d:
                 raise ConfigError(f"unknown config section {name!r}")
@@ -501,7 +586,8 @@ class CodecConfig:
         hardware.  The host-side sections (decoder postfilter and noise filling, encoder code
         search) are not part of it: none changes the format or a weight."""
         d = self.to_dict()
-        del d["postfilter"], d["search"], d["noise_fill"]
+        for name in HOST_SECTIONS:
+            del d[name]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -513,6 +599,7 @@ def _tiny() -> CodecConfig:
         lpc=LpcConfig(order=8, window=128, lsf_bits=3),
         network=NetworkConfig(stages=2, code_bits=(16, 16), hidden=32, res_layers=1),
         entropy=EntropyConfig(symbol_bits=8, max_code_len=12, packet_frames=25),
+        pitch=PitchConfig(fade=16),
     )
 
 

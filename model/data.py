@@ -31,20 +31,49 @@ from scipy.signal import resample_poly
 __all__ = [
     "AudioError", "load_wav", "write_wav", "list_wavs", "resample",
     "POCKETSPHINX_DIR", "POCKETSPHINX_TEST", "prepare_pocketsphinx", "check_raw_pcm",
+    "ASTERISK_DIR", "ASTERISK_VOICES", "SPEAKER_SPLIT", "prepare_asterisk", "voice_of",
     "synthesize_speech", "make_sentences", "SYNTH_ENGINES", "check_engines",
 ]
 
 POCKETSPHINX_DIR = Path("/usr/share/pocketsphinx/test/data")
 POCKETSPHINX_COPYRIGHT = Path("/usr/share/doc/pocketsphinx-testdata/copyright")
 
-#: Source files (relative to :data:`POCKETSPHINX_DIR`) held out for testing.
+#: Source files (relative to :data:`POCKETSPHINX_DIR`) held out for testing: every librivox clip
+#: (one reader) and every cards clip (one unlabelled speaker, as far as one can hear), so
+#: neither voice is on both sides; ``goforward.raw`` as before.  The other .raw clips train.
 POCKETSPHINX_TEST = (
+    "cards/001.wav", "cards/002.wav", "cards/003.wav", "cards/004.wav", "cards/005.wav",
+    "goforward.raw",
+    "librivox/sense_and_sensibility_01_austen_64kb-0870.wav",
+    "librivox/sense_and_sensibility_01_austen_64kb-0880.wav",
+    "librivox/sense_and_sensibility_01_austen_64kb-0890.wav",
     "librivox/sense_and_sensibility_01_austen_64kb-0920.wav",
     "librivox/sense_and_sensibility_01_austen_64kb-0930.wav",
-    "cards/004.wav",
-    "cards/005.wav",
-    "goforward.raw",
 )
+
+#: Debian's professional wideband prompt recordings (G.722, CC-BY-SA 3.0), by speaker:
+#: ``speaker: ((package, folder under ASTERISK_DIR), ...)``.
+ASTERISK_DIR = Path("/usr/share/asterisk/sounds")
+ASTERISK_VOICES = {
+    "allison": (("asterisk-core-sounds-en-g722", "en_US_f_Allison"),
+                ("asterisk-core-sounds-es-g722", "es_MX_f_Allison")),
+    "carlo": (("asterisk-core-sounds-it-g722", "it_IT_m_Carlo"),),
+    "june": (("asterisk-core-sounds-fr-g722", "fr_CA_f_June"),),
+}
+
+#: Which speaker goes where (``OUT/<split>/<speaker>/``).  June is never trained on: her prompts,
+#: sorted by name, alternate between the validation half (every recipe choice is made there) and
+#: the test half (every reported figure).  ``cmu`` and ``librivox`` are the pocketsphinx clips.
+SPEAKER_SPLIT = {
+    "train": ("cmu", "allison", "carlo"),
+    "val": ("june",),
+    "test": ("june", "cmu", "librivox"),
+}
+
+#: Prompts shorter than this, or whose loudest 20 ms is quieter than :data:`MIN_PEAK_DBFS`,
+#: are skipped (beeps, clicks, near-silent files).
+MIN_PROMPT_SECONDS = 0.8
+MIN_PEAK_DBFS = -35.0
 _RAW_FILES = ("something.raw", "numbers.raw", "goforward.raw", "tidigits/dhd.2934z.raw")
 
 
@@ -279,8 +308,9 @@ def prepare_pocketsphinx(out_dir, source=POCKETSPHINX_DIR) -> dict:
     Parameters
     ----------
     out_dir : str or Path
-        Receives ``train/*.wav``, ``test/*.wav`` and ``SPLIT.md``.  Stale WAV files in
-        ``train/`` and ``test/`` are removed first.
+        Receives ``train/cmu/*.wav``, ``test/cmu/*.wav``, ``test/librivox/*.wav`` (folders by
+        voice, as :data:`SPEAKER_SPLIT`) and ``SPLIT.md``.  Stale WAV files in those folders
+        are removed first.
     source : str or Path
         The package's data folder (default ``/usr/share/pocketsphinx/test/data``).
 
@@ -309,8 +339,9 @@ def prepare_pocketsphinx(out_dir, source=POCKETSPHINX_DIR) -> dict:
         if t not in rels or not (src / t).is_file():
             raise FileNotFoundError(f"{src / t}: expected test recording missing")
     for split in ("train", "test"):
-        for old in list_wavs(out / split):
-            old.unlink()
+        for voice in ("cmu", "librivox"):
+            for old in list_wavs(out / split / voice):
+                old.unlink()
     rows = []
     for rel in rels:
         p = src / rel
@@ -325,7 +356,7 @@ def prepare_pocketsphinx(out_dir, source=POCKETSPHINX_DIR) -> dict:
             row["raw_check"] = chk
         else:
             x = load_wav(p, 16000)
-        dest = out / split / _flat_name(rel)
+        dest = out / split / ("librivox" if rel.startswith("librivox/") else "cmu") / _flat_name(rel)
         write_wav(dest, x, 16000)
         row["dest"] = dest
         row["seconds"] = len(x) / 16000
@@ -382,11 +413,12 @@ def _write_split_md(path: Path, rows: list[dict], src: Path) -> None:
         "",
         "## Speaker overlap",
         "",
-        "The split is fixed (not random).  It is as speaker-disjoint as the material allows, which",
-        "is not fully: all five librivox clips are one reader (Sense and Sensibility ch. 1), so",
-        "that voice is in both sets; the cards clips and the .raw clips have no speaker labels and",
-        "may share speakers across the split.  Test results measure coding of held-out",
-        "utterances, not strictly of unseen speakers.",
+        "The split is fixed (not random) and keeps each identifiable voice on one side: all",
+        "librivox clips (one reader, Sense and Sensibility ch. 1) and all cards clips (one",
+        "unlabelled speaker, as far as one can tell) are test files, in `test/librivox/` and",
+        "`test/cmu/`.  The .raw clips have no speaker labels; `goforward.raw` is a test file and",
+        "the others train (`train/cmu/`).  The codec's main training speech is not here but in",
+        "`ASTERISK.md` (Allison, Carlo; June is the unseen validation and test voice).",
         "",
         "## Headerless .raw files",
         "",
@@ -406,6 +438,143 @@ def _write_split_md(path: Path, rows: list[dict], src: Path) -> None:
         if c:
             L.append(f"| {r['source']} | {c['r1_le']:.3f} | {c['r1_be']:.3f} | "
                      f"{100 * c['hf_le']:.2f} % | {c['f0_hz']:.0f} | {c['seconds']:.2f} |")
+    path.write_text("\n".join(L) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# asterisk prompt recordings (several speakers)
+# ---------------------------------------------------------------------------------------------
+
+def voice_of(path) -> str:
+    """The voice a prepared file belongs to: the name of the folder it lies in
+    (``data/test/june/x.wav`` -> ``june``)."""
+    return Path(path).parent.name
+
+
+def _decode_g722(sources: list[Path], dests: list[Path]) -> None:
+    # one ffmpeg process per batch of files (its start-up, not the decoding, is the cost)
+    for i in range(0, len(sources), 64):
+        cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
+        for src in sources[i:i + 64]:
+            cmd += ["-f", "g722", "-i", str(src)]
+        for j, dst in enumerate(dests[i:i + 64]):
+            cmd += ["-map", f"{j}:a", "-ar", "16000", "-ac", "1", "-c:a", "pcm_s16le", str(dst)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"ffmpeg failed on {sources[i]}..: {r.stderr.strip()[:200]}")
+
+
+def _peak_dbfs(x: np.ndarray, sr: int) -> float:
+    n = int(0.02 * sr)
+    frames = x[: len(x) // n * n].reshape(-1, n)
+    if not len(frames):
+        return -200.0
+    return float(10 * np.log10(np.max(np.mean(frames ** 2, axis=1)) + 1e-20))
+
+
+def prepare_asterisk(out_dir, source=ASTERISK_DIR, speakers=None, progress=None) -> dict:
+    """Convert Debian's ``asterisk-core-sounds-*-g722`` prompts into folders by speaker.
+
+    Each ``.g722`` prompt (:data:`ASTERISK_VOICES`) is decoded with ffmpeg to 16 kHz 16-bit
+    mono; prompts shorter than :data:`MIN_PROMPT_SECONDS` or whose loudest 20 ms is below
+    :data:`MIN_PEAK_DBFS` are skipped.  Allison and Carlo go to ``OUT/train/<speaker>/``; June's
+    prompts, sorted by their path in the package, alternate between ``OUT/val/june/`` (even
+    positions) and ``OUT/test/june/`` (odd), so both halves cover the same kinds of prompt and
+    the split never changes (:data:`SPEAKER_SPLIT`).  File names are ``<lang>_<path>.wav``
+    (``fr_vm-deleted.wav``, ``en_digits_1.wav``).  Writes ``OUT/ASTERISK.md`` (licence,
+    counts, skipped prompts).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+    source : str or Path
+        Debian's prompt folder (``/usr/share/asterisk/sounds``).
+    speakers : sequence of str, optional
+        A subset of :data:`ASTERISK_VOICES` (default all).
+    progress : callable, optional
+        ``progress(done, total)`` after each batch.
+
+    Returns
+    -------
+    dict
+        ``{"train": [Path], "val": [Path], "test": [Path], "skipped": [str], "md": Path,
+        "seconds": {speaker_split: s}}``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a speaker's folder is missing (the message names the Debian package).
+    RuntimeError
+        If ffmpeg fails.
+    """
+    src, out = Path(source), Path(out_dir)
+    speakers = list(ASTERISK_VOICES) if speakers is None else list(speakers)
+    jobs = []  # (speaker, split, g722 path, dest)
+    for spk in speakers:
+        found = []
+        for package, folder in ASTERISK_VOICES[spk]:
+            d = src / folder
+            if not d.is_dir():
+                raise FileNotFoundError(f"{d}: not found (apt-get install {package})")
+            lang = folder.split("_")[0]
+            for f in sorted(d.rglob("*.g722")):
+                rel = f.relative_to(d).with_suffix("")
+                found.append((f, f"{lang}_{'_'.join(rel.parts)}.wav"))
+        splits = [s for s, v in SPEAKER_SPLIT.items() if spk in v]
+        for split in splits:
+            for old in list_wavs(out / split / spk):
+                old.unlink()
+        for i, (f, name) in enumerate(found):
+            split = splits[i % len(splits)] if len(splits) > 1 else splits[0]
+            jobs.append((spk, split, f, out / split / spk / name))
+    for _, _, _, dest in jobs:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    res = {"train": [], "val": [], "test": [], "skipped": [], "seconds": {}}
+    with tempfile.TemporaryDirectory(prefix="g722_") as tmp:
+        tmp = Path(tmp)
+        for i in range(0, len(jobs), 256):
+            batch = jobs[i:i + 256]
+            tmps = [tmp / f"{i + j}.wav" for j in range(len(batch))]
+            _decode_g722([j[2] for j in batch], tmps)
+            for (spk, split, f, dest), t in zip(batch, tmps):
+                x, sr = sf.read(str(t), dtype="float64")
+                t.unlink()
+                if len(x) < MIN_PROMPT_SECONDS * sr or _peak_dbfs(x, sr) < MIN_PEAK_DBFS:
+                    res["skipped"].append(str(f.relative_to(src)))
+                    continue
+                write_wav(dest, x, sr)
+                res[split].append(dest)
+                key = f"{split}/{spk}"
+                res["seconds"][key] = res["seconds"].get(key, 0.0) + len(x) / sr
+            if progress:
+                progress(min(i + 256, len(jobs)), len(jobs))
+    res["md"] = out / "ASTERISK.md"
+    _write_asterisk_md(res["md"], res, speakers)
+    return res
+
+
+def _write_asterisk_md(path: Path, res: dict, speakers) -> None:
+    L = ["# Asterisk prompt recordings (by speaker)", "",
+         "Made by `cascade prepare-data` (`model.data.prepare_asterisk`) from Debian's",
+         "`asterisk-core-sounds-{en,es,it,fr}-g722` packages (`/usr/share/asterisk/sounds`),",
+         "decoded with `ffmpeg -f g722 -i F.g722 -ar 16000 F.wav`.", "",
+         "Licence: **CC-BY-SA 3.0** (Creative Commons Attribution-ShareAlike 3.0 Unported), as",
+         "`/usr/share/doc/asterisk-core-sounds-*-g722/copyright` states.  Recorded by Allison Smith",
+         "(en, es), June Wallack (fr) and Carlo (it) for Digium, Inc.; the converted files (not",
+         "committed: `data/` is made on each machine) carry the same licence, and anything made",
+         "from them that is shared must be shared alike and credit the speakers.", "",
+         f"Prompts shorter than {MIN_PROMPT_SECONDS} s or whose loudest 20 ms is below "
+         f"{MIN_PEAK_DBFS:.0f} dBFS are skipped ({len(res['skipped'])} files).", "",
+         "June is never trained on: her prompts, sorted by path, alternate between the validation",
+         "half (`val/june`, where every recipe choice is made) and the test half (`test/june`,",
+         "where every reported figure is measured).", "",
+         "| folder | files | minutes |", "|---|---:|---:|"]
+    for key in sorted(res["seconds"]):
+        split, spk = key.split("/")
+        n = sum(voice_of(p) == spk for p in res[split])
+        L.append(f"| {key} | {n} | {res['seconds'][key] / 60:.1f} |")
+    if res["skipped"]:
+        L += ["", "Skipped: " + ", ".join(f"`{s}`" for s in res["skipped"])]
     path.write_text("\n".join(L) + "\n")
 
 

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import solve_toeplitz
-from scipy.signal import lfilter, lfiltic
+from scipy.signal import butter, lfilter, lfiltic, sosfilt
 
 from .config import CodecConfig
 
 __all__ = ["Analysis", "analyze", "synthesize", "noise_fill", "postfilter", "pitch_postfilter", "LsfQuantizer", "poly2lsf", "lsf2poly",
-           "transform", "inverse_transform", "lpc_frames", "num_frames"]
+           "transform", "inverse_transform", "lpc_frames", "num_frames", "highpass", "pitch_analysis",
+           "pitch_prefilter", "pitch_postcomb", "encoder_input"]
 
 
 # ---------------------------------------------------------------------------------- LPC / LSF
@@ -176,6 +177,110 @@ def _synthesis_filter(e: np.ndarray, A: np.ndarray, hop: int) -> np.ndarray:
     return y
 
 
+# --------------------------------------------------------------- input high-pass, pitch pre-filter
+
+def highpass(s: np.ndarray, cfg: CodecConfig) -> np.ndarray:
+    """``cfg.input``'s Butterworth high-pass (zero initial state); ``s`` unchanged when it is off."""
+    ip = cfg.input
+    if not ip.highpass_hz:
+        return np.asarray(s, dtype=np.float64)
+    sos = butter(ip.highpass_order, ip.highpass_hz, "highpass", fs=cfg.signal.sample_rate, output="sos")
+    return sosfilt(sos, np.asarray(s, dtype=np.float64))
+
+
+def _fade(cfg: CodecConfig, n: int) -> np.ndarray:
+    """Weight of the current frame's comb over a frame's first ``n`` samples (sine-squared ramp
+    over ``pitch.fade`` samples, then 1)."""
+    f = cfg.pitch.fade
+    w = np.ones(n)
+    k = min(f, n)
+    if k:
+        w[:k] = np.sin(0.5 * np.pi * (np.arange(k) + 0.5) / f) ** 2
+    return w
+
+
+def pitch_analysis(x: np.ndarray, cfg: CodecConfig) -> np.ndarray:
+    """Open-loop pitch lag and gain per frame for ``cfg.pitch`` (see ``PitchConfig``): (T, 2) int
+    = (lag - lag_min, gain index); frame t covers samples [t*hop, (t+1)*hop) as the LPC filters
+    do.  Frames without a voiced lag get gain index 0 and repeat the previous lag index (which
+    Huffman codes to almost nothing)."""
+    pc, hop = cfg.pitch, cfg.signal.hop
+    n = len(x)
+    T = num_frames(n, hop)
+    out = np.zeros((T, 2), np.int64)
+    lags = np.arange(pc.lag_min, pc.lag_max + 1)
+    pad = np.concatenate([np.zeros(pc.lag_max), np.asarray(x, np.float64), np.zeros(hop)])
+    taps = np.arange(hop)[None, :] - lags[:, None]
+    qmax = (1 << pc.gain_bits) - 1
+    prev = 0
+    for t in range(T):
+        lo = pc.lag_max + t * hop
+        seg = pad[lo:lo + hop]
+        e = float(seg @ seg)
+        q = 0
+        if e > 1e-9 * hop:
+            past = pad[lo + taps]
+            r = (past @ seg) / (np.sqrt((past * past).sum(1) * e) + 1e-12)
+            best = float(r.max())
+            if best >= pc.threshold:
+                j = int(np.flatnonzero(r >= pc.octave * best)[0])   # the shortest near-best lag
+                q = int(np.clip(round(pc.strength * min(1.0, float(r[j])) / pc.gain_step), 0, qmax))
+                if q:
+                    prev = j
+        out[t] = (prev, q)
+    return out
+
+
+def _comb(x: np.ndarray, pitch: np.ndarray, cfg: CodecConfig, sign: float) -> np.ndarray:
+    """x(n) + sign * [w g_t x(n - T_t) + (1 - w) g_{t-1} x(n - T_{t-1})] frame by frame; with
+    ``sign`` = +1 the delayed samples are taken from the *output* (the inverse, IIR comb), in
+    blocks of ``lag_min`` samples, none of which reaches back into itself."""
+    pc, hop = cfg.pitch, cfg.signal.hop
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    y = x.copy()
+    src = y if sign > 0 else x
+    lag = pitch[:, 0] + pc.lag_min
+    g = pitch[:, 1] * pc.gain_step
+    w_full = _fade(cfg, hop)
+    for t in range(min(len(pitch), -(-n // hop))):
+        lo, hi = t * hop, min((t + 1) * hop, n)
+        gp, lp = (g[t - 1], lag[t - 1]) if t else (0.0, lag[t])
+        if g[t] == 0 and gp == 0:
+            continue
+        w = w_full[:hi - lo]
+        step = pc.lag_min if sign > 0 else hi - lo
+        for a in range(lo, hi, step):
+            b = min(a + step, hi)
+            wa = w[a - lo:b - lo]
+            idx = np.arange(a, b)
+            cur = np.where(idx - lag[t] >= 0, src[np.maximum(idx - lag[t], 0)], 0.0)
+            old = np.where(idx - lp >= 0, src[np.maximum(idx - lp, 0)], 0.0)
+            y[a:b] = x[a:b] + sign * (wa * g[t] * cur + (1 - wa) * gp * old)
+    return y
+
+
+def pitch_prefilter(x: np.ndarray, pitch: np.ndarray, cfg: CodecConfig) -> np.ndarray:
+    """The encoder's comb ``x(n) - g x(n - T)`` with the frames' (lag, gain) indices ``pitch``."""
+    return _comb(x, pitch, cfg, -1.0)
+
+
+def pitch_postcomb(y: np.ndarray, pitch: np.ndarray, cfg: CodecConfig) -> np.ndarray:
+    """The decoder's inverse comb ``y(n) = y'(n) + g y(n - T)``: undoes :func:`pitch_prefilter`
+    exactly (to rounding) on an uncoded signal."""
+    return _comb(y, pitch, cfg, +1.0)
+
+
+def encoder_input(s: np.ndarray, cfg: CodecConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the LPC analysis sees: the high-passed signal, pitch pre-filtered when the pre-filter
+    is on in the signal domain; and the pitch indices of the signal-domain pre-filter (else None)."""
+    s = highpass(s, cfg)
+    if cfg.pitch.enabled and cfg.pitch.domain == "signal":
+        pitch = pitch_analysis(s, cfg)
+        return pitch_prefilter(s, pitch, cfg), pitch
+    return s, None
+
+
 # -------------------------------------------------------------------------------- transforms
 
 def _mdct_basis(hop: int) -> np.ndarray:
@@ -253,10 +358,14 @@ class Analysis:
     lsf_idx: np.ndarray     # (T, order) int
     gain_idx: np.ndarray    # (T,) int
     num_samples: int
+    pitch: np.ndarray | None = None   # (T, 2) int (lag index, gain index) when cfg.pitch is on
 
 
 def analyze(s: np.ndarray, cfg: CodecConfig, q: LsfQuantizer | None) -> Analysis:
-    s = np.asarray(s, dtype=np.float64)
+    """Signal -> network input frames and side information: the input high-pass, the pitch
+    pre-filter (signal domain), LPC analysis and quantization, the LPC residual, the pitch
+    pre-filter (residual domain), the transform and the gain."""
+    s, pitch = encoder_input(s, cfg)
     hop = cfg.signal.hop
     T = num_frames(len(s), hop)
     if cfg.lpc.enabled:
@@ -266,10 +375,13 @@ def analyze(s: np.ndarray, cfg: CodecConfig, q: LsfQuantizer | None) -> Analysis
         lsf_idx = np.zeros((T, 0), dtype=np.int64)
     A = _filters_from_lsf_idx(lsf_idx, cfg, q)
     e = _analysis_filter(s, A, hop)
+    if cfg.pitch.enabled and cfg.pitch.domain == "residual":
+        pitch = pitch_analysis(e, cfg)
+        e = pitch_prefilter(e, pitch, cfg)
     X = transform(e, cfg)
     gain_idx = gain_quantize(X, cfg)
     frames = X / gain_dequantize(gain_idx, cfg)[:, None]
-    return Analysis(frames, lsf_idx, gain_idx, len(s))
+    return Analysis(frames, lsf_idx, gain_idx, len(s), pitch)
 
 
 def noise_fill(frames: np.ndarray, cfg: CodecConfig) -> np.ndarray:
@@ -294,15 +406,23 @@ def noise_fill(frames: np.ndarray, cfg: CodecConfig) -> np.ndarray:
 
 
 def synthesize(frames: np.ndarray, lsf_idx: np.ndarray, gain_idx: np.ndarray, num_samples: int,
-               cfg: CodecConfig, q: LsfQuantizer | None, stages: int | None = None) -> np.ndarray:
+               cfg: CodecConfig, q: LsfQuantizer | None, stages: int | None = None,
+               pitch: np.ndarray | None = None) -> np.ndarray:
     """Decoded (normalized) frames and side information -> speech: noise filling, gain, inverse
-    transform, LPC synthesis, then the formant and pitch postfilters.  ``stages``: how many stages
+    transform, the inverse pitch comb (residual domain), LPC synthesis, the inverse pitch comb
+    (signal domain; ``pitch``: the stream's (T, 2) lag and gain indices), then the formant and
+    pitch postfilters.  ``stages``: how many stages
     the frames were decoded from (default all), which picks the formant postfilter's
     ``num_gamma`` (``PostfilterConfig.num_gamma_for``)."""
     X = noise_fill(frames, cfg) * gain_dequantize(gain_idx, cfg)[:, None]
     e = inverse_transform(X, cfg, num_samples)
+    comb = cfg.pitch.enabled and pitch is not None
+    if comb and cfg.pitch.domain == "residual":
+        e = pitch_postcomb(e, pitch, cfg)
     A = _filters_from_lsf_idx(lsf_idx, cfg, q)
     y = _synthesis_filter(e, A, cfg.signal.hop)
+    if comb and cfg.pitch.domain == "signal":
+        y = pitch_postcomb(y, pitch, cfg)
     if cfg.postfilter.enabled and cfg.lpc.enabled:
         y = postfilter(y, A, cfg, stages)
     if cfg.postfilter.enabled and cfg.postfilter.pitch_gain > 0:
@@ -369,5 +489,7 @@ def pitch_postfilter(y: np.ndarray, cfg: CodecConfig) -> np.ndarray:
 
 
 def training_lsfs(signals: list[np.ndarray], cfg: CodecConfig) -> np.ndarray:
-    """Unquantized LSFs of every frame of some signals (to fit an ``LsfQuantizer``)."""
-    return np.concatenate([np.stack([poly2lsf(a) for a in lpc_frames(s, cfg)]) for s in signals])
+    """Unquantized LSFs of every frame of some signals (to fit an ``LsfQuantizer``), of what the
+    LPC analysis sees (``encoder_input``)."""
+    return np.concatenate([np.stack([poly2lsf(a) for a in lpc_frames(encoder_input(s, cfg)[0], cfg)])
+                           for s in signals])

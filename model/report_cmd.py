@@ -80,7 +80,7 @@ def huffman_savings(codec, files) -> list[dict]:
     from . import dsp
     from .data import load_wav
     sr = codec.cfg.signal.sample_rate
-    from .bitstream import _side_widths
+    from .bitstream import _side_widths, side_columns
     raw = np.zeros(codec.cfg.network.stages + 1)
     coded = np.zeros(codec.cfg.network.stages + 1)
     widths = _side_widths(codec.cfg)
@@ -90,11 +90,11 @@ def huffman_savings(codec, files) -> list[dict]:
         for n, c in enumerate(codec.encode_frames(an.frames, "fixed")):
             raw[n] += c.size
             coded[n] += codec.codebooks[n].cost(c) if codec.codebooks else c.size
-        side = np.concatenate([an.lsf_idx, an.gain_idx[:, None]], 1)
+        side = side_columns(an.lsf_idx, an.gain_idx, an.pitch, codec.cfg)
         raw[-1] += side.shape[0] * int(widths.sum())
         coded[-1] += sum(8 * len(codec.side.encode(side[a:a + pf], widths)) for a in range(0, len(side), pf)) \
             if codec.side else side.shape[0] * int(widths.sum())
-    return [{"stage": n + 1 if n < len(raw) - 1 else "side information (LSF + gain, byte-aligned chunks)",
+    return [{"stage": n + 1 if n < len(raw) - 1 else "side information (LSF, gain, pitch, byte-aligned chunks)",
              "raw_bits": int(r), "huffman_bits": int(c), "saving": float(1 - c / r)}
             for n, (r, c) in enumerate(zip(raw, coded))]
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from model.bitstream import (HEADER_SIZE, BitstreamError, Frames, SideCoder, read_stream, stream_info,
-                             truncate_stream, write_stream)
+from model.bitstream import (HEADER_SIZE, BitstreamError, Frames, SideCoder, read_stream, side_columns,
+                             stream_info, truncate_stream, write_stream)
 from model.config import preset
 from model.huffman import train_codebooks
 
@@ -18,16 +18,18 @@ def make_frames(cfg=CFG, T=60, seed=0, stages=None):
     K = cfg.network.stages if stages is None else stages
     codes = [(rng.random((T, cfg.network.code_bits[n])) < 0.2).astype(np.uint8) for n in range(K)]
     order = cfg.lpc.order if cfg.lpc.enabled else 0
+    pw = cfg.pitch.side_widths
+    pitch = np.stack([rng.integers(0, 1 << w, T) for w in pw], 1) if pw else None
     return Frames(num_samples=T * cfg.signal.hop,
                   lsf_idx=rng.integers(0, 1 << cfg.lpc.lsf_bits, (T, order)),
-                  gain_idx=rng.integers(0, 1 << cfg.gain.bits, T), codes=codes)
+                  gain_idx=rng.integers(0, 1 << cfg.gain.bits, T), codes=codes, pitch=pitch)
 
 
 CODEBOOKS = train_codebooks(make_frames(T=500, seed=9).codes, CFG)
 
 
-def side_values(fr: Frames) -> np.ndarray:
-    return np.concatenate([fr.lsf_idx, fr.gain_idx[:, None]], axis=1)
+def side_values(fr: Frames, cfg=CFG) -> np.ndarray:
+    return side_columns(fr.lsf_idx, fr.gain_idx, fr.pitch, cfg)
 
 
 def slow_frames(T, seed):
@@ -35,8 +37,10 @@ def slow_frames(T, seed):
     fr = make_frames(T=T, seed=seed)
     rng = np.random.default_rng(seed)
     walk = np.cumsum(rng.integers(-1, 2, side_values(fr).shape) * (rng.random(side_values(fr).shape) < 0.3), 0)
-    fr.lsf_idx = np.clip(3 + walk[:, :-1], 0, (1 << CFG.lpc.lsf_bits) - 1)
-    fr.gain_idx = np.clip(30 + walk[:, -1], 0, (1 << CFG.gain.bits) - 1)
+    order = CFG.lpc.order
+    fr.lsf_idx = np.clip(3 + walk[:, :order], 0, (1 << CFG.lpc.lsf_bits) - 1)
+    fr.gain_idx = np.clip(30 + walk[:, order], 0, (1 << CFG.gain.bits) - 1)
+    fr.pitch = np.stack([np.clip(60 + walk[:, order + 1], 0, 255), np.clip(3 + walk[:, order + 2], 0, 7)], 1)
     return fr
 
 
@@ -47,6 +51,8 @@ def same(a: Frames, b: Frames, stages=None):
     K = len(a.codes) if stages is None else stages
     return (a.num_samples == b.num_samples and np.array_equal(a.lsf_idx, b.lsf_idx)
             and np.array_equal(a.gain_idx, b.gain_idx) and len(b.codes) == K
+            and (a.pitch is None) == (b.pitch is None)
+            and (a.pitch is None or np.array_equal(a.pitch, b.pitch))
             and all(np.array_equal(x, y) for x, y in zip(a.codes[:K], b.codes)))
 
 
@@ -97,7 +103,7 @@ def test_truncate_equals_first_stages(cbs):
     cut = truncate_stream(data, 1, CFG)
     assert len(cut) < len(data) and stream_info(cut)["stages"] == 1
     assert same(fr, read_stream(cut, CFG, cbs), stages=1)
-    fr1 = Frames(fr.num_samples, fr.lsf_idx, fr.gain_idx, fr.codes[:1])
+    fr1 = Frames(fr.num_samples, fr.lsf_idx, fr.gain_idx, fr.codes[:1], pitch=fr.pitch)
     assert cut == write_stream(fr1, CFG, cbs)                               # as if written with K=1
     with pytest.raises(BitstreamError):
         truncate_stream(data, 3, CFG)

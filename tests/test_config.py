@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from model.config import PRESETS, CodecConfig, ConfigError, preset
+from model.config import HOST_SECTIONS, PRESETS, CodecConfig, ConfigError, preset
 
-SECTIONS = ("signal", "lpc", "gain", "network", "fixed", "entropy", "postfilter")
+SECTIONS = ("signal", "lpc", "gain", "network", "fixed", "entropy", "postfilter", "input", "pitch")
 
 
 def _all_fields(cfg):
@@ -20,12 +20,14 @@ def _changed(sec, name, value):
     """A different value of the same type for a field (kept valid where easy)."""
     if isinstance(value, bool):
         return not value
+    if (sec, name) == ("pitch", "gain_bits"):     # every gain must stay below 1
+        return value - 1
     if isinstance(value, int):
         return value + 1
     if isinstance(value, float):
         return value * 0.5 if value > 0 else value - 1.0
     if isinstance(value, str):
-        return "stft" if value == "mdct" else "mdct"
+        return {"mdct": "stft", "stft": "mdct", "signal": "residual", "residual": "signal"}[value]
     if isinstance(value, tuple):
         return (value[0] * 2,) + value[1:]
     raise AssertionError(f"no rule for {sec}.{name}={value!r}")
@@ -66,22 +68,26 @@ def test_hash_changes_with_every_field():
         if (sec, name) == ("fixed", "act_bits"):   # a bias of +-1 must still fit
             d["fixed"]["bias_bits"] = max(cfg.fixed.bias_bits, new - cfg.fixed.act_int_bits + 2)
         other = CodecConfig.from_dict(d)
-        if sec == "postfilter":   # decoder-side only: changes no bit of a stream
+        if sec in HOST_SECTIONS:   # host side only: changes no bit of a stream
             assert other.config_hash == cfg.config_hash, f"hash includes {sec}.{name}"
         else:
             assert other.config_hash not in seen, f"hash ignores {sec}.{name}"
             seen.add(other.config_hash)
         n += 1
-    assert n == 30   # every field of every section
+    assert n == 42   # every field of every section
 
 
 def test_hash_of_existing_configs_unchanged_by_subbands():
     """``network.subbands`` came after models and bitstreams were made: at its default (1) it is
     not in ``to_dict``, so the JSON and the hash of every config stay what they were (values
     computed before the field existed); any other value is in both."""
-    assert {n: preset(n).config_hash for n in PRESETS} == {
+    old = {n: preset(n).replace(pitch={"enabled": False}) for n in PRESETS}
+    assert {n: c.config_hash for n, c in old.items()} == {
         "default": "6d7e566b274b049f", "tiny": "8335138c927fa4d4",
         "large": "b2c0492aac2707ef"}   # large: 4-bit LSFs since the learned-scale retraining, hidden 128 since the tuned postfilter
+    # the pitch pre-filter (on in every preset) is in the hash; the input high-pass is not
+    assert all(preset(n).config_hash != c.config_hash for n, c in old.items())
+    assert preset("default").replace(input={"highpass_hz": 0.0}).config_hash == preset("default").config_hash
     assert "subbands" not in preset("default").to_dict()["network"]
     two = preset("tiny").replace(network={"subbands": 2})
     assert two.to_dict()["network"]["subbands"] == 2
@@ -162,7 +168,7 @@ def test_validation_errors(sec, change):
 def test_lpc_disabled_skips_lpc_checks():
     cfg = preset("tiny").replace(lpc={"enabled": False, "order": 0})
     assert cfg.lpc.bits_per_frame == 0
-    assert cfg.raw_bits_per_frame() == cfg.gain.bits + sum(cfg.network.code_bits)
+    assert cfg.raw_bits_per_frame() == cfg.gain.bits + sum(cfg.pitch.side_widths) + sum(cfg.network.code_bits)
 
 
 def test_from_dict_and_load_errors(tmp_path):
@@ -172,7 +178,10 @@ def test_from_dict_and_load_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown field"):
         CodecConfig.from_dict({**d, "fixed": {**d["fixed"], "bogus": 1}})
     # missing sections and fields take their defaults
-    assert CodecConfig.from_dict({}) == CodecConfig()
+    # sections a dict leaves out take their defaults, except the newer front-end sections, which a
+    # config written before they existed did not have (input high-pass and pitch pre-filter off)
+    assert CodecConfig.from_dict({}) == CodecConfig().replace(input={"highpass_hz": 0.0},
+                                                              pitch={"enabled": False})
     with pytest.raises(ConfigError, match="not found"):
         CodecConfig.load(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
@@ -218,8 +227,10 @@ def test_layer_shapes_and_macs(name, transform, subbands):
 def test_derived_quantities():
     cfg = preset("tiny")
     assert cfg.code_bits_total == 32
-    assert cfg.raw_bits_per_frame(1) == 8 * 3 + 6 + 16
-    assert cfg.raw_bits_per_frame() == 8 * 3 + 6 + 32
+    assert cfg.pitch.side_widths == (9, 3)       # lags 32..320: 289 values
+    assert cfg.raw_bits_per_frame(1) == 8 * 3 + 6 + 12 + 16
+    assert cfg.raw_bits_per_frame() == 8 * 3 + 6 + 12 + 32
+    assert cfg.replace(pitch={"enabled": False}).raw_bits_per_frame() == 8 * 3 + 6 + 32
     assert cfg.raw_kbps() == pytest.approx(cfg.raw_bits_per_frame() * 16000 / 64 / 1000)
     f = cfg.fixed
     assert f.act_frac == 6

@@ -7,7 +7,8 @@ import pytest
 import soundfile as sf
 
 from model.data import (AudioError, POCKETSPHINX_DIR, POCKETSPHINX_TEST, check_raw_pcm,
-                        list_wavs, load_wav, make_sentences, prepare_pocketsphinx,
+                        list_wavs, load_wav, make_sentences, prepare_pocketsphinx, prepare_asterisk,
+                        voice_of, ASTERISK_DIR, MIN_PROMPT_SECONDS,
                         synthesize_speech, write_wav)
 
 
@@ -99,12 +100,16 @@ def test_raw_check_tells_byte_order():
 @pytest.mark.skipif(not POCKETSPHINX_DIR.exists(), reason="pocketsphinx-testdata not installed")
 def test_prepare_pocketsphinx(tmp_path):
     r = prepare_pocketsphinx(tmp_path)
-    assert len(r["test"]) == len(POCKETSPHINX_TEST) == 5
-    assert len(r["train"]) == 9
+    assert len(r["test"]) == len(POCKETSPHINX_TEST) == 11
+    assert len(r["train"]) == 3
     names = {p.name for p in r["test"]}
     assert {"cards_004.wav", "cards_005.wav", "raw_goforward.wav"} <= names
     assert not names & {p.name for p in r["train"]}
     assert list_wavs(tmp_path / "test") == r["test"]
+    # each identifiable voice on one side only: every librivox and every cards clip is a test file
+    assert all(voice_of(p) == "cmu" for p in r["train"])
+    assert not any("librivox" in p.name or "cards" in p.name for p in r["train"])
+    assert {voice_of(p) for p in r["test"]} == {"cmu", "librivox"}
     for p in r["train"] + r["test"]:
         x = load_wav(p, 16000)
         assert len(x) > 16000 and 0.01 < np.max(np.abs(x)) <= 1
@@ -112,7 +117,33 @@ def test_prepare_pocketsphinx(tmp_path):
     assert "BSD-2" in text and "goforward.raw" in text
     # the copy is sample-exact for WAV sources
     src = load_wav(POCKETSPHINX_DIR / "cards/004.wav")
-    np.testing.assert_array_equal(load_wav(tmp_path / "test/cards_004.wav"), src)
+    np.testing.assert_array_equal(load_wav(tmp_path / "test/cmu/cards_004.wav"), src)
+
+
+@pytest.mark.skipif(not (ASTERISK_DIR / "fr_CA_f_June").is_dir(),
+                    reason="asterisk-core-sounds-fr-g722 not installed")
+def test_prepare_asterisk_june_halves_are_disjoint_and_fixed(tmp_path):
+    r = prepare_asterisk(tmp_path, speakers=["june"])
+    val, test = list_wavs(tmp_path / "val" / "june"), list_wavs(tmp_path / "test" / "june")
+    assert val == sorted(r["val"]) and test == sorted(r["test"]) and not r["train"]
+    assert len(val) > 150 and len(test) > 150
+    assert not {p.name for p in val} & {p.name for p in test}
+    # alternating by source path: the two halves are within a few files and minutes of each other
+    assert abs(len(val) - len(test)) < 0.1 * len(val)
+    for p in val[:5] + test[:5]:
+        x = load_wav(p, 16000)
+        assert len(x) >= MIN_PROMPT_SECONDS * 16000
+    assert r["skipped"] and all(s.startswith("fr_CA_f_June/") for s in r["skipped"])
+    md = r["md"].read_text()
+    assert "CC-BY-SA 3.0" in md and "val/june" in md
+    # a second run gives the same halves (stale files are removed first)
+    r2 = prepare_asterisk(tmp_path, speakers=["june"])
+    assert sorted(r2["val"]) == val and sorted(r2["test"]) == test
+
+
+def test_prepare_asterisk_names_the_missing_package(tmp_path):
+    with pytest.raises(FileNotFoundError, match="asterisk-core-sounds-it-g722"):
+        prepare_asterisk(tmp_path, source=tmp_path / "none", speakers=["carlo"])
 
 
 def test_sentences_deterministic_and_varied():

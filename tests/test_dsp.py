@@ -105,9 +105,10 @@ def test_analyze_synthesize_perfect_reconstruction(name, speech):
     if cfg.lpc.enabled:
         assert an.lsf_idx.min() >= 0 and an.lsf_idx.max() < 1 << cfg.lpc.lsf_bits
     assert an.gain_idx.min() >= 0 and an.gain_idx.max() < 1 << cfg.gain.bits
-    y = dsp.synthesize(an.frames, an.lsf_idx, an.gain_idx, an.num_samples, cfg, q)
+    y = dsp.synthesize(an.frames, an.lsf_idx, an.gain_idx, an.num_samples, cfg, q, pitch=an.pitch)
     assert y.shape == x.shape
-    np.testing.assert_allclose(y, x, atol=1e-9)
+    # what comes back is the input after the encoder's high-pass (InputConfig)
+    np.testing.assert_allclose(y, dsp.highpass(x, cfg), atol=1e-9)
 
 
 def test_postfilter_keeps_frame_energy_and_deepens_valleys(speech):
@@ -224,9 +225,10 @@ def test_awkward_signals_analyze_and_synthesize(sig, cfg_name, speech):
     assert an.frames.shape == (dsp.num_frames(len(x), 64), cfg.coefficients)
     assert np.all(np.isfinite(an.frames))
     y = dsp.synthesize(an.frames, an.lsf_idx, an.gain_idx, an.num_samples,
-                       cfg.replace(postfilter={"enabled": False}, noise_fill={"enabled": False}), q)
+                       cfg.replace(postfilter={"enabled": False}, noise_fill={"enabled": False}), q,
+                       pitch=an.pitch)
     assert y.shape == x.shape and np.all(np.isfinite(y))
-    np.testing.assert_allclose(y, x, atol=1e-7)
+    np.testing.assert_allclose(y, dsp.highpass(x, cfg), atol=1e-7)
     y = dsp.synthesize(an.frames, an.lsf_idx, an.gain_idx, an.num_samples, cfg, q)   # postfilter on
     assert y.shape == x.shape and np.all(np.isfinite(y))
     # a decoder that gets zeroed frames (lost packets) still gives finite output
@@ -318,3 +320,78 @@ def test_noise_fill_adds_the_missing_energy_above_its_start():
     assert off.config_hash == cfg.config_hash                       # no bit of the stream changes
     with pytest.raises(ConfigError, match="noise_fill"):
         cfg.replace(noise_fill={"fraction": 1.5})
+
+
+# ------------------------------------------------------------- input high-pass, pitch pre-filter
+
+def test_highpass_removes_rumble_keeps_speech_band():
+    cfg = preset("default")
+    sr = cfg.signal.sample_rate
+    t = np.arange(sr) / sr
+    lo, mid = np.sin(2 * np.pi * 30 * t), np.sin(2 * np.pi * 1000 * t)
+    y_lo, y_mid = dsp.highpass(lo, cfg), dsp.highpass(mid, cfg)
+    assert np.std(y_lo[sr // 2:]) < 0.02 * np.std(lo)
+    assert abs(np.std(y_mid[sr // 2:]) / np.std(mid) - 1) < 0.01
+    off = cfg.replace(input={"highpass_hz": 0})
+    np.testing.assert_array_equal(dsp.highpass(lo, off), lo)
+
+
+def _voiced(seconds, f0, sr=16000, seed=0):
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    pulses = np.zeros(n)
+    pulses[:: int(sr / f0)] = 1.0
+    from scipy.signal import lfilter
+    return lfilter([1.0], [1.0, -1.3, 0.8], pulses) + 0.01 * rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("f0", [100.0, 250.0])
+def test_pitch_analysis_finds_the_period(f0):
+    cfg = preset("default")
+    x = _voiced(1.0, f0)
+    p = dsp.pitch_analysis(x, cfg)
+    assert p.shape == (dsp.num_frames(len(x), cfg.signal.hop), 2)
+    voiced = p[2:-2]
+    assert (voiced[:, 1] > 0).all()
+    lag = voiced[:, 0] + cfg.pitch.lag_min
+    period = 16000 / f0
+    assert np.all(np.abs(lag - period) <= 1), lag     # the period, not a multiple of it
+
+
+def test_pitch_analysis_leaves_noise_alone():
+    cfg = preset("default")
+    x = np.random.default_rng(1).standard_normal(16000)
+    p = dsp.pitch_analysis(x, cfg)
+    assert (p[:, 1] == 0).mean() > 0.9
+
+
+@pytest.mark.parametrize("domain", ["signal", "residual"])
+def test_pitch_comb_is_inverted_exactly_and_whitens_voiced_speech(speech, domain):
+    cfg = preset("default").replace(pitch={"domain": domain})
+    x = dsp.highpass(speech, cfg)
+    p = dsp.pitch_analysis(x, cfg)
+    assert p[:, 1].any() and len(set(p[:, 0])) > 3   # several lags, so the cross-fades are exercised
+    y = dsp.pitch_prefilter(x, p, cfg)
+    assert np.sum(y ** 2) < 0.8 * np.sum(x ** 2)
+    np.testing.assert_allclose(dsp.pitch_postcomb(y, p, cfg), x, atol=1e-9)
+    # a wrong lag does not invert it
+    q = p.copy()
+    q[:, 0] = (q[:, 0] + 7) % (cfg.pitch.lag_max - cfg.pitch.lag_min + 1)
+    assert np.max(np.abs(dsp.pitch_postcomb(y, q, cfg) - x)) > 1e-3
+
+
+@pytest.mark.parametrize("domain", ["signal", "residual"])
+def test_analyze_synthesize_with_pitch_prefilter_is_transparent(speech, domain):
+    """Without coding noise the chain with the pre-filter gives the high-passed input back."""
+    cfg = preset("default").replace(pitch={"domain": domain}, postfilter={"enabled": False},
+                                    noise_fill={"enabled": False})
+    q = _quantizer(cfg, [speech])
+    an = dsp.analyze(speech, cfg, q)
+    assert an.pitch is not None and an.pitch.shape == (len(an.frames), 2)
+    y = dsp.synthesize(an.frames, an.lsf_idx, an.gain_idx, an.num_samples, cfg, q, pitch=an.pitch)
+    ref = dsp.highpass(speech, cfg)
+    err = np.sum((y - ref) ** 2) / np.sum(ref ** 2)
+    assert err < 1e-3, err
+    # decoding without the stream's pitch indices is audibly wrong
+    y0 = dsp.synthesize(an.frames, an.lsf_idx, an.gain_idx, an.num_samples, cfg, q, pitch=0 * an.pitch)
+    assert np.sum((y0 - ref) ** 2) / np.sum(ref ** 2) > 100 * err
