@@ -19,6 +19,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TEST_DIR = REPO / "data" / "test"
+#: Where recipe choices are made (``cascade prepare-data``: half of an unseen voice).
+DEFAULT_VAL_DIR = REPO / "data" / "val"
 
 
 class UserError(Exception):
@@ -554,7 +556,8 @@ def _frames_for_verify(codec, wav, frames):
     from . import dsp, golden
     from .data import load_wav
     if wav is None:
-        files = sorted(DEFAULT_TEST_DIR.glob("*.wav")) if DEFAULT_TEST_DIR.is_dir() else []
+        from .data import list_wavs
+        files = list_wavs(DEFAULT_TEST_DIR)
         if not files:
             raise UserError("no --wav given and no held-out test data (run `cascade prepare-data`)")
         wav = files[0]
@@ -721,14 +724,19 @@ def cmd_demo(a):
     codec = _load_codec(a.model)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not DEFAULT_TEST_DIR.is_dir() or not any(DEFAULT_TEST_DIR.glob("*.wav")):
-        from .data import prepare_pocketsphinx
+    from .data import list_wavs, voice_of
+    if not a.wav and not list_wavs(DEFAULT_TEST_DIR):
+        from .data import prepare_asterisk, prepare_pocketsphinx
         prepare_pocketsphinx(REPO / "data")
+        try:
+            prepare_asterisk(REPO / "data")
+        except (FileNotFoundError, RuntimeError) as exc:   # the pocketsphinx clips still do
+            print(f"note: no asterisk prompts ({exc})")
     if a.wav:
         wav, note = Path(a.wav), ""
-    else:  # the longest held-out recording (librivox 0920 with the shipped split)
-        wav = max(DEFAULT_TEST_DIR.glob("*.wav"), key=lambda f: f.stat().st_size)
-        note = ", held out from training"
+    else:  # the longest test recording: a voice absent from the training data
+        wav = max(list_wavs(DEFAULT_TEST_DIR), key=lambda f: f.stat().st_size)
+        note = f", voice '{voice_of(wav)}', never trained on"
     sr = codec.cfg.signal.sample_rate
     x = load_wav(wav, sr)
     print(f"model: {codec.provenance()} (config {codec.cfg.config_hash})")
@@ -765,8 +773,17 @@ def cmd_demo(a):
 
 # ------------------------------------------------------------------------------------ parser
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the error contract: a bad argument is one line, ``cascade: error: ...``,
+    and exit status 1 (argparse's own is usage lines and status 2)."""
+
+    def error(self, message):
+        sub = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        self.exit(1, f"cascade: error: {sub}{' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="cascade",
         description="Cascaded residual autoencoder speech codec (US 11,276,413): train, code, "
                     "measure, and turn it into bit-exact FPGA hardware.",
@@ -793,7 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "closed-loop code search: passes of single-bit flips against each stage's decoder "
                 "(default: the model's config, as the encoder core does it: 1; 0 = none; the "
                 "stream decodes anywhere either way)")
-        sp.add_argument("--search", type=int, metavar="PASSES", help=what)
+        sp.add_argument("--search", type=_ranged(int, 0, 8), metavar="PASSES", help=what)
         sp.add_argument("--search-candidates", type=_candidates, metavar="C[,C2,...]",
                         help="bits the search visits per pass: C for every searched stage, or "
                              "C1,C2,... for stages 1, 2, ... (the last also for later stages); "
@@ -815,18 +832,18 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(sp)
     sp.add_argument("--wav", help="speech file to use (default: a held-out pocketsphinx recording)")
     sp.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    sp.add_argument("--lanes", type=int, default=16, help="parallel MAC lanes of the generated cores")
+    sp.add_argument("--lanes", type=_ranged(int, 1, 1024), default=16, help="parallel MAC lanes of the generated cores")
 
     sp = add("train", cmd_train, "train a codec on folders of WAV files (greedy, then joint fine-tuning)")
     sp.add_argument("wav_dir", nargs="+", help="folder(s) of WAV files, searched recursively")
     sp.add_argument("--config", help="config JSON file or preset name (default: the default config)")
     sp.add_argument("--out", required=True, help="model file to write")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--greedy-epochs", type=int, default=30, help="epochs per stage in greedy training")
-    sp.add_argument("--rounds", type=int, default=2, help="joint fine-tuning rounds M")
-    sp.add_argument("--finetune-epochs", type=int, default=15, help="epochs per fine-tuning round")
-    sp.add_argument("--batch", type=int, default=128)
-    sp.add_argument("--lr", type=float, default=2e-3)
+    sp.add_argument("--greedy-epochs", type=_positive(int), default=30, help="epochs per stage in greedy training")
+    sp.add_argument("--rounds", type=_ranged(int, 0), default=2, help="joint fine-tuning rounds M")
+    sp.add_argument("--finetune-epochs", type=_positive(int), default=15, help="epochs per fine-tuning round")
+    sp.add_argument("--batch", type=_positive(int), default=128)
+    sp.add_argument("--lr", type=_positive(float), default=2e-3)
     sp.add_argument("--no-augment", action="store_true", help="no speed-perturbed copies")
     sp.add_argument("--speaker-minutes", type=_positive(float), metavar="M",
                     help="balance the speakers: at most M minutes from each folder of WAV files "
@@ -842,7 +859,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="binary layers' per-output scales: learned (trained parameters, default) "
                          "or mean (mean |W| of the latent weights, XNOR-Net; the older rule)")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    sp.add_argument("--threads", type=_ranged(int, 0, 256), default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--resample", action="store_true", help="resample/downmix files that are not 16 kHz mono")
     sp.add_argument("--force", action="store_true", help="overwrite --out")
 
@@ -926,7 +943,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export-rtl", cmd_export_rtl, "generate the encoder and decoder cores as Verilog")
     model_arg(sp)
     sp.add_argument("--out", required=True)
-    sp.add_argument("--lanes", type=int, default=16, help="parallel MAC lanes P")
+    sp.add_argument("--lanes", type=_ranged(int, 1, 1024), default=16, help="parallel MAC lanes P")
     search_args(sp, core=True)
     sp.add_argument("--force", action="store_true")
 
@@ -934,8 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
              "frames and compare every word with the golden model")
     model_arg(sp)
     sp.add_argument("--wav", help="speech file (default: a held-out test recording)")
-    sp.add_argument("--frames", type=int, default=4, help="frames to simulate (default 4)")
-    sp.add_argument("--lanes", type=int, default=16)
+    sp.add_argument("--frames", type=_ranged(int, 1, 10000), default=4, help="frames to simulate (default 4)")
+    sp.add_argument("--lanes", type=_ranged(int, 1, 1024), default=16)
     sp.add_argument("--build-dir", default="build/verify")
     sp.add_argument("--storage", default="rom", choices=("rom", "spram", "ram"),
                     help="weights in ROM (ECP5 builds), in iCE40 SPRAM (Yosys' SB_SPRAM256KA model; "
@@ -946,7 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("synth", cmd_synth, "synthesize, place and route for a board; write bitstream and report")
     sp.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-25f", "ulx3s-85f"))
     model_arg(sp)
-    sp.add_argument("--lanes", type=int, default=16)
+    sp.add_argument("--lanes", type=_ranged(int, 1, 1024), default=16)
     sp.add_argument("--cores", default="auto",
                     help="which cores a board top holds: encoder, decoder or encoder,decoder; auto (default): "
                          "both in one bitstream if they fit, else one bitstream each (bitstreams/BOARD-encoder, "
@@ -984,13 +1001,15 @@ def build_parser() -> argparse.ArgumentParser:
              "fixed beside Opus/Speex/G.722: OUT/ablation.md, .json, .png (model/ablate.py)")
     sp.add_argument("train_dir", nargs="*", help="training WAV folders; the first is the real speech "
                     "(the real_only variant uses it alone), e.g. data/train data/synth")
-    sp.add_argument("--test", default=str(DEFAULT_TEST_DIR), help="held-out WAV folder (default data/test)")
+    sp.add_argument("--test", default=str(DEFAULT_VAL_DIR), help="WAV folder the variants are "
+                    "compared on (default data/val: the validation voice, never trained on; the "
+                    "test voices are kept for the reported figures)")
     sp.add_argument("--out", default="docs/ablation", help="study folder (default docs/ablation); "
                     "models go to OUT/models/NAME.pt, existing ones are not retrained")
-    sp.add_argument("--epochs", type=int, default=4, help="greedy epochs per stage (default 4; "
+    sp.add_argument("--epochs", type=_positive(int), default=4, help="greedy epochs per stage (default 4; "
                     "fine-tuning rounds, where a variant has them, get half)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    sp.add_argument("--threads", type=_ranged(int, 0, 256), default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--only", help="train only these variants (comma-separated); the report still "
                     "covers every model in OUT/models")
     sp.add_argument("--rate", type=float, default=20.0, help="rate of the equal-rate columns (kbps, default 20)")

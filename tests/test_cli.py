@@ -341,3 +341,21 @@ def test_subprocess_error_exit_code(tmp_path):
     assert p.returncode == 1
     assert p.stderr.strip().splitlines() == [p.stderr.strip()]
     assert p.stderr.startswith("cascade: error:") and "Traceback" not in p.stderr
+
+
+BAD_ARGS = [
+    ("verify", "--frames", "0"), ("verify", "--frames", "-1"), ("export-rtl", "--lanes", "0"),
+    ("train", "x", "--out", "m.pt", "--batch", "0"), ("train", "x", "--out", "m.pt", "--greedy-epochs", "-1"),
+    ("train", "x", "--out", "m.pt", "--rounds", "-1"), ("train", "x", "--out", "m.pt", "--threads", "-2"),
+    ("train", "x", "--out", "m.pt", "--speaker-minutes", "0"), ("encode", "a.wav", "b.cas", "--search", "1000000"),
+    ("encode", "a.wav", "b.cas", "--search", "x"), ("encode",), ("nosuchcommand",), ("eval", "d", "--arith", "int"),
+    ("train", "x", "--out", "m.pt", "--lr", "nan"),
+]
+
+
+@pytest.mark.parametrize("argv", BAD_ARGS, ids=[" ".join(a) for a in BAD_ARGS])
+def test_bad_arguments_are_one_error_line_and_exit_1(capsys, argv):
+    rc, out, err = run(capsys, *argv)
+    assert rc == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cascade: error: "), err
