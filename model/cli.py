@@ -310,16 +310,57 @@ def _wav_files(folder):
     return files
 
 
+def evaluate_baseline(name: str, kbps: float | None, files, progress=None) -> dict:
+    """``evaluate_files`` for a reference codec (Opus, Speex, G.722: ``model.baselines``), with
+    the rate measured from its encoded file sizes (container included)."""
+    from .baselines import BaselineError, run_baseline
+    from .data import load_wav
+    from .metrics import measure
+    rows = []
+    task = progress.add_task(f"eval {name} {kbps or ''}", total=len(files)) if progress else None
+    for f in files:
+        x = load_wav(f, 16000)
+        try:
+            y, actual = run_baseline(name, x, 16000, kbps)
+        except (BaselineError, ValueError) as exc:
+            raise UserError(f"{name}: {exc}") from None
+        m = measure(x, y, 16000)
+        secs = len(x) / 16000
+        m.update(file=str(f), bytes=actual * secs * 1000 / 8, seconds=secs, kbps=actual)
+        rows.append(m)
+        if progress:
+            progress.update(task, advance=1)
+    return {"files": rows, **summarize_rows(rows), "baseline": name, "target_kbps": kbps}
+
+
 def cmd_eval(a):
-    codec = _host_settings(_load_codec(a.model), a)
     files = _wav_files(a.wav_dir)
-    k = _stages_arg(codec, a.stages)
     if a.json not in (None, "-"):
         _out_path(a.json, a.force)
+    if a.baseline:
+        name, _, rate = a.baseline.partition(":")
+        try:
+            kbps = float(rate) if rate else None
+        except ValueError:
+            raise UserError(f"--baseline {a.baseline}: the rate after ':' is not a number") from None
+        with _progress(not a.quiet) as p:
+            res = evaluate_baseline(name, kbps, files, p)
+        _print_eval(res, f"{name} {rate or 'default'}")
+        if a.json:
+            _json_out(res, a.json)
+        return
+    codec = _host_settings(_load_codec(a.model), a)
+    k = _stages_arg(codec, a.stages)
     with _progress(not a.quiet) as p:
         res = evaluate_files(codec, files, a.arith, k, p)
-    m = res["mean"]
     sc = codec.cfg.search
+    _print_eval(res, f"K={k} {a.arith} search {_search_name(sc.passes, sc.candidates)}")
+    if a.json:
+        _json_out(res, a.json)
+
+
+def _print_eval(res, what):
+    m = res["mean"]
     if len(res["voices"]) > 1:
         for v, vm in res["voices"].items():
             print(f"  {v:12} {vm['kbps']:6.2f} kbps  PESQ-WB {vm['pesq_wb']:.3f}  STOI {vm['stoi']:.3f}  "
@@ -327,11 +368,9 @@ def cmd_eval(a):
         vm = res["voice_mean"]
         print(f"  {'voice mean':12} {vm['kbps']:6.2f} kbps  PESQ-WB {vm['pesq_wb']:.3f}  STOI {vm['stoi']:.3f}",
               file=sys.stderr)
-    print(f"K={k} {a.arith} search {_search_name(sc.passes, sc.candidates)}: "
+    print(f"{what}: "
           f"{m['kbps']:.2f} kbps  PESQ-WB {m['pesq_wb']:.3f}  STOI {m['stoi']:.3f}  "
-          f"SNR {m['snr_db']:.2f} dB  ({len(files)} files, {m['seconds']:.1f} s)", file=sys.stderr)
-    if a.json:
-        _json_out(res, a.json)
+          f"SNR {m['snr_db']:.2f} dB  ({m['files']} files, {m['seconds']:.1f} s)", file=sys.stderr)
 
 
 def load_training_data(wav_dirs, sample_rate: int, resample: bool = False,
@@ -899,6 +938,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stages", type=int, help="use the first K stages (default all)")
     search_args(sp)
     decoder_host_args(sp)
+    sp.add_argument("--baseline", metavar="CODEC[:KBPS]",
+                    help="measure a reference codec instead of the model: opus[:KBPS], speex[:KBPS], "
+                         "g722 (same files, same metrics, rate from its file sizes)")
     sp.add_argument("--json", help="write per-file and mean results to this JSON file ('-': stdout)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.add_argument("--force", action="store_true", help="overwrite --json")

@@ -99,7 +99,9 @@ class NetworkConfig:
     ``binary``: weights are sign(W) times one positive scale per output (BNN); ``False`` keeps
     float weights for comparison (such a model has no integer/hardware form).
 
-    Default size: the largest hidden width (96) at which the encoder core of 9 x 64-bit stages
+    Default size: 8 stages of 64 bits and a last one of 48 (the pitch pre-filter's side
+    information took the 9 x 64-bit codec just over 32 kbps; the last stage is the one every
+    lower rate leaves out), hidden 96: the largest hidden width at which the encoder core of 9 x 64-bit stages
     keeps its weights and parameters in the four 256-kbit SPRAMs of an iCE40 UP5K (48,960 weight
     rows of 16 bits in three, 6,400 parameter words in the fourth; ``hw/synth.py``).  Measured on
     the held-out split (``--arith fixed``): with 12 epochs per stage and no postfilter, hidden 128
@@ -118,7 +120,7 @@ class NetworkConfig:
     below the default at every K: -0.03 +- 0.10 PESQ-WB at full rate, -0.16 at 20 kbps.
     """
     stages: int = 9
-    code_bits: tuple[int, ...] = (64,) * 9
+    code_bits: tuple[int, ...] = (64,) * 8 + (48,)
     hidden: int = 96
     res_layers: int = 1
     binary: bool = True
@@ -236,13 +238,15 @@ class PostfilterConfig:
     2.46 with (0.75, 0.92), 2.475 with tilt 0.15.  The pitch postfilter, chosen on the training
     split with the learned-scale model and the encoder core's search (K = 9 / K = 5): 3.00 / 2.46
     without it, 3.18 / 2.69 with gain 0.3, 3.22 / 2.76 with 0.5, 3.21 / 2.77 with 0.6, 3.18 / 2.78
-    with 0.8, 3.13 / 2.76 with 1.0 (threshold 0.3; 0.5 gave 3.21 / 2.71 at gain 0.4).
+    with 0.8, 3.13 / 2.76 with 1.0 (threshold 0.3; 0.5 gave 3.21 / 2.71 at gain 0.4).  With the
+    transmitted pitch pre-filter (``PitchConfig``) the choice was made again, on the unseen
+    validation voice: ``pitch_gain`` 0.7 (docs/RESULTS.md).
     """
     enabled: bool = True
     num_gamma: float | tuple[float, ...] = 0.75
     den_gamma: float = 0.92
     tilt: float = 0.15
-    pitch_gain: float = 0.5
+    pitch_gain: float = 0.7
     pitch_threshold: float = 0.3
 
     def __post_init__(self):
