@@ -216,7 +216,7 @@ def _parse_header(data: bytes) -> dict:
         raise BitstreamError(f"stream format version {version}, this reader knows version {VERSION}")
     if zlib.crc32(data[:_HEADER.size]) != crc:
         raise BitstreamError("stream header is damaged (header CRC mismatch)")
-    if pf == 0 or k > n or flags & ~(FLAG_HUFFMAN | FLAG_SIDE_HUFFMAN):
+    if pf == 0 or k == 0 or k > n or flags & ~(FLAG_HUFFMAN | FLAG_SIDE_HUFFMAN):
         raise BitstreamError("stream header holds impossible values")
     return {"version": version, "huffman": bool(flags & FLAG_HUFFMAN),
             "side_huffman": bool(flags & FLAG_SIDE_HUFFMAN), "stages": k,
@@ -371,6 +371,9 @@ def _open(data, cfg, codebooks, side=None, check_books=True):
         raise BitstreamError(f"stream was made for codec {h['config_hash']}, this codec is {cfg.config_hash}")
     if h["codec_stages"] != cfg.network.stages or h["packet_frames"] != cfg.entropy.packet_frames:
         raise BitstreamError("stream header disagrees with the codec config")
+    if h["sample_rate"] != cfg.signal.sample_rate or h["symbol_bits"] != cfg.entropy.symbol_bits:
+        raise BitstreamError("stream header's sample rate or symbol size disagrees with the codec config")
+
     if check_books:
         if h["huffman"] and codebooks is None:
             raise BitstreamError("stream is Huffman coded: codebooks needed")

@@ -274,6 +274,33 @@ def evaluate_files(codec, files, arith="float", stages=None, progress=None, keep
     return {"files": rows, **summarize_rows(rows), "stages": stages, "arith": arith}
 
 
+def evaluate_curve(codec, files, arith="fixed", progress=None) -> dict:
+    """Every K at once: each file is encoded once with all stages and cut to K stages with
+    ``truncate_stream`` (which gives the very bytes an encoding with K stages gives), then decoded
+    and measured.  ``{"curve": [{"stages": K, "mean": ..., "voices": ..., "voice_mean": ...}],
+    "files": {K: rows}}``."""
+    from .bitstream import truncate_stream
+    from .data import load_wav
+    from .metrics import measure
+    sr = codec.cfg.signal.sample_rate
+    N = codec.cfg.network.stages
+    rows = {k: [] for k in range(1, N + 1)}
+    task = progress.add_task(f"eval K=1..{N} {arith}", total=len(files)) if progress else None
+    for f in files:
+        x = load_wav(f, sr)
+        full = codec.encode_bytes(x, arith)
+        for k in range(1, N + 1):
+            data = full if k == N else truncate_stream(full, k, codec.cfg)
+            y, _ = codec.decode_bytes(data, arith)
+            m = measure(x, y, sr)
+            m.update(file=str(f), bytes=len(data), seconds=len(x) / sr, kbps=8 * len(data) / (len(x) / sr) / 1000)
+            rows[k].append(m)
+        if progress:
+            progress.update(task, advance=1)
+    curve = [{"stages": k, **summarize_rows(rows[k])} for k in rows]
+    return {"curve": curve, "files": {str(k): r for k, r in rows.items()}, "arith": arith}
+
+
 def summarize_rows(rows: list[dict]) -> dict:
     """Per-file metric rows -> ``{"mean": ..., "voices": {voice: mean}, "voice_mean": ...}``.
 
@@ -350,6 +377,19 @@ def cmd_eval(a):
             _json_out(res, a.json)
         return
     codec = _host_settings(_load_codec(a.model), a)
+    if a.curve:
+        if a.stages is not None:
+            raise UserError("--curve measures every K; leave out --stages")
+        with _progress(not a.quiet) as p:
+            res = evaluate_curve(codec, files, a.arith, p)
+        for row in res["curve"]:
+            vm = row["voice_mean"]
+            per = "  ".join(f"{v} {m['pesq_wb']:.3f}" for v, m in row["voices"].items())
+            print(f"K={row['stages']:2d} {row['mean']['kbps']:6.2f} kbps  PESQ-WB voice mean {vm['pesq_wb']:.3f}"
+                  f"  ({per})", file=sys.stderr)
+        if a.json:
+            _json_out(res, a.json)
+        return
     k = _stages_arg(codec, a.stages)
     with _progress(not a.quiet) as p:
         res = evaluate_files(codec, files, a.arith, k, p)
@@ -938,6 +978,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stages", type=int, help="use the first K stages (default all)")
     search_args(sp)
     decoder_host_args(sp)
+    sp.add_argument("--curve", action="store_true",
+                    help="every K = 1..N from one encoding per file (streams cut with truncate)")
     sp.add_argument("--baseline", metavar="CODEC[:KBPS]",
                     help="measure a reference codec instead of the model: opus[:KBPS], speex[:KBPS], "
                          "g722 (same files, same metrics, rate from its file sizes)")

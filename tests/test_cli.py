@@ -6,6 +6,7 @@ would cost ~2 s of imports); ``test_subprocess_*`` check the real ``python -m mo
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -359,3 +360,34 @@ def test_bad_arguments_are_one_error_line_and_exit_1(capsys, argv):
     assert rc == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cascade: error: "), err
+
+
+def test_eval_voices_curve_and_baseline(capsys, tiny_model_path, speech_wav, tmp_path):
+    """Per-voice summaries (a voice = the folder a file lies in), --curve (every K from one
+    encoding, equal to one eval per K), --baseline (a reference codec, same summary)."""
+    for voice in ("ann", "bob"):
+        (tmp_path / "wavs" / voice).mkdir(parents=True)
+        (tmp_path / "wavs" / voice / "s.wav").write_bytes(speech_wav.read_bytes())
+    d = tmp_path / "wavs"
+    rc, out, err = run(capsys, "eval", d, "--model", tiny_model_path, "--quiet", "--json", tmp_path / "k2.json")
+    assert rc == 0, err
+    k2 = json.loads((tmp_path / "k2.json").read_text())
+    assert set(k2["voices"]) == {"ann", "bob"} and k2["voices"]["ann"]["files"] == 1
+    assert k2["voice_mean"]["pesq_wb"] == pytest.approx(
+        (k2["voices"]["ann"]["pesq_wb"] + k2["voices"]["bob"]["pesq_wb"]) / 2)
+    assert "voice mean" in err
+    rc, out, err = run(capsys, "eval", d, "--model", tiny_model_path, "--quiet", "--curve", "--json", tmp_path / "c.json")
+    assert rc == 0, err
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert [r["stages"] for r in c["curve"]] == [1, 2]
+    assert c["curve"][0]["mean"]["kbps"] < c["curve"][1]["mean"]["kbps"]
+    assert c["curve"][1]["mean"]["pesq_wb"] == pytest.approx(k2["mean"]["pesq_wb"], abs=1e-9)
+    rc, out, err = run(capsys, "eval", d, "--model", tiny_model_path, "--quiet", "--curve", "--stages", "1")
+    assert_user_error(rc, err)
+    if shutil.which("opusenc"):
+        rc, out, err = run(capsys, "eval", d / "ann", "--baseline", "opus:12", "--quiet", "--json", "-")
+        assert rc == 0, err
+        b = json.loads(out)
+        assert b["baseline"] == "opus" and 8 < b["mean"]["kbps"] < 30 and b["mean"]["pesq_wb"] > 2
+    rc, out, err = run(capsys, "eval", d, "--baseline", "opus:fast", "--quiet")
+    assert_user_error(rc, err)
