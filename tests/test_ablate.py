@@ -61,6 +61,9 @@ def test_variant_table_builds_valid_configs(network):
     total = base.code_bits_total
     shapes = []
     for v in vs:
+        if v.skip is not None and "differ in width" in v.skip:   # stage-shape rows need equal stages
+            assert len(set(base.network.code_bits)) > 1, (v.name, v.skip)
+            continue
         if v.skip is not None:   # a variant that only sets what the base already has (lsf4 on the default)
             assert v.skip == "the same codec as the baseline for this base config", (v.name, v.skip)
             assert ablate.variant_config(base, v) == base
@@ -78,7 +81,10 @@ def test_variant_table_builds_valid_configs(network):
             assert cfg.code_bits_total == total and cfg.network.stages != base.network.stages
             shapes.append(v.name)
     n, b = base.network.stages, base.network.code_bits[0]
-    assert f"s{2 * n}x{b // 2}" in shapes and "s3x192" in shapes
+    if len(set(base.network.code_bits)) == 1:
+        assert f"s{2 * n}x{b // 2}" in shapes and "s3x192" in shapes
+    else:
+        assert not shapes
     by = {v.name: v for v in vs}
     assert ablate.variant_config(base, by["lpc24"]).lpc.order == 24
     assert ablate.variant_config(base, by["stft"]).coefficients == 2 * base.coefficients
