@@ -63,10 +63,13 @@ def test_cycle_model_within_ten_percent_and_default_sizes():
     assert sc.cycles_per_frame() - sc.search_gap_cycles() <= 1.1 * sc.ideal_cycles_per_frame()
     # its search: 8 searched stages, 1 + 6 + 1 decoder runs each, real time at 12 MHz
     assert sc.decoder_runs() == 8 * 8
-    assert sc.binary_macs_per_frame() == (9 + 8 * 8) * big.binary_macs_per_frame("decoder") // 9
+    dec = [sum(i * o for _, i, o in big.layer_shapes(n)["decoder"]) for n in range(9)]
+    runs = [1 + 8 * 0 + big.search_bits(n) + 1 for n in range(8)]   # 1 + searched bits + 1 per searched stage
+    enc = big.binary_macs_per_frame("encoder") - sum(dec[:8])       # the encoder networks alone
+    assert sc.binary_macs_per_frame() == enc + sum(r * d for r, d in zip(runs, dec))
     assert sc.cycles_per_frame() < 12e6 / big.signal.frame_rate
     plain = Schedule(random_model(big.replace(search={"passes": 0}), 0), 16, "encoder")
-    assert plain.cycles_per_frame() == 48960 and plain.search_gap_cycles() == 0
+    assert plain.cycles_per_frame() == big.binary_macs_per_frame("encoder") // 16 == 48864 and plain.search_gap_cycles() == 0
 
 
 def test_decoder_cycles_grow_with_stages():

@@ -157,7 +157,7 @@ def test_cli_search_flags(capsys, tiny_model_path, speech_wav, tiny_codec, speec
     rc, out, err = run(capsys, "decode", tmp_path / "s1.cas", tmp_path / "s1.wav", *m)
     assert rc == 0, err
     rc, out, err = run(capsys, "encode", speech_wav, tmp_path / "bad.cas", *m, "--search", -1)
-    assert rc != 0 and "non-negative" in err and len(err.strip().splitlines()) == 1
+    assert rc == 1 and "out of range" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad.cas").exists()
 
 
