@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import CodecConfig, ConfigError, PostfilterConfig
+from .config import HOST_SECTIONS, CodecConfig, ConfigError, PostfilterConfig
 
 __all__ = ["Variant", "VARIANTS", "NOT_RUN", "variants", "study_options", "variant_options",
            "variant_config", "train_command", "eval_command", "summarize", "run_ablation"]
@@ -48,9 +48,8 @@ __all__ = ["Variant", "VARIANTS", "NOT_RUN", "variants", "study_options", "varia
 DEFAULT_EPOCHS = 4
 #: Rate (kbps) of the equal-rate columns.
 DEFAULT_RATE = 20.0
-#: Config sections that act outside the trained network (decoder postfilter and noise filling,
-#: encoder code search): evaluations use the variant's values, not those saved in the model file.
-from .config import HOST_SECTIONS  # noqa: E402  (one list of the host-only sections)
+# Evaluations use a variant's host-only config sections (config.HOST_SECTIONS: decoder
+# postfilter and noise filling, encoder code search, input high-pass), not those saved in the model file.
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,13 @@ def side_columns(lsf_idx, gain_idx, pitch, cfg) -> np.ndarray:
     return np.concatenate(cols, axis=1)
 
 
+def split_side_columns(vals: np.ndarray, cfg):
+    """The inverse of :func:`side_columns`: (T, F) -> (lsf_idx, gain_idx, pitch or None)."""
+    order = cfg.lpc.order if cfg.lpc.enabled else 0
+    pitch = vals[:, order + 1:order + 3] if cfg.pitch.enabled else None
+    return vals[:, :order], vals[:, order], pitch
+
+
 def _side_bytes(cfg, frames: int) -> int:
     return (frames * int(_side_widths(cfg).sum()) + 7) // 8
 
@@ -455,10 +462,9 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         if ok:
             if index > nxt and not conceal:
                 raise BitstreamError(f"packet {nxt} is damaged or missing")
-            lsf[a:a + nfr] = vals[:, :order]
-            gain[a:a + nfr] = vals[:, order]
+            lsf[a:a + nfr], gain[a:a + nfr], p_vals = split_side_columns(vals, cfg)
             if pitch is not None:
-                pitch[a:a + nfr] = vals[:, order + 1:order + 3]
+                pitch[a:a + nfr] = p_vals
             for n in range(K):
                 codes[n][a:a + nfr] = dec[n]
             lost[a:a + nfr] = False

@@ -143,6 +143,11 @@ def _positive(cast):
     return _ranged(cast, 1 if cast is int else 1e-9, what="must be positive")
 
 
+#: ``--lanes`` and ``--threads`` of every command that has them.
+_LANES = _ranged(int, 1, 1024)
+_THREADS = _ranged(int, 0, 256)
+
+
 def _candidates(text: str):
     """``--search-candidates``: "6" -> 6, "24,8,4" -> (24, 8, 4) (``SearchConfig.candidates``)."""
     vals = _numbers(text, int)
@@ -251,12 +256,20 @@ def cmd_info(a):
     _json_out(stream_info(p.read_bytes()), None)
 
 
+def _metric_row(f, x, y, sr: int, nbytes: float) -> dict:
+    """One file's row of an evaluation: PESQ-WB, STOI, SNR (``metrics.measure``), the coded size
+    and the rate it makes."""
+    from .metrics import measure
+    m = measure(x, y, sr)
+    secs = len(x) / sr
+    m.update(file=str(f), bytes=nbytes, seconds=secs, kbps=8 * nbytes / secs / 1000)
+    return m
+
+
 def evaluate_files(codec, files, arith="float", stages=None, progress=None, keep_dir=None, search=None):
     """Encode and decode each file through a real bitstream; per-file metrics and the mean.
     ``search``: code search passes (default: the codec's ``SearchConfig``)."""
-    import numpy as np
     from .data import load_wav, write_wav
-    from .metrics import measure
     sr = codec.cfg.signal.sample_rate
     rows = []
     task = progress.add_task(f"eval K={stages or 'all'} {arith}", total=len(files)) if progress else None
@@ -264,9 +277,7 @@ def evaluate_files(codec, files, arith="float", stages=None, progress=None, keep
         x = load_wav(f, sr)
         data = codec.encode_bytes(x, arith, stages, search)
         y, _ = codec.decode_bytes(data, arith)
-        m = measure(x, y, sr)
-        m.update(file=str(f), bytes=len(data), seconds=len(x) / sr, kbps=8 * len(data) / (len(x) / sr) / 1000)
-        rows.append(m)
+        rows.append(_metric_row(f, x, y, sr, len(data)))
         if keep_dir is not None:
             write_wav(Path(keep_dir) / (Path(f).stem + f"_K{stages}_{arith}.wav"), y, sr)
         if progress:
@@ -281,7 +292,6 @@ def evaluate_curve(codec, files, arith="fixed", progress=None) -> dict:
     "files": {K: rows}}``."""
     from .bitstream import truncate_stream
     from .data import load_wav
-    from .metrics import measure
     sr = codec.cfg.signal.sample_rate
     N = codec.cfg.network.stages
     rows = {k: [] for k in range(1, N + 1)}
@@ -292,9 +302,7 @@ def evaluate_curve(codec, files, arith="fixed", progress=None) -> dict:
         for k in range(1, N + 1):
             data = full if k == N else truncate_stream(full, k, codec.cfg)
             y, _ = codec.decode_bytes(data, arith)
-            m = measure(x, y, sr)
-            m.update(file=str(f), bytes=len(data), seconds=len(x) / sr, kbps=8 * len(data) / (len(x) / sr) / 1000)
-            rows[k].append(m)
+            rows[k].append(_metric_row(f, x, y, sr, len(data)))
         if progress:
             progress.update(task, advance=1)
     curve = [{"stages": k, **summarize_rows(rows[k])} for k in rows]
@@ -342,7 +350,6 @@ def evaluate_baseline(name: str, kbps: float | None, files, progress=None) -> di
     the rate measured from its encoded file sizes (container included)."""
     from .baselines import BaselineError, run_baseline
     from .data import load_wav
-    from .metrics import measure
     rows = []
     task = progress.add_task(f"eval {name} {kbps or ''}", total=len(files)) if progress else None
     for f in files:
@@ -351,10 +358,7 @@ def evaluate_baseline(name: str, kbps: float | None, files, progress=None) -> di
             y, actual = run_baseline(name, x, 16000, kbps)
         except (BaselineError, ValueError) as exc:
             raise UserError(f"{name}: {exc}") from None
-        m = measure(x, y, 16000)
-        secs = len(x) / 16000
-        m.update(file=str(f), bytes=actual * secs * 1000 / 8, seconds=secs, kbps=actual)
-        rows.append(m)
+        rows.append(_metric_row(f, x, y, 16000, actual * (len(x) / 16000) * 1000 / 8))
         if progress:
             progress.update(task, advance=1)
     return {"files": rows, **summarize_rows(rows), "baseline": name, "target_kbps": kbps}
@@ -911,7 +915,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(sp)
     sp.add_argument("--wav", help="speech file to use (default: a held-out pocketsphinx recording)")
     sp.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    sp.add_argument("--lanes", type=_ranged(int, 1, 1024), default=16, help="parallel MAC lanes of the generated cores")
+    sp.add_argument("--lanes", type=_LANES, default=16, help="parallel MAC lanes of the generated cores")
 
     sp = add("train", cmd_train, "train a codec on folders of WAV files (greedy, then joint fine-tuning)")
     sp.add_argument("wav_dir", nargs="+", help="folder(s) of WAV files, searched recursively")
@@ -938,7 +942,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="binary layers' per-output scales: learned (trained parameters, default) "
                          "or mean (mean |W| of the latent weights, XNOR-Net; the older rule)")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    sp.add_argument("--threads", type=_ranged(int, 0, 256), default=0, help="torch CPU threads (0: torch's default)")
+    sp.add_argument("--threads", type=_THREADS, default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--resample", action="store_true", help="resample/downmix files that are not 16 kHz mono")
     sp.add_argument("--force", action="store_true", help="overwrite --out")
 
@@ -1027,7 +1031,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export-rtl", cmd_export_rtl, "generate the encoder and decoder cores as Verilog")
     model_arg(sp)
     sp.add_argument("--out", required=True)
-    sp.add_argument("--lanes", type=_ranged(int, 1, 1024), default=16, help="parallel MAC lanes P")
+    sp.add_argument("--lanes", type=_LANES, default=16, help="parallel MAC lanes P")
     search_args(sp, core=True)
     sp.add_argument("--force", action="store_true")
 
@@ -1036,7 +1040,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(sp)
     sp.add_argument("--wav", help="speech file (default: a held-out test recording)")
     sp.add_argument("--frames", type=_ranged(int, 1, 10000), default=4, help="frames to simulate (default 4)")
-    sp.add_argument("--lanes", type=_ranged(int, 1, 1024), default=16)
+    sp.add_argument("--lanes", type=_LANES, default=16)
     sp.add_argument("--build-dir", default="build/verify")
     sp.add_argument("--storage", default="rom", choices=("rom", "spram", "ram"),
                     help="weights in ROM (ECP5 builds), in iCE40 SPRAM (Yosys' SB_SPRAM256KA model; "
@@ -1047,7 +1051,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("synth", cmd_synth, "synthesize, place and route for a board; write bitstream and report")
     sp.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-25f", "ulx3s-85f"))
     model_arg(sp)
-    sp.add_argument("--lanes", type=_ranged(int, 1, 1024), default=16)
+    sp.add_argument("--lanes", type=_LANES, default=16)
     sp.add_argument("--cores", default="auto",
                     help="which cores a board top holds: encoder, decoder or encoder,decoder; auto (default): "
                          "both in one bitstream if they fit, else one bitstream each (bitstreams/BOARD-encoder, "
@@ -1093,7 +1097,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=_positive(int), default=4, help="greedy epochs per stage (default 4; "
                     "fine-tuning rounds, where a variant has them, get half)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--threads", type=_ranged(int, 0, 256), default=0, help="torch CPU threads (0: torch's default)")
+    sp.add_argument("--threads", type=_THREADS, default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--only", help="train only these variants (comma-separated); the report still "
                     "covers every model in OUT/models")
     sp.add_argument("--rate", type=float, default=20.0, help="rate of the equal-rate columns (kbps, default 20)")

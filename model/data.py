@@ -525,7 +525,7 @@ def prepare_asterisk(out_dir, source=ASTERISK_DIR, speakers=None, progress=None)
             for old in list_wavs(out / split / spk):
                 old.unlink()
         for i, (f, name) in enumerate(found):
-            split = splits[i % len(splits)] if len(splits) > 1 else splits[0]
+            split = splits[i % len(splits)]
             jobs.append((spk, split, f, out / split / spk / name))
     for _, _, _, dest in jobs:
         dest.parent.mkdir(parents=True, exist_ok=True)
