@@ -29,13 +29,15 @@ def to_verilog(core, name: str) -> str:
     return verilog.convert(core, name=name)
 
 
-def export_rtl(model: IntModel, out_dir, lanes: int) -> dict:
+def export_rtl(model: IntModel, out_dir, lanes: int, force: bool = True) -> dict:
     """Write ``encoder.v`` (module ``encoder_core``), ``decoder.v`` (``decoder_core``) and
-    ``rtl.json`` to ``out_dir``; return the JSON content.
+    ``rtl.json`` to ``out_dir`` (each through ``model.files.write_file``; ``force=False``
+    replaces none); return the JSON content.
 
     The JSON holds ``config_hash``, ``lanes``, per core the module name, file, designed and ideal
     cycles per frame, and the memory sizes.
     """
+    from model.files import write_file
     from .decoder import DecoderCore
     from .encoder import EncoderCore
     out = Path(out_dir)
@@ -44,7 +46,7 @@ def export_rtl(model: IntModel, out_dir, lanes: int) -> dict:
     for side, cls, fname in (("encoder", EncoderCore, "encoder.v"), ("decoder", DecoderCore, "decoder.v")):
         core = cls(model, lanes)
         sc = core.schedule
-        (out / fname).write_text(to_verilog(core, f"{side}_core"))
+        write_file(out / fname, to_verilog(core, f"{side}_core"), force)
         info["cores"][side] = {
             "module": f"{side}_core", "file": fname,
             "cycles_per_frame": core.cycles_per_frame,
@@ -54,5 +56,5 @@ def export_rtl(model: IntModel, out_dir, lanes: int) -> dict:
             "act_words": sc.act_depth,
         }
     info["cycles_per_frame"] = {s: c["cycles_per_frame"] for s, c in info["cores"].items()}
-    (out / "rtl.json").write_text(json.dumps(info, indent=1))
+    write_file(out / "rtl.json", json.dumps(info, indent=1), force)
     return info

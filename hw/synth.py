@@ -359,9 +359,10 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
             raise ToolError(f"the FPGA tools failed building {board}; see {' and '.join(logs) or build}") from None
         report["synth"] = _parse_yosys(build / "stat.json", build / "top.rpt", b)
         pnr = json.loads((build / "report.json").read_text())
-        shutil.copyfile(build / "report.json", out_dir / "nextpnr-report.json")
+        from model.files import write_file
+        write_file(out_dir / "nextpnr-report.json", (build / "report.json").read_bytes(), force=True)
         bit = f"top.{b['bitstream']}"
-        shutil.copyfile(build / bit, out_dir / bit)
+        write_file(out_dir / bit, (build / bit).read_bytes(), force=True)
         report["bitstream"] = bit
         util = pnr.get("utilization", {})
         report["utilization"] = {k: util[v] for k, v in b["cells"].items() if v in util}
@@ -377,8 +378,9 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     report["per_core"] = {name: core_timing(cfg, name, int(getattr(top.core, name).cycles_per_frame),
                                             clk, baud, report["fmax_mhz"]) for name in cores}
 
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
-    (out_dir / "report.md").write_text(_markdown(report, b))
+    from model.files import write_file      # the bitstream folder's own files, rebuilt by synth
+    write_file(out_dir / "report.json", json.dumps(report, indent=1), force=True)
+    write_file(out_dir / "report.md", _markdown(report, b), force=True)
     return report
 
 

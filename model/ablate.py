@@ -457,9 +457,8 @@ def _evaluate(codec, files, model_path: Path, cache: Path, tests_key: str, progr
 
 
 def _write_text(path: Path, text: str) -> None:
-    from .cli import _write_atomic
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, text.encode())
+    from .files import write_file
+    write_file(path, text, force=True)     # the study's own files, rebuilt on each run
 
 
 def _plot(rows: list[dict], baselines: list[dict], path: Path, title: str) -> None:
@@ -511,10 +510,9 @@ def _plot(rows: list[dict], baselines: list[dict], path: Path, title: str) -> No
     axes[1].legend(fontsize=7, ncol=2, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    from .files import write_file
+    write_file(path, lambda f: fig.savefig(f, format="png", dpi=110), force=True)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def _f(v, nd=2, signed=False) -> str:
@@ -626,7 +624,7 @@ def list_variants(base: CodecConfig) -> list[dict]:
 def run_ablation(a) -> dict:
     """The ``cascade ablate`` command (arguments as parsed by model/cli.py)."""
     import torch
-    from .cli import (UserError, _console, _load_codec, _progress, _search_name, _wav_files,
+    from .cli import (UserError, _console, _progress, _search_name, _wav_files,
                       load_training_data, train_model)
 
     base = CodecConfig.load(a.config) if a.config else CodecConfig()
@@ -670,7 +668,7 @@ def run_ablation(a) -> dict:
         (out / sub).mkdir(parents=True, exist_ok=True)
     gi = out / "models" / ".gitignore"
     if not gi.exists():
-        gi.write_text("# trained models of the ablation study: large, rebuilt by `cascade ablate`\n*\n")
+        _write_text(gi, "# trained models of the ablation study: large, rebuilt by `cascade ablate`\n*\n")
     if a.threads:
         torch.set_num_threads(a.threads)
     con = _console()
@@ -724,7 +722,7 @@ def run_ablation(a) -> dict:
         if ckpt.exists() and (a.force or not ck_recipe.is_file()
                               or json.loads(ck_recipe.read_text()) != recipe):
             ckpt.unlink()                    # a checkpoint of other settings: start afresh
-        ck_recipe.write_text(json.dumps(recipe))
+        _write_text(ck_recipe, json.dumps(recipe))
         con.rule(f"variant {v.name}: {v.changed}")
         con.print(cmd, markup=False, highlight=False, style="dim", soft_wrap=True)
         with _progress() as p:

@@ -12,10 +12,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from .files import OutputExists, signals_interrupt, write_file
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TEST_DIR = REPO / "data" / "test"
@@ -46,23 +47,24 @@ def _progress(enabled=True):
 
 
 def _out_path(path: str | Path, force: bool) -> Path:
-    path = Path(path)
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; use --force to overwrite it")
-    if not path.parent.exists():
-        raise UserError(f"folder {path.parent} does not exist")
-    return path
-
-
-def _write_atomic(path: Path, data: bytes):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """The early check of an output file (``files.check_new``); the write checks again."""
+    from .files import check_new
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return check_new(path, force)
+    except OSError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _out_dir(path: str | Path, force: bool) -> Path:
+    """An output folder: absent, empty, or (with --force) one whose files may be replaced."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file, not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UserError(f"{out} exists and is not empty; use --force")
+    if not out.parent.is_dir():
+        raise UserError(f"folder {out.parent} does not exist")
+    return out
 
 
 @contextmanager
@@ -185,12 +187,13 @@ def _load_audio(path, codec, resample: bool):
     return x
 
 
-def _json_out(obj, path):
+def _json_out(obj, path, force: bool = False):
+    from .files import write_file
     text = json.dumps(obj, indent=2, default=float)
     if path in (None, "-"):
         print(text)
     else:
-        _write_atomic(Path(path), text.encode())
+        write_file(Path(path), text + "\n", force)
 
 
 def _stages_arg(codec, stages):
@@ -209,7 +212,7 @@ def cmd_encode(a):
     out = _out_path(a.output, a.force)
     x = _load_audio(a.input, codec, a.resample)
     data = codec.encode_bytes(x, a.arith, _stages_arg(codec, a.stages))
-    _write_atomic(out, data)
+    write_file(out, data, a.force)
     dur = len(x) / codec.cfg.signal.sample_rate
     print(f"{a.input} -> {out}: {len(data)} bytes, {dur:.2f} s, {8 * len(data) / dur / 1000:.2f} kbps")
 
@@ -226,7 +229,7 @@ def cmd_decode(a):
     if a.stages is not None and not 1 <= a.stages <= len(frames.codes):
         raise UserError(f"--stages must be 1..{len(frames.codes)} for this stream")
     y = codec.decode(frames, a.arith, a.stages)
-    write_wav(out, y, codec.cfg.signal.sample_rate)
+    write_wav(out, y, codec.cfg.signal.sample_rate, force=a.force)
     lost = int(frames.lost.sum()) if frames.lost is not None else 0
     msg = f"{a.input} -> {out}: {len(frames.codes)} stages, {len(frames.gain_idx)} frames"
     if lost:
@@ -244,7 +247,7 @@ def cmd_truncate(a):
     info = stream_info(data)
     codec = _load_codec(a.model)
     cut = truncate_stream(data, a.stages, codec.cfg)  # refuses a stream made for another codec
-    _write_atomic(out, cut)
+    write_file(out, cut, a.force)
     print(f"{src} ({info['stages']} stages, {len(data)} bytes) -> {out} ({a.stages} stages, {len(cut)} bytes)")
 
 
@@ -378,7 +381,7 @@ def cmd_eval(a):
             res = evaluate_baseline(name, kbps, files, p)
         _print_eval(res, f"{name} {rate or 'default'}")
         if a.json:
-            _json_out(res, a.json)
+            _json_out(res, a.json, a.force)
         return
     codec = _host_settings(_load_codec(a.model), a)
     if a.curve:
@@ -392,7 +395,7 @@ def cmd_eval(a):
             print(f"K={row['stages']:2d} {row['mean']['kbps']:6.2f} kbps  PESQ-WB voice mean {vm['pesq_wb']:.3f}"
                   f"  ({per})", file=sys.stderr)
         if a.json:
-            _json_out(res, a.json)
+            _json_out(res, a.json, a.force)
         return
     k = _stages_arg(codec, a.stages)
     with _progress(not a.quiet) as p:
@@ -400,7 +403,7 @@ def cmd_eval(a):
     sc = codec.cfg.search
     _print_eval(res, f"K={k} {a.arith} search {_search_name(sc.passes, sc.candidates)}")
     if a.json:
-        _json_out(res, a.json)
+        _json_out(res, a.json, a.force)
 
 
 def _print_eval(res, what):
@@ -426,7 +429,7 @@ def load_training_data(wav_dirs, sample_rate: int, resample: bool = False,
     pseudo-random order (CRC-32 of the file name), so the kept prompts are spread over
     everything the speaker said and the choice never changes."""
     import zlib
-    from .data import load_wav, voice_of
+    from .data import load_wav
     files = []
     for d in wav_dirs:
         files += _wav_files(d)
@@ -445,7 +448,7 @@ def load_training_data(wav_dirs, sample_rate: int, resample: bool = False,
 
 
 def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, progress=None, log=None,
-                extra_meta: dict | None = None):
+                extra_meta: dict | None = None, force: bool = True):
     """What ``cascade train`` does after parsing: fit the LSF quantizer, train (checkpoint
     ``OUT.ckpt``, resumed when present), build the Huffman codebooks and save the model to ``out``
     (``extra_meta`` added to its metadata).  Returns the codec (``None`` on a torchrun rank other
@@ -453,7 +456,7 @@ def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, pr
     import torch
     from . import dsp
     from .codec import Codec
-    from .train import train
+    from .train import CheckpointError, train
     log = log or (lambda m: print(m, file=sys.stderr))
     sr = cfg.signal.sample_rate
     secs = sum(len(s) for s in signals) / sr
@@ -461,7 +464,10 @@ def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, pr
     q = dsp.LsfQuantizer.fit(dsp.training_lsfs(signals, cfg), cfg.lpc.lsf_bits) if cfg.lpc.enabled else None
     ckpt = Path(str(out) + ".ckpt")
     t0 = time.time()
-    net, hist = train(cfg, signals, opts, q, checkpoint=ckpt, progress=progress, log=log)
+    try:
+        net, hist = train(cfg, signals, opts, q, checkpoint=ckpt, progress=progress, log=log)
+    except CheckpointError as exc:
+        raise UserError(str(exc)) from None
     if int(os.environ.get("RANK", 0)) != 0:  # torchrun: rank 0 writes the model
         return None
     codec = Codec(cfg, net.eval(), q)
@@ -474,7 +480,7 @@ def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, pr
         "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"), **(extra_meta or {}),
     }
-    codec.save(out)
+    codec.save(out, force)
     ckpt.unlink(missing_ok=True)
     return codec
 
@@ -485,6 +491,14 @@ def cmd_train(a):
     from .train import TrainOptions
     cfg = CodecConfig.load(a.config) if a.config else CodecConfig()
     out = _out_path(a.out, a.force)
+    _check_device(a.device)
+    ckpt = Path(str(out) + ".ckpt")
+    if ckpt.exists():                # resumed from: refuse a damaged one before any work
+        from .train import CheckpointError, load_checkpoint
+        try:
+            load_checkpoint(ckpt)
+        except CheckpointError as exc:
+            raise UserError(str(exc)) from None
     files, signals = load_training_data(a.wav_dir, cfg.signal.sample_rate, a.resample, a.speaker_minutes)
     opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
                         finetune_epochs=a.finetune_epochs, batch=a.batch, lr=a.lr,
@@ -495,9 +509,26 @@ def cmd_train(a):
     t0 = time.time()
     with _progress() as p:
         codec = train_model(cfg, a.wav_dir, files, signals, opts, out,
-                            "cascade train " + " ".join(sys.argv[2:]), p)
+                            "cascade train " + " ".join(sys.argv[2:]), p, force=a.force)
     if codec is not None:
         print(f"model written to {out} ({time.time() - t0:.0f} s)")
+
+
+def _check_device(name: str) -> None:
+    """``--device``: auto, cpu, or a CUDA device this machine has."""
+    import torch
+    if name in ("auto", "cpu"):
+        return
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name}: not a device name (auto, cpu, cuda, cuda:1 ...)") from None
+    if dev.type != "cuda":
+        raise UserError(f"--device {name}: only auto, cpu and cuda devices are supported")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this machine has no CUDA device")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def cmd_set_format(a):
@@ -518,7 +549,7 @@ def cmd_set_format(a):
                                                   "fixed": changes})
     new = Codec(cfg, codec.net, codec.lsf_q, codec.codebooks, meta)
     new.int_model()  # proves the float weights fit the new formats
-    new.save(out)
+    new.save(out, force=a.force)
     print(f"{out}: fixed-point formats {changes}, config {codec.cfg.config_hash} -> {cfg.config_hash}")
 
 
@@ -535,7 +566,7 @@ def cmd_codebooks(a):
     codec.meta.setdefault("codebook_updates", []).append(
         {"command": "cascade codebooks " + " ".join(sys.argv[2:]), "files": len(files),
          "date": time.strftime("%Y-%m-%d")})
-    codec.save(out)
+    codec.save(out, force=a.force)
     print(f"{out}: Huffman codebooks of the stage codes and side information from {len(files)} files")
 
 
@@ -563,11 +594,11 @@ def cmd_tune_postfilter(a):
     codec.meta.setdefault("postfilter_updates", []).append(
         {"command": "cascade tune-postfilter " + " ".join(sys.argv[2:]), "files": [str(f) for f in files],
          "num_gamma": table["num_gamma"], "date": time.strftime("%Y-%m-%d")})
-    codec.save(out)
+    codec.save(out, force=a.force)
     if a.json is not None:
-        _json_out(table, a.json)
+        _json_out(table, a.json, a.force)
     if a.plot:
-        _postfilter_plot(table, Path(a.plot))
+        _postfilter_plot(table, Path(a.plot), a.force)
     if a.json != "-":
         for k, (g, row) in enumerate(zip(table["num_gamma"], table["pesq_wb"]), 1):
             print(f"K={k:2d}  num_gamma {g:.2f}  PESQ-WB {max(row):.3f}  (" +
@@ -576,7 +607,7 @@ def cmd_tune_postfilter(a):
         print(f"{out}: formant postfilter num_gamma per K from {len(files)} files{judged}")
 
 
-def _postfilter_plot(table: dict, path: Path) -> None:
+def _postfilter_plot(table: dict, path: Path, force: bool = False) -> None:
     """PESQ-WB per number of decoded stages K (x) for each gamma tried (lines), the kept gamma
     of each K ringed."""
     import matplotlib
@@ -596,7 +627,8 @@ def _postfilter_plot(table: dict, path: Path) -> None:
     ax.grid(alpha=.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from .files import write_file
+    write_file(path, lambda f: fig.savefig(f, format="png", dpi=110), force)
     plt.close(fig)
 
 
@@ -617,21 +649,16 @@ def _num_gamma(text: str):
 def cmd_export(a):
     from .export import save_export
     codec = _load_codec(a.model)
-    out = Path(a.out)
-    if out.exists() and any(out.iterdir()) and not a.force:
-        raise UserError(f"{out} exists and is not empty; use --force")
-    save_export(codec.int_model(), out)
+    out = _out_dir(a.out, a.force)
+    save_export(codec.int_model(), out, a.force)
     print(f"export written to {out} (config {codec.cfg.config_hash})")
 
 
 def cmd_export_rtl(a):
     from hw.rtl import export_rtl
     codec = _host_settings(_load_codec(a.model), a)
-    out = Path(a.out)
-    if out.exists() and any(out.iterdir()) and not a.force:
-        raise UserError(f"{out} exists and is not empty; use --force")
-    out.mkdir(parents=True, exist_ok=True)
-    info = export_rtl(codec.int_model(), out, a.lanes)
+    out = _out_dir(a.out, a.force)
+    info = export_rtl(codec.int_model(), out, a.lanes, a.force)
     print(json.dumps(info, indent=1, default=str))
 
 
@@ -680,7 +707,7 @@ def cmd_verify(a):
             print(f"  first mismatch: frame {fm['frame']}, stage {fm['stage']}, word {fm['word']} "
                   f"(output of {layer}): expected {fm['expected']}, got {fm['got']}")
     if a.json:
-        _json_out(res, a.json)
+        _json_out(res, a.json, a.force)
     if bad:
         raise SystemExit(1)
 
@@ -749,13 +776,14 @@ def cmd_board(a):
             an = dsp.analyze(load_wav(a.input, cfg.signal.sample_rate), cfg, codec.lsf_q)
             codes = board.encode(golden.quantize_frames(an.frames, cfg))
             frames = Frames(an.num_samples, an.lsf_idx, an.gain_idx, [c.astype("uint8") for c in codes], pitch=an.pitch)
-            _write_atomic(out, write_stream(frames, cfg, codec.codebooks, codec.side))
+            write_file(out, write_stream(frames, cfg, codec.codebooks, codec.side), a.force)
             print(f"{a.input} -> {out} (coded on the board)")
         else:
             frames = read_stream(Path(a.input).read_bytes(), cfg, codec.codebooks, side=codec.side)
             y = golden.dequantize_frames(board.decode(frames.codes), cfg)
             write_wav(out, dsp.synthesize(y, frames.lsf_idx, frames.gain_idx, frames.num_samples, cfg,
-                                          codec.lsf_q, len(frames.codes), frames.pitch), cfg.signal.sample_rate)
+                                          codec.lsf_q, len(frames.codes), frames.pitch), cfg.signal.sample_rate,
+                      force=a.force)
             print(f"{a.input} -> {out} (decoded on the board)")
     except (ProtocolError, ImportError, OSError) as exc:
         raise UserError(f"board on {a.port}: {exc}") from None
@@ -831,8 +859,8 @@ def cmd_demo(a):
     for arith, passes, cands, cw, name in runs:
         data = cw.encode_bytes(x, arith)
         y, _ = cw.decode_bytes(data, arith)
-        (out / f"demo_{name}.cas").write_bytes(data)
-        write_wav(out / f"demo_{name}.wav", y, sr)
+        write_file(out / f"demo_{name}.cas", data, force=True)    # the demo's own folder: each run
+        write_wav(out / f"demo_{name}.wav", y, sr, force=True)    # replaces its files
         m = measure(x, y, sr)
         what = _search_name(passes, cands) + (" (core)" if cw is codec else "")
         rows.append((arith, what, 8 * len(data) / (len(x) / sr) / 1000, m))
@@ -914,7 +942,8 @@ def build_parser() -> argparse.ArgumentParser:
              "bitrate and quality, export weights and generate the Verilog")
     model_arg(sp)
     sp.add_argument("--wav", help="speech file to use (default: a held-out pocketsphinx recording)")
-    sp.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    sp.add_argument("--out", default="out/demo", help="output folder, whose demo_* files each run "
+                    "replaces (default out/demo)")
     sp.add_argument("--lanes", type=_LANES, default=16, help="parallel MAC lanes of the generated cores")
 
     sp = add("train", cmd_train, "train a codec on folders of WAV files (greedy, then joint fine-tuning)")
@@ -1142,12 +1171,13 @@ def main(argv=None):
         from .codec import ModelError
     except ImportError:  # pragma: no cover
         ModelError = ValueError
-    known = (UserError, AudioError, BitstreamError, ConfigError, ExportError, ModelError)
+    known = (UserError, AudioError, BitstreamError, ConfigError, ExportError, ModelError, OutputExists)
     try:
         from hw.synth import FitError, ToolError
         known = known + (FitError, ToolError)
     except ImportError:
         pass
+    signals_interrupt()          # SIGTERM/SIGHUP: clean up temporary files like Ctrl-C does
     try:
         a.fn(a)
     except known as exc:

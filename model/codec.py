@@ -12,7 +12,6 @@ Model file (``.pt``, loaded with ``torch.load(weights_only=True)``): a dict with
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,9 +71,15 @@ class Codec:
             raise ModelError(f"{path}: its config does not fit this code: {exc}") from None
         if cfg.config_hash != d.get("config_hash"):
             raise ModelError(f"{path}: config hash mismatch (file edited or made by other code)")
-        net = Cascade(cfg)
+        state = d.get("state_dict")
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ModelError(f"{path}: no weights")
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ModelError(f"{path}: weights {bad[0]} hold NaN or infinite values")
+        net = Cascade(cfg)              # sized by the config, which CodecConfig.validate bounds
         try:
-            net.load_state_dict(d["state_dict"])
+            net.load_state_dict(state)
         except (RuntimeError, KeyError) as exc:
             raise ModelError(f"{path}: weights do not match its config ({str(exc).splitlines()[0]})") from None
         net.eval()
@@ -160,19 +165,18 @@ class Codec:
         later = self.meta.get("codebook_updates", []) + self.meta.get("postfilter_updates", [])
         return " && ".join([str(self.meta.get("made_by", "?"))] + [u["command"] for u in later if "command" in u])
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, force: bool = True) -> Path:
+        """Write the model file (``model.files.write_file``: complete or not at all; with
+        ``force=False`` an existing file is never replaced)."""
+        from .files import write_file
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         d = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "config": self.cfg.to_dict(),
              "config_hash": self.cfg.config_hash, "state_dict": self.net.state_dict(),
              "lsf": self.lsf_q.to_dict() if self.lsf_q else None,
              "codebooks": [c.to_dict() for c in self.codebooks] if self.codebooks else None,
              "side_codebooks": self.side.to_dict() if self.side else None,
              "meta": json.loads(json.dumps(self.meta, default=str))}  # plain types only
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(d, tmp)
-        os.replace(tmp, path)
-        return path
+        return write_file(path, lambda f: torch.save(d, f), force)
 
     # ---- arithmetic -----------------------------------------------------------------------
     def int_model(self) -> golden.IntModel:

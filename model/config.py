@@ -29,6 +29,16 @@ class ConfigError(ValueError):
     """A config that cannot describe a working codec."""
 
 
+#: Limits every config (and so every model file) must keep, checked before anything is sized from
+#: it: a model file's config decides how much memory the loader allocates, so a hostile file could
+#: otherwise ask for gigabytes before a weight is read.  ``MAX_PARAMETERS`` bounds the network's
+#: weights and biases together (``CodecConfig.parameter_count``).  docs/bitstream.md and the model
+#: file format in ``model/codec.py`` refer here.
+LIMITS = {"sample_rate": 192_000, "hop": 4096, "stages": 64, "code_bits": 4096, "hidden": 4096,
+          "res_layers": 16, "subbands": 64, "search_passes": 8}
+MAX_PARAMETERS = 1 << 26
+
+
 @dataclass(frozen=True)
 class SignalConfig:
     """Sampling and transform.
@@ -453,7 +463,35 @@ class CodecConfig:
         return total * self.network.subbands
 
     # ---- checks ---------------------------------------------------------------------------------
+    def parameter_count(self) -> int:
+        """Weights, biases and scales of the whole network (what a model file's state holds)."""
+        n = self.network
+        per_out = 2                                  # a bias and a scale per output (model.net)
+        per_band = sum(i * o + per_out * o for st in range(n.stages) for side in ("encoder", "decoder")
+                       for _, i, o in self.layer_shapes(st)[side])
+        return per_band          # sub-bands share one network's weights
+
+    def _check_limits(self) -> None:
+        """``LIMITS`` and ``MAX_PARAMETERS``, before any other check computes with the sizes."""
+        s, n, sc = self.signal, self.network, self.search
+        ints = {"sample_rate": s.sample_rate, "hop": s.hop, "stages": n.stages, "hidden": n.hidden,
+                "res_layers": n.res_layers, "subbands": n.subbands, "search_passes": sc.passes}
+        for name, v in ints.items():
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"{name} must be an integer, not {v!r}")
+            if not 0 <= v <= LIMITS[name]:
+                raise ConfigError(f"{name} = {v} is outside 0..{LIMITS[name]} (config.LIMITS)")
+        bits = n.code_bits
+        if not isinstance(bits, (tuple, list)) or len(bits) > LIMITS["stages"] or any(
+                isinstance(b, bool) or not isinstance(b, int) or not 0 <= b <= LIMITS["code_bits"] for b in bits):
+            raise ConfigError(f"code_bits must list at most {LIMITS['stages']} integers of "
+                              f"0..{LIMITS['code_bits']} (config.LIMITS)")
+        if len(bits) == n.stages and n.stages and n.subbands and self.parameter_count() > MAX_PARAMETERS:
+            raise ConfigError(f"the network would hold {self.parameter_count():,} parameters; at most "
+                              f"{MAX_PARAMETERS:,} (config.MAX_PARAMETERS)")
+
     def validate(self) -> None:
+        self._check_limits()
         s, n, f, l, g, e = self.signal, self.network, self.fixed, self.lpc, self.gain, self.entropy
         if s.sample_rate <= 0 or s.hop <= 0:
             raise ConfigError("sample_rate and hop must be positive")
@@ -553,8 +591,16 @@ class CodecConfig:
             bad = set(sub) - names
             if bad:
                 raise ConfigError(f"unknown field(s) in [{name}]: {', '.join(sorted(bad))}")
-            kw[name] = klass(**sub)
-        return cls(**kw)
+            try:
+                kw[name] = klass(**sub)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"config section [{name}]: {exc}") from None
+        try:
+            return cls(**kw)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:  # a field of the wrong type
+            raise ConfigError(f"config has a field of the wrong type ({exc})") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2)

@@ -167,8 +167,9 @@ def load_wav(path, sample_rate: int = 16000, resample: bool = False) -> np.ndarr
 _resample = resample  # load_wav's parameter shadows the function name
 
 
-def write_wav(path, x, sr: int = 16000) -> Path:
-    """Write 16-bit PCM WAV atomically (temporary file in the same folder, then rename).
+def write_wav(path, x, sr: int = 16000, force: bool = True) -> Path:
+    """Write 16-bit PCM WAV atomically through :func:`model.files.write_file` (temporary file in
+    the same folder, then link or rename; ``force=False`` never replaces an existing file).
 
     Parameters
     ----------
@@ -198,19 +199,8 @@ def write_wav(path, x, sr: int = 16000) -> Path:
     if not np.all(np.isfinite(a)):
         raise AudioError(f"{p}: refusing to write NaN or infinite samples")
     pcm = np.clip(np.round(a * 32768.0), -32768, 32767).astype(np.int16)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            sf.write(fh, pcm, int(sr), format="WAV", subtype="PCM_16")
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return p
+    from .files import write_file
+    return write_file(p, lambda fh: sf.write(fh, pcm, int(sr), format="WAV", subtype="PCM_16"), force)
 
 
 def list_wavs(folder) -> list[Path]:

@@ -37,7 +37,10 @@ def layer_key(stage: int, side: str, index: int) -> str:
     return f"s{stage}.{side}.{index}"
 
 
-def save_export(model: IntModel, out: str | Path) -> Path:
+def save_export(model: IntModel, out: str | Path, force: bool = True) -> Path:
+    """Write ``weights.npz`` and ``manifest.json`` into the folder ``out`` (created), each
+    through ``model.files.write_file`` (``force=False``: neither file is replaced)."""
+    from .files import write_file
     model.check()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,11 +58,8 @@ def save_export(model: IntModel, out: str | Path) -> Path:
                                "in_frac": int(l.in_frac)})
     manifest = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": cfg.to_dict(),
                 "config_hash": cfg.config_hash, "layers": layers}
-    tmp = out / "weights.npz.tmp"
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    tmp.replace(out / "weights.npz")
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_file(out / "weights.npz", lambda f: np.savez_compressed(f, **arrays), force)
+    write_file(out / "manifest.json", json.dumps(manifest, indent=1), force)
     return out
 
 

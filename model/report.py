@@ -73,7 +73,8 @@ def rate_quality_plot(points: list[dict], path, title: str | None = None) -> Pat
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from .files import write_file
+    write_file(path, lambda f: fig.savefig(f, format="png", dpi=120), force=True)
     plt.close(fig)
     return path
 

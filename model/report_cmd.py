@@ -114,7 +114,8 @@ def _sweep_plot(rows, path):
     ax[1].set_ylabel("code bits equal to float (%)")
     ax[1].grid(alpha=.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from .files import write_file
+    write_file(path, lambda f: fig.savefig(f, format="png", dpi=110), force=True)
     plt.close(fig)
 
 
@@ -194,10 +195,11 @@ def run_report(a) -> dict:
         md.append(f"| {h['stage']} | {h['raw_bits']} | {h['huffman_bits']} | {100 * h['saving']:.2f} % |")
     tr, tc = sum(h["raw_bits"] for h in huff), sum(h["huffman_bits"] for h in huff)
     md.append(f"| all | {tr} | {tc} | {100 * (1 - tc / tr):.2f} % |")
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    from .files import write_file
+    write_file(out / "report.md", "\n".join(md) + "\n", force=True)       # the report folder's own files
     result = {"command": cmd, "config_hash": codec.cfg.config_hash, "files": [str(f) for f in files],
               "points": points, "float_weight_points": float_pts, "baselines": baselines,
               "fixed_sweep": sweep, "huffman": huff}
-    (out / "report.json").write_text(json.dumps(result, indent=1, default=float))
+    write_file(out / "report.json", json.dumps(result, indent=1, default=float), force=True)
     print(f"report written to {out}/report.md", file=sys.stderr)
     return result

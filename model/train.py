@@ -57,6 +57,24 @@ BAND_WEIGHT = 0.5
 BAND_COUNTS = (64, 16, 4)
 
 
+class CheckpointError(ValueError):
+    """The checkpoint beside the output cannot be resumed from."""
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """The state ``train`` saved after a stage or round (:class:`CheckpointError` if damaged)."""
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+        ok = isinstance(ck, dict) and {"config_hash", "state_dict", "done_stages", "done_rounds",
+                                       "history", "gen_state"} <= set(ck)
+    except Exception:  # torch raises many types for a damaged file
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path} is not a readable training checkpoint (left by an earlier "
+                              f"run?); delete it to start afresh")
+    return ck
+
+
 @dataclass
 class TrainOptions:
     seed: int = 0
@@ -207,7 +225,7 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
     history = {"greedy": [], "finetune": [], "frames": len(data)}
     done_stages, done_rounds = 0, 0
     if checkpoint is not None and Path(checkpoint).exists():
-        ck = torch.load(checkpoint, map_location=device, weights_only=True)
+        ck = load_checkpoint(checkpoint, device)
         if ck["config_hash"] == cfg.config_hash:
             net.load_state_dict(ck["state_dict"])
             done_stages, done_rounds = ck["done_stages"], ck["done_rounds"]
@@ -223,11 +241,11 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
     def save():
         if checkpoint is None or rank != 0:
             return
-        tmp = Path(str(checkpoint) + ".tmp")
-        torch.save({"config_hash": cfg.config_hash, "state_dict": net.state_dict(),
-                    "done_stages": done_stages, "done_rounds": done_rounds, "history": history,
-                    "gen_state": gen.get_state()}, tmp)
-        tmp.replace(checkpoint)
+        from .files import write_file
+        state = {"config_hash": cfg.config_hash, "state_dict": net.state_dict(),
+                 "done_stages": done_stages, "done_rounds": done_rounds, "history": history,
+                 "gen_state": gen.get_state()}
+        write_file(checkpoint, lambda f: torch.save(state, f), force=True)
 
     N = cfg.network.stages
     for n in range(done_stages, N):

@@ -391,3 +391,101 @@ def test_eval_voices_curve_and_baseline(capsys, tiny_model_path, speech_wav, tmp
         assert b["baseline"] == "opus" and 8 < b["mean"]["kbps"] < 30 and b["mean"]["pesq_wb"] > 2
     rc, out, err = run(capsys, "eval", d, "--baseline", "opus:fast", "--quiet")
     assert_user_error(rc, err)
+
+
+# ------------------------------------------------------------ the error contract (issue 19)
+
+def _hostile_models(tiny_model_path, tmp_path):
+    """Model files a hostile or broken tool could hand over: a huge hidden width with a correctly
+    recomputed config hash (the loader must refuse before allocating), NaN weights, no weights."""
+    import torch
+    from model.config import CodecConfig
+    d = torch.load(tiny_model_path, weights_only=True)
+    out = {}
+    wide = dict(d, config=json.loads(json.dumps(d["config"])))
+    wide["config"]["network"]["hidden"] = 1 << 20
+    try:
+        CodecConfig.from_dict(wide["config"])
+    except Exception:
+        pass
+    import hashlib
+    body = {k: v for k, v in wide["config"].items() if k not in ("postfilter", "search", "noise_fill", "input")}
+    wide["config_hash"] = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    out["huge-width"] = wide
+    nan = dict(d, state_dict=dict(d["state_dict"]))
+    k = next(iter(nan["state_dict"]))
+    nan["state_dict"][k] = torch.full_like(nan["state_dict"][k], float("nan"))
+    out["nan-weights"] = nan
+    out["no-weights"] = dict(d, state_dict={"x": 1})
+    paths = {}
+    for name, obj in out.items():
+        paths[name] = tmp_path / f"{name}.pt"
+        torch.save(obj, paths[name])
+    return paths
+
+
+def test_hostile_model_files_are_refused_before_allocating(capsys, tiny_model_path, speech_wav, tmp_path):
+    import resource
+    for name, path in _hostile_models(tiny_model_path, tmp_path).items():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rc, out, err = run(capsys, "encode", speech_wav, tmp_path / f"{name}.cas", "--model", path)
+        assert_user_error(rc, err)
+        assert rc == 1, (name, err)
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        assert grown_mb < 200, (name, grown_mb)
+        assert not (tmp_path / f"{name}.cas").exists()
+
+
+def test_output_created_during_the_run_is_kept(capsys, monkeypatch, speech_wav, tiny_model_path, tmp_path):
+    """A file that appears at the destination after the start-up check (a second cascade run,
+    another program) is not replaced without --force."""
+    from model.codec import Codec
+    target = tmp_path / "late.cas"
+    real = Codec.encode_bytes
+
+    def encode_then_race(self, *args, **kw):
+        data = real(self, *args, **kw)
+        target.write_bytes(SENTINEL)
+        return data
+    monkeypatch.setattr(Codec, "encode_bytes", encode_then_race)
+    rc, out, err = run(capsys, "encode", speech_wav, target, "--model", tiny_model_path)
+    assert_user_error(rc, err)
+    assert rc == 1 and "--force" in err
+    assert target.read_bytes() == SENTINEL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.cas"]
+
+
+def _contract_cases(tmp_path, speech_wav, tiny_model_path, cas):
+    """(name, argv) of bad inputs from the issue's matrix that once ended as internal errors."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    (folder / "keep").write_text("x")
+    ck_out = tmp_path / "m.pt"
+    Path(str(ck_out) + ".ckpt").write_bytes(b"not a checkpoint")
+    m = ("--model", tiny_model_path)
+    return [
+        ("encode-to-folder-force", ("encode", speech_wav, folder, "--force", *m)),
+        ("decode-to-folder", ("decode", cas, folder, *m)),
+        ("export-out-is-file", ("export", "--out", a_file, *m)),
+        ("export-rtl-out-is-file", ("export-rtl", "--out", a_file, *m)),
+        ("export-into-full-folder", ("export", "--out", folder, *m)),
+        ("train-device-cuda", ("train", speech_wav.parent, "--out", tmp_path / "c.pt", "--device", "cuda:7")),
+        ("train-device-bogus", ("train", speech_wav.parent, "--out", tmp_path / "c.pt", "--device", "tpu")),
+        ("train-corrupt-checkpoint", ("train", speech_wav.parent, "--out", ck_out, "--config", "tiny",
+                                      "--greedy-epochs", "1", "--rounds", "0", "--no-augment")),
+        ("info-of-folder", ("info", folder)),
+        ("decode-missing", ("decode", tmp_path / "nope.cas", tmp_path / "o.wav", *m)),
+    ]
+
+
+def test_error_contract_table(capsys, tmp_path, speech_wav, tiny_model_path, cas):
+    """Every case: exit 1 and exactly one line ``cascade: error: ...`` (never exit 2, the
+    internal-error status), and the user's files untouched."""
+    for name, argv in _contract_cases(tmp_path, speech_wav, tiny_model_path, cas):
+        rc, out, err = run(capsys, *argv)
+        assert rc == 1, (name, rc, err)
+        assert_user_error(rc, err)
+        assert (tmp_path / "a_file").read_text() == "x" and (tmp_path / "a_folder" / "keep").read_text() == "x"
+    assert (tmp_path / "m.pt.ckpt").read_bytes() == b"not a checkpoint"     # not deleted either

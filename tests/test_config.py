@@ -242,3 +242,23 @@ def test_derived_quantities():
 def test_replace_unknown_section_is_config_error():
     with pytest.raises(ConfigError):
         preset("tiny").replace(fixd={"act_bits": 10})
+
+
+@pytest.mark.parametrize("network", [{"hidden": 1 << 20}, {"stages": 65, "code_bits": [8] * 65},
+                                     {"code_bits": [1 << 20] * 9}, {"hidden": "wide"},
+                                     {"hidden": 4096, "stages": 64, "code_bits": [64] * 64},
+                                     {"res_layers": 10 ** 9}, {"code_bits": ["x"] * 9}])
+def test_limits_refuse_sizes_before_anything_is_allocated(network):
+    """config.LIMITS and MAX_PARAMETERS: a model file's config sizes what the loader allocates."""
+    from model.config import CodecConfig, ConfigError
+    with pytest.raises(ConfigError):
+        CodecConfig.from_dict({"network": network})
+
+
+def test_presets_within_limits():
+    from model.config import MAX_PARAMETERS, PRESETS, CodecConfig, preset
+    for name in PRESETS:
+        assert 0 < preset(name).parameter_count() <= MAX_PARAMETERS
+    from model.net import Cascade
+    cfg = CodecConfig()
+    assert cfg.parameter_count() == sum(p.numel() for p in Cascade(cfg).parameters())
