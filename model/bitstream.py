@@ -24,6 +24,10 @@ Robustness (``read_stream``):
 * empty, short or non-CASC data, an unknown version, a header CRC mismatch, another codec's config
   hash, other codebooks (``codebooks id``) or no codebooks for a Huffman stream: BitstreamError;
 * data shorter than the smallest stream its header allows: BitstreamError ("truncated");
+* a frame count that cannot carry the header's sample count (``frames_fit_samples``):
+  BitstreamError, so the frames a header claims are bounded by the file's size;
+* bytes outside every good packet (garbage, trailing data): counted in ``Frames.stray_bytes``
+  (``cascade decode`` says so); with ``conceal=False`` a BitstreamError;
 * a packet whose sync, index, length fields, CRC or Huffman data are wrong, or that is missing:
   with ``conceal=True`` its frames are marked in ``Frames.lost`` and hold zeros (LSF indices, gain
   index and code bits); the reader re-synchronizes on the next sync word whose packet has a good
@@ -78,9 +82,18 @@ class Frames:
     codes: list[np.ndarray]
     lost: np.ndarray | None = None
     pitch: np.ndarray | None = None    # (T, 2) int (lag index, gain index) when cfg.pitch is on
+    stray_bytes: int = 0               # read_stream: bytes after the header outside every good packet
 
 
 # ---- small helpers -------------------------------------------------------------------------------
+def frames_fit_samples(frames: int, samples: int, hop: int) -> bool:
+    """The rule tying a header's frame count T to its sample count: ``(T - 2) * hop <= samples
+    <= T * hop`` (the encoder makes ``ceil(samples / hop) + 1`` frames, ``dsp.num_frames``).
+    With the smallest stream a header allows (``_min_stream_size``), it bounds what a decode of
+    n bytes allocates and computes by a fixed multiple of n."""
+    return (frames - 2) * hop <= samples <= frames * hop
+
+
 def _side_widths(cfg) -> np.ndarray:
     order = cfg.lpc.order if cfg.lpc.enabled else 0
     return np.array([cfg.lpc.lsf_bits] * order + [cfg.gain.bits] + list(cfg.pitch.side_widths), np.int64)
@@ -293,6 +306,9 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
         codes[n] = c.astype(np.uint8)
     if not 0 <= int(frames.num_samples) < 1 << 32 or T >= 1 << 32:
         raise BitstreamError("num_samples and frame count must fit 32 bits")
+    if not frames_fit_samples(T, int(frames.num_samples), cfg.signal.hop):
+        raise BitstreamError(f"{T} frames cannot carry {int(frames.num_samples)} samples "
+                             f"(frames_fit_samples)")
     huff = codebooks is not None
     if huff:
         _check_codebooks(codebooks, k_stages, cfg)
@@ -380,6 +396,8 @@ def _open(data, cfg, codebooks, side=None, check_books=True):
         raise BitstreamError("stream header disagrees with the codec config")
     if h["sample_rate"] != cfg.signal.sample_rate or h["symbol_bits"] != cfg.entropy.symbol_bits:
         raise BitstreamError("stream header's sample rate or symbol size disagrees with the codec config")
+    if not frames_fit_samples(h["frames"], h["samples"], cfg.signal.hop):
+        raise BitstreamError(f"stream header is inconsistent: {h['frames']} frames for {h['samples']} samples")
 
     if check_books:
         if h["huffman"] and codebooks is None:
@@ -439,7 +457,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
             return False
         return side_len >= _min_side(cfg, nfr, True) if side_huff else side_len == _side_bytes(cfg, nfr)
 
-    pos, nxt = HEADER_SIZE, 0
+    pos, nxt, used = HEADER_SIZE, 0, HEADER_SIZE
     while pos < len(data):
         pkt = _scan_packet(data, pos, K, side_len_of)
         ok = pkt is not None and pkt[0] >= nxt
@@ -469,9 +487,12 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
                 codes[n][a:a + nfr] = dec[n]
             lost[a:a + nfr] = False
             nxt = index + 1
+            used += end - pos
             pos = end
             continue
         if not conceal:
+            if nxt == npk:
+                raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
             raise BitstreamError(f"packet {nxt} is damaged (at byte {pos})")
         found = data.find(SYNC, pos + 1)
         if found < 0:
@@ -479,8 +500,10 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         pos = found
     if not conceal and nxt != npk:
         raise BitstreamError(f"stream truncated: packet {nxt} of {npk} is missing")
+    if not conceal and used != len(data):
+        raise BitstreamError(f"{len(data) - used} stray bytes outside the packets")
     return Frames(num_samples=h["samples"], lsf_idx=lsf, gain_idx=gain, codes=codes, lost=lost,
-                  pitch=pitch)
+                  pitch=pitch, stray_bytes=len(data) - used)
 
 
 def truncate_stream(data: bytes, stages: int, cfg) -> bytes:

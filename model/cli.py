@@ -234,6 +234,8 @@ def cmd_decode(a):
     msg = f"{a.input} -> {out}: {len(frames.codes)} stages, {len(frames.gain_idx)} frames"
     if lost:
         msg += f", {lost} damaged frames concealed"
+    if frames.stray_bytes:
+        msg += f", {frames.stray_bytes} bytes outside good packets ignored"
     print(msg)
 
 

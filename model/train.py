@@ -33,6 +33,7 @@ Runs on the CPU, a GPU when one is there, and several processes through ``torchr
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,51 @@ def _augmented(signals: list[np.ndarray]) -> list[np.ndarray]:
         out.append(resample_poly(s, 10, 9))   # slower and lower by 10 %
         out.append(resample_poly(s, 9, 10))   # faster and higher
     return out
+
+
+def _cache_dir() -> Path | None:
+    """``$CASCADE_CACHE`` (``off``: no cache), else ``~/.cache/cascade``."""
+    d = os.environ.get("CASCADE_CACHE")
+    if d == "off":
+        return None
+    return Path(d) if d else Path.home() / ".cache" / "cascade"
+
+
+def cached_training_frames(signals: list[np.ndarray], cfg: CodecConfig, q, augment: bool,
+                           log=print) -> np.ndarray:
+    """``frames_from_signals`` of the (augmented) signals, cached on disk.
+
+    The frames depend only on the signals, the front end (signal, LPC, gain, input and pitch
+    sections of the config) and the LSF quantizer, not on the network, so trainings that differ
+    in their network or options share one analysis (minutes of LPC and pitch analysis for an hour
+    of speech).  The key is a SHA-256 of all of these; a damaged cache file is recomputed."""
+    import hashlib
+    front = {k: v for k, v in cfg.to_dict().items() if k in ("signal", "lpc", "gain", "input", "pitch")}
+    h = hashlib.sha256(json.dumps(front, sort_keys=True).encode())
+    h.update(b"augment" if augment else b"plain")
+    if q is not None:
+        h.update(np.ascontiguousarray(q.levels, np.float64).tobytes())
+    for s in signals:
+        h.update(np.int64(len(s)).tobytes())
+        h.update(np.ascontiguousarray(s, np.float64).tobytes())
+    d = _cache_dir()
+    path = d / f"frames-{h.hexdigest()[:24]}.npy" if d else None
+    if path is not None and path.is_file():
+        try:
+            frames = np.load(path, allow_pickle=False)
+            if frames.ndim == 2 and frames.shape[1] == cfg.coefficients and frames.dtype == np.float32:
+                log(f"training frames from the analysis cache {path}")
+                return frames
+        except (OSError, ValueError):
+            pass
+    frames = frames_from_signals(_augmented(signals) if augment else signals, cfg, q)
+    if path is not None:
+        try:
+            from .files import write_file
+            write_file(path, lambda f: np.save(f, frames, allow_pickle=False), force=True)
+        except OSError:
+            pass                      # a read-only home: train without a cache
+    return frames
 
 
 def frames_from_signals(signals: list[np.ndarray], cfg: CodecConfig, q) -> np.ndarray:
@@ -211,9 +257,7 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
-    if opts.augment:
-        signals = _augmented(signals)
-    data = torch.from_numpy(frames_from_signals(signals, cfg, q)).to(device)
+    data = torch.from_numpy(cached_training_frames(signals, cfg, q, opts.augment, log)).to(device)
     ref_power = (data ** 2).mean()
     log(f"training frames: {len(data)} ({len(data) / cfg.signal.frame_rate:.0f} s incl. augmentation)")
 

@@ -28,6 +28,10 @@ from model.data import load_wav, write_wav
 # thread here (spin-waiting under contention).  A process-wide speed setting only.
 torch.set_num_threads(1)
 
+# Trainings in the suite do not read or fill the user's analysis cache (model.train); the test of
+# the cache gives it a folder of its own.
+os.environ["CASCADE_CACHE"] = "off"
+
 PS_DATA = Path("/usr/share/pocketsphinx/test/data")
 TRAIN_WAV = PS_DATA / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
 TEST_WAV = PS_DATA / "librivox" / "sense_and_sensibility_01_austen_64kb-0920.wav"

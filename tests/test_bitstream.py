@@ -210,3 +210,32 @@ def test_fuzz_count_reported():
     if FUZZ_COUNT["n"]:
         print(f"fuzzed read_stream with {FUZZ_COUNT['n']} inputs")
         assert FUZZ_COUNT["n"] >= 100
+
+
+def _with_header(data: bytes, **fields) -> bytes:
+    """``data`` with some header fields changed and the header CRC recomputed (a header a
+    hostile writer made, not a damaged one)."""
+    from model.bitstream import _make_header, _parse_header
+    h = dict(_parse_header(data), **fields)
+    return _make_header(h) + data[HEADER_SIZE:]
+
+
+def test_header_frames_must_fit_samples():
+    """A header that claims many frames for few samples (or the reverse) is refused before any
+    frame is allocated: the frames a stream can make are bounded by its size."""
+    good = write_stream(make_frames(T=60), CFG, CODEBOOKS)
+    hop = CFG.signal.hop
+    for frames, samples in ((60, 60 * hop + 1), (60, 57 * hop), (10 ** 6, 60 * hop), (60, 10 ** 9)):
+        with pytest.raises(BitstreamError):
+            read_stream(_with_header(good, frames=frames, samples=samples), CFG, CODEBOOKS)
+    out = read_stream(_with_header(good, samples=59 * hop), CFG, CODEBOOKS)     # within the rule
+    assert out.num_samples == 59 * hop and not out.lost.any()
+
+
+def test_stray_bytes_are_counted_and_refused_when_strict():
+    good = write_stream(make_frames(T=60), CFG, CODEBOOKS)
+    assert read_stream(good, CFG, CODEBOOKS).stray_bytes == 0
+    out = read_stream(good + b"trailing garbage", CFG, CODEBOOKS)
+    assert out.stray_bytes == 16 and not out.lost.any()
+    with pytest.raises(BitstreamError, match="stray"):
+        read_stream(good + b"trailing garbage", CFG, CODEBOOKS, conceal=False)

@@ -162,3 +162,26 @@ def test_state_dict_without_alpha_loads_with_the_mean_rule():
     for name, m in fresh.named_modules():
         if hasattr(m, "alpha"):
             torch.testing.assert_close(m.alpha.detach(), old[name + ".weight"].abs().mean(1))
+
+
+def test_training_frames_cache(monkeypatch, tmp_path, train_signals):
+    """The analysis cache gives the very frames the analysis does, is keyed by the front end
+    (a network change shares it, a front-end change does not), and survives a damaged file."""
+    from model.config import preset
+    from model.train import cached_training_frames, frames_from_signals
+    monkeypatch.setenv("CASCADE_CACHE", str(tmp_path))
+    cfg = preset("tiny")
+    sig = [s[:16000] for s in train_signals[:2]]
+    q = dsp.LsfQuantizer.fit(dsp.training_lsfs(sig, cfg), cfg.lpc.lsf_bits)
+    a = cached_training_frames(sig, cfg, q, False, log=lambda m: None)
+    np.testing.assert_array_equal(a, frames_from_signals(sig, cfg, q))
+    files = list(tmp_path.glob("frames-*.npy"))
+    assert len(files) == 1
+    msgs = []
+    b = cached_training_frames(sig, cfg.replace(network={"hidden": cfg.network.hidden + 8}), q, False, msgs.append)
+    np.testing.assert_array_equal(a, b)
+    assert msgs and "cache" in msgs[0]
+    cached_training_frames(sig, cfg.replace(gain={"step_db": 2.0}), q, False, log=lambda m: None)
+    assert len(list(tmp_path.glob("frames-*.npy"))) == 2
+    files[0].write_bytes(b"damaged")
+    np.testing.assert_array_equal(cached_training_frames(sig, cfg, q, False, log=lambda m: None), a)
