@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from model.errors import CascadeError
 from model.config import CodecConfig
 
 __all__ = ["ProtocolError", "encode_request", "encode_request_len", "encode_reply_len",
@@ -22,7 +23,7 @@ _E, _D, _T, _I, _W, _NAK = b"E", b"D", b"T", b"I", b"W", b"!"
 INFO_REPLY_LEN = 11
 
 
-class ProtocolError(RuntimeError):
+class ProtocolError(CascadeError, RuntimeError):
     """The board answered something the protocol does not allow (or nothing at all)."""
 
 

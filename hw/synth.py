@@ -28,6 +28,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from model.errors import CascadeError
 from model.golden import IntModel
 
 from . import host
@@ -35,11 +36,11 @@ from . import host
 __all__ = ["BOARDS", "FitError", "ToolError", "fit_check", "estimate", "resolve_storage", "synth"]
 
 
-class ToolError(RuntimeError):
+class ToolError(CascadeError, RuntimeError):
     """Yosys, nextpnr or the bitstream packer failed; the message names the log to read."""
 
 
-class FitError(ValueError):
+class FitError(CascadeError, ValueError):
     """The model cannot fit the board (one line: what is needed, what the board has)."""
 
 

@@ -39,6 +39,8 @@ from scipy.signal import correlate
 
 from model.data import resample, write_wav
 
+from .errors import CascadeError
+
 __all__ = ["BASELINES", "BaselineResult", "available_baselines", "run_baseline",
            "encode_decode", "align", "ogg_payload_bytes", "BaselineError"]
 
@@ -46,7 +48,7 @@ BASELINES = ("opus", "speex", "g722")
 _SR = 16000  # all three run on 16 kHz (wideband) audio
 
 
-class BaselineError(RuntimeError):
+class BaselineError(CascadeError, RuntimeError):
     """A reference codec is missing or failed; the message is one line."""
 
 

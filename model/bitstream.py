@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import CascadeError
 from .huffman import Codebook, HuffmanError, codebooks_id
 
 __all__ = ["Frames", "BitstreamError", "SideCoder", "write_stream", "read_stream", "truncate_stream",
@@ -62,7 +63,7 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
 
-class BitstreamError(ValueError):
+class BitstreamError(CascadeError, ValueError):
     """A stream that cannot be read (the message is one line)."""
 
 

@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import CascadeError
 from .files import OutputExists, signals_interrupt, write_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ DEFAULT_TEST_DIR = REPO / "data" / "test"
 DEFAULT_VAL_DIR = REPO / "data" / "val"
 
 
-class UserError(Exception):
+class UserError(CascadeError):
     """An error to report in one line."""
 
 
@@ -207,9 +208,18 @@ def _stages_arg(codec, stages):
 
 # --------------------------------------------------------------------------------- commands
 
+def _input_file(path) -> Path:
+    """An input file that exists (checked before the model is loaded: that takes seconds)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such file" if not p.exists() else f"{p} is not a file")
+    return p
+
+
 def cmd_encode(a):
-    codec = _host_settings(_load_codec(a.model), a)
+    _input_file(a.input)
     out = _out_path(a.output, a.force)
+    codec = _host_settings(_load_codec(a.model), a)
     x = _load_audio(a.input, codec, a.resample)
     data = codec.encode_bytes(x, a.arith, _stages_arg(codec, a.stages))
     write_file(out, data, a.force)
@@ -219,11 +229,9 @@ def cmd_encode(a):
 
 def cmd_decode(a):
     from .data import write_wav
-    codec = _host_settings(_load_codec(a.model), a)
+    data = _input_file(a.input).read_bytes()
     out = _out_path(a.output, a.force)
-    data = Path(a.input).read_bytes() if Path(a.input).is_file() else None
-    if data is None:
-        raise UserError(f"{a.input} not found")
+    codec = _host_settings(_load_codec(a.model), a)
     from .bitstream import read_stream
     frames = read_stream(data, codec.cfg, codec.codebooks, side=codec.side)
     if a.stages is not None and not 1 <= a.stages <= len(frames.codes):
@@ -1165,20 +1173,7 @@ def main(argv=None):
     p = build_parser()
     a = p.parse_args(argv)
     a.argv = list(map(str, argv)) if argv is not None else sys.argv[1:]
-    from .bitstream import BitstreamError
-    from .config import ConfigError
-    from .data import AudioError
-    from .export import ExportError
-    try:
-        from .codec import ModelError
-    except ImportError:  # pragma: no cover
-        ModelError = ValueError
-    known = (UserError, AudioError, BitstreamError, ConfigError, ExportError, ModelError, OutputExists)
-    try:
-        from hw.synth import FitError, ToolError
-        known = known + (FitError, ToolError)
-    except ImportError:
-        pass
+    known = (CascadeError, OutputExists)   # every error a user can cause (model/errors.py)
     signals_interrupt()          # SIGTERM/SIGHUP: clean up temporary files like Ctrl-C does
     try:
         a.fn(a)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import CascadeError
 from . import dsp, golden
 from .bitstream import Frames, SideCoder, read_stream, side_columns, write_stream
 from .config import CodecConfig, ConfigError
@@ -37,7 +38,7 @@ ARITHS = ("float", "fixed")
 POSTFILTER_GAMMAS = (0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 
 
-class ModelError(ValueError):
+class ModelError(CascadeError, ValueError):
     """A model file that is missing, damaged or made for other code."""
 
 

@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import CascadeError
+
 __all__ = [
     "SignalConfig", "LpcConfig", "GainConfig", "NetworkConfig", "FixedPointConfig",
     "EntropyConfig", "PostfilterConfig", "NoiseFillConfig", "SearchConfig", "InputConfig",
@@ -25,7 +27,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(CascadeError, ValueError):
     """A config that cannot describe a working codec."""
 
 

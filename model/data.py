@@ -28,6 +28,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from .errors import CascadeError
+
 __all__ = [
     "AudioError", "load_wav", "write_wav", "list_wavs", "resample",
     "POCKETSPHINX_DIR", "POCKETSPHINX_TEST", "prepare_pocketsphinx", "check_raw_pcm",
@@ -77,7 +79,7 @@ MIN_PEAK_DBFS = -35.0
 _RAW_FILES = ("something.raw", "numbers.raw", "goforward.raw", "tidigits/dhd.2934z.raw")
 
 
-class AudioError(ValueError):
+class AudioError(CascadeError, ValueError):
     """An audio file that cannot be used; the message is one line and names the file."""
 
 

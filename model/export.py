@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CascadeError
 from .config import CodecConfig, ConfigError
 from .golden import IntLayer, IntModel, IntStage
 
@@ -29,7 +30,7 @@ EXPORT_VERSION = 1
 __all__ = ["ExportError", "save_export", "load_export", "quantize_model", "layer_key", "EXPORT_VERSION"]
 
 
-class ExportError(ValueError):
+class ExportError(CascadeError, ValueError):
     """An export directory that is missing, damaged or made for other code."""
 
 

@@ -32,13 +32,15 @@ import zlib
 
 import numpy as np
 
+from .errors import CascadeError
+
 __all__ = [
     "HuffmanError", "Codebook", "train_codebooks", "train_codebook", "limited_lengths",
     "canonical_codes", "bits_to_symbols", "symbols_to_bits", "codebooks_id",
 ]
 
 
-class HuffmanError(ValueError):
+class HuffmanError(CascadeError, ValueError):
     """A codebook or a coded section that cannot be right (one line message)."""
 
 

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
+from .errors import CascadeError
 from . import dsp
 from .config import CodecConfig
 from .net import BinaryLinear, Cascade
@@ -58,7 +59,7 @@ BAND_WEIGHT = 0.5
 BAND_COUNTS = (64, 16, 4)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CascadeError, ValueError):
     """The checkpoint beside the output cannot be resumed from."""
 
 
