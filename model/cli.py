@@ -513,7 +513,7 @@ def cmd_train(a):
     opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
                         finetune_epochs=a.finetune_epochs, batch=a.batch, lr=a.lr,
                         augment=not a.no_augment, device=a.device, loss=a.loss,
-                        rate_weight=a.rate_weight, scale=a.scale)
+                        rate_weight=a.rate_weight, scale=a.scale, finetune_lr=a.finetune_lr)
     if a.threads:
         torch.set_num_threads(a.threads)
     t0 = time.time()
@@ -965,7 +965,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rounds", type=_ranged(int, 0), default=2, help="joint fine-tuning rounds M")
     sp.add_argument("--finetune-epochs", type=_positive(int), default=15, help="epochs per fine-tuning round")
     sp.add_argument("--batch", type=_positive(int), default=128)
-    sp.add_argument("--lr", type=_positive(float), default=2e-3)
+    sp.add_argument("--lr", type=_positive(float), default=2e-3, help="learning rate (Adam, cosine to 5 %%)")
+    sp.add_argument("--finetune-lr", type=_positive(float), help="learning rate of the fine-tuning rounds "
+                    "(default: --lr)")
     sp.add_argument("--no-augment", action="store_true", help="no speed-perturbed copies")
     sp.add_argument("--speaker-minutes", type=_positive(float), metavar="M",
                     help="balance the speakers: at most M minutes from each folder of WAV files "

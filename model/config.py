@@ -637,11 +637,15 @@ class CodecConfig:
         """16 hex digits of SHA-256 over the canonical JSON: identifies a codec's bitstream and
         hardware.  The host-side sections (decoder postfilter and noise filling, encoder code
         search) are not part of it: none changes the format or a weight."""
-        d = self.to_dict()
-        for name in HOST_SECTIONS:
-            del d[name]
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return hash_config_dict(self.to_dict())
+
+
+def hash_config_dict(d: dict) -> str:
+    """``CodecConfig.config_hash`` of a config in its ``to_dict`` form (also one that does not
+    validate: a test builds hostile model files with it)."""
+    d = {k: v for k, v in d.items() if k not in HOST_SECTIONS}
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _tiny() -> CodecConfig:

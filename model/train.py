@@ -90,6 +90,7 @@ class TrainOptions:
     loss: str = "mse"
     rate_weight: float = 0.0
     scale: str = "learned"
+    finetune_lr: float | None = None       # None: ``lr``
 
 
 def _augmented(signals: list[np.ndarray]) -> list[np.ndarray]:
@@ -210,10 +211,12 @@ def band_level_error(x: torch.Tensor, y: torch.Tensor, cfg: CodecConfig, floor: 
 
 
 def _epochs(model_params, data: torch.Tensor, loss_fn, epochs: int, opts: TrainOptions,
-            gen: torch.Generator, progress, label: str, ddp_rank: int, ddp_world: int):
-    opt = torch.optim.Adam(model_params, lr=opts.lr)
+            gen: torch.Generator, progress, label: str, ddp_rank: int, ddp_world: int, lr: float | None = None):
+    """Adam, cosine-annealed from ``lr`` (default ``opts.lr``) to 5 % of it over ``epochs``."""
+    lr = opts.lr if lr is None else lr
+    opt = torch.optim.Adam(model_params, lr=lr)
     steps_per_epoch = max(1, len(data) // opts.batch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch, eta_min=opts.lr * 0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch, eta_min=lr * 0.05)
     task = progress.add_task(label, total=epochs) if progress else None
     last = float("nan")
     for ep in range(epochs):
@@ -341,7 +344,7 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
 
     for r in range(done_rounds, opts.finetune_rounds):
         last = _epochs(full.parameters(), data, joint_loss, opts.finetune_epochs, opts, gen, progress,
-                       f"fine-tune round {r + 1}/{opts.finetune_rounds}", rank, world)
+                       f"fine-tune round {r + 1}/{opts.finetune_rounds}", rank, world, opts.finetune_lr)
         history["finetune"].append(last)
         done_rounds = r + 1
         save()

@@ -399,18 +399,12 @@ def _hostile_models(tiny_model_path, tmp_path):
     """Model files a hostile or broken tool could hand over: a huge hidden width with a correctly
     recomputed config hash (the loader must refuse before allocating), NaN weights, no weights."""
     import torch
-    from model.config import CodecConfig
+    from model.config import hash_config_dict
     d = torch.load(tiny_model_path, weights_only=True)
     out = {}
     wide = dict(d, config=json.loads(json.dumps(d["config"])))
     wide["config"]["network"]["hidden"] = 1 << 20
-    try:
-        CodecConfig.from_dict(wide["config"])
-    except Exception:
-        pass
-    import hashlib
-    body = {k: v for k, v in wide["config"].items() if k not in ("postfilter", "search", "noise_fill", "input")}
-    wide["config_hash"] = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    wide["config_hash"] = hash_config_dict(wide["config"])   # a correctly recomputed hash
     out["huge-width"] = wide
     nan = dict(d, state_dict=dict(d["state_dict"]))
     k = next(iter(nan["state_dict"]))
