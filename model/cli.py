@@ -228,9 +228,9 @@ def cmd_encode(a):
 
 
 def cmd_decode(a):
-    from .data import write_wav
     data = _input_file(a.input).read_bytes()
     out = _out_path(a.output, a.force)
+    from .data import write_wav
     codec = _host_settings(_load_codec(a.model), a)
     from .bitstream import read_stream
     frames = read_stream(data, codec.cfg, codec.codebooks, side=codec.side)

@@ -483,3 +483,19 @@ def test_error_contract_table(capsys, tmp_path, speech_wav, tiny_model_path, cas
         assert_user_error(rc, err)
         assert (tmp_path / "a_file").read_text() == "x" and (tmp_path / "a_folder" / "keep").read_text() == "x"
     assert (tmp_path / "m.pt.ckpt").read_bytes() == b"not a checkpoint"     # not deleted either
+
+
+def test_light_commands_import_no_heavy_modules(cas, tmp_path):
+    """``info``, argument errors and a missing input answer without importing PyTorch, SciPy or
+    Amaranth (their import is most of a command's start-up: docs/RESULTS.md, start-up)."""
+    code = ("import sys\n"
+            "from model.cli import main\n"
+            "rcs = [main(['info', sys.argv[1]]), main(['encode', sys.argv[2], sys.argv[3]]),\n"
+            "       main(['decode', sys.argv[2], sys.argv[3]])]\n"
+            "heavy = sorted(m for m in ('torch', 'scipy', 'amaranth') if m in sys.modules)\n"
+            "print(rcs, heavy)\n")
+    p = subprocess.run([sys.executable, "-c", code, str(cas), str(tmp_path / "missing.wav"), str(tmp_path / "o")],
+                       cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[0, 1, 1] []", p.stdout
