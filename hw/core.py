@@ -93,10 +93,6 @@ class CascadeCore(wiring.Component):
         """``cfg.binary_macs_per_frame(side) / P``."""
         return self._sched.ideal_cycles_per_frame()
 
-    @property
-    def post_latency(self) -> int:
-        return POST_LATENCY
-
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()

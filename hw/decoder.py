@@ -29,7 +29,7 @@ class DecoderCore(CascadeCore):
     o : Out(stream.Signature(signed(A)))
         D = ``cfg.coefficients`` words per frame, index 0 first (``act_frac`` fraction bits).
 
-    Latency and throughput: ``cycles_per_frame`` (for K = N; ``cycles_for(K)`` otherwise) cycles
+    Latency and throughput: ``cycles_per_frame`` (for K = N; ``schedule.cycles_per_frame(K)`` otherwise) cycles
     between frame starts in steady state, stream I/O overlapped.
 
     Parameters
@@ -52,6 +52,3 @@ class DecoderCore(CascadeCore):
             "o": Out(stream.Signature(signed(cfg.fixed.act_bits))),
         }, storage)
 
-    def cycles_for(self, stages: int) -> int:
-        """Designed cycles per frame of a frame carrying ``stages`` stages."""
-        return self.schedule.cycles_per_frame(stages)

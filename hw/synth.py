@@ -448,33 +448,3 @@ def _markdown(r: dict, b: dict) -> str:
               "the host protocol column is `cascade board` streaming frames with two requests in flight "
               "(a frame takes the longer of its request's transfer and core + reply).", ""]
     return "\n".join(lines)
-
-
-def main(argv=None):
-    import argparse
-    from model.config import CodecConfig
-    from model.golden import random_model
-    p = argparse.ArgumentParser(description="Build the codec board top for an FPGA board.")
-    p.add_argument("--board", default="icebreaker", choices=list(BOARDS))
-    p.add_argument("--config", default="tiny", help="preset name or config JSON")
-    p.add_argument("--export", help="export directory (default: random model)")
-    p.add_argument("--lanes", type=int, default=1)
-    p.add_argument("--cores", default="encoder,decoder")
-    p.add_argument("--mode", default="full", choices=["full", "yosys"])
-    p.add_argument("--out")
-    args = p.parse_args(argv)
-    if args.export:
-        from model.export import load_export
-        model = load_export(args.export)
-    else:
-        model = random_model(CodecConfig.load(args.config), 0)
-    try:
-        r = synth(model, args.board, args.lanes, args.out, cores=tuple(args.cores.split(",")), mode=args.mode)
-    except FitError as exc:
-        raise SystemExit(f"error: {exc}")
-    print(Path(args.out or Path("bitstreams") / args.board, "report.md").read_text())
-    return r
-
-
-if __name__ == "__main__":
-    main()

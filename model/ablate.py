@@ -1,6 +1,6 @@
 """``cascade ablate``: which parts of the codec matter, measured with the same budget.
 
-Each *variant* of :data:`VARIANTS` is the default codec with one thing changed: a config field
+Each *variant* of :func:`variants` is the default codec with one thing changed: a config field
 (``CodecConfig.replace``), a training option (:class:`model.train.TrainOptions`) or the training
 data.  ``cascade ablate TRAIN_DIR... --out OUT`` trains every variant with the same reduced budget
 (``--epochs`` greedy epochs per stage, no fine-tuning unless the variant is about it, the same
@@ -41,7 +41,7 @@ import numpy as np
 
 from .config import HOST_SECTIONS, CodecConfig, ConfigError, PostfilterConfig
 
-__all__ = ["Variant", "VARIANTS", "NOT_RUN", "variants", "study_options", "variant_options",
+__all__ = ["Variant", "NOT_RUN", "variants", "study_options", "variant_options",
            "variant_config", "train_command", "eval_command", "summarize", "run_ablation"]
 
 #: Greedy epochs per stage of the study (a reduced budget: the whole study fits in CPU hours).
@@ -303,7 +303,6 @@ def variant_config(base: CodecConfig, v: Variant) -> CodecConfig:
 
 
 #: The default list (for ``--list`` and documentation); the study itself derives it from its base.
-VARIANTS = variants()
 
 def variant_dirs(v: Variant, train_dirs: list[str]) -> list[str]:
     return list(train_dirs[:1]) if v.data == "first" else list(train_dirs)

@@ -95,11 +95,17 @@ def _load_codec(path):
 
 def _host_settings(codec, a):
     """The codec with ``--search`` / ``--search-candidates`` / ``--no-postfilter`` /
-    ``--no-pitch-postfilter`` / ``--num-gamma`` / ``--no-noise-fill`` applied (they set host-side sections of the config that change no weight
-    and no stream format)."""
+    ``--no-pitch-postfilter`` / ``--num-gamma`` / ``--no-noise-fill`` applied (they set host-side
+    sections of the config that change no weight and no stream format: ``_host_config``)."""
+    codec.cfg = _host_config(codec.cfg, a)
+    return codec
+
+
+def _host_config(cfg, a):
+    """``cfg`` with the host-side options of ``a`` applied (``_host_settings``)."""
     changes = {}
     if getattr(a, "search", None) is not None or getattr(a, "search_candidates", None) is not None:
-        sc = codec.cfg.search
+        sc = cfg.search
         changes["search"] = {"passes": sc.passes if a.search is None else a.search,
                              "candidates": sc.candidates if a.search_candidates is None else a.search_candidates}
     if getattr(a, "no_postfilter", False):
@@ -110,9 +116,7 @@ def _host_settings(codec, a):
         changes.setdefault("postfilter", {})["num_gamma"] = a.num_gamma
     if getattr(a, "no_noise_fill", False):
         changes["noise_fill"] = {"enabled": False}
-    if changes:
-        codec.cfg = codec.cfg.replace(**changes)
-    return codec
+    return cfg.replace(**changes) if changes else cfg
 
 
 def _numbers(text: str, cast) -> tuple:
@@ -724,8 +728,19 @@ def cmd_verify(a):
 
 def cmd_synth(a):
     from hw.synth import FitError, resolve_storage, synth
-    codec = _host_settings(_load_codec(a.model), a)
-    model = codec.int_model()
+    if a.random_weights:   # --model may then name a config file or preset as well as a model
+        from .config import CodecConfig
+        from .golden import random_model
+        try:
+            cfg = _load_codec(a.model).cfg
+        except CascadeError:
+            if a.model is None:
+                raise
+            cfg = CodecConfig.load(a.model)
+        model = random_model(_host_config(cfg, a), 0)
+    else:
+        codec = _host_settings(_load_codec(a.model), a)
+        model = codec.int_model()
     if a.cores == "auto":
         # both cores in one top when they fit, else one bitstream per core (each must fit)
         try:
@@ -747,7 +762,7 @@ def cmd_synth(a):
         name = a.board if len(cores) == 2 else f"{a.board}-{cores[0]}"
         out = Path(a.out) if a.out else REPO / "bitstreams" / name
         print(f"building {' + '.join(cores)} for {a.board} -> {out}", file=sys.stderr)
-        results[name] = synth(model, a.board, a.lanes, out, cores=cores, storage=a.storage)
+        results[name] = synth(model, a.board, a.lanes, out, cores=cores, storage=a.storage, mode=a.mode)
         for core, e in results[name]["per_core"].items():
             if e["real_time_factor_at_board_clock"] < 1:
                 print(f"warning: the {core} core needs {e['cycles_per_frame']} cycles per frame: "
@@ -1102,6 +1117,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where the weights live: rom (in the bitstream), spram (iCE40 UltraPlus SPRAM, "
                          "sent by `cascade board load`), ram (block RAM, loaded likewise); auto (default): "
                          "rom if it fits, else spram")
+    sp.add_argument("--mode", default="full", choices=("full", "yosys"),
+                    help="full (default): synthesis, place and route, bitstream; yosys: synthesis and "
+                         "its cell counts only (a quick fit check, no bitstream)")
+    sp.add_argument("--random-weights", action="store_true",
+                    help="the model's config with random weights (hardware size and timing do not "
+                         "depend on the weights; for trying a --model config file or preset)")
     search_args(sp, core=True)
 
     sp = add("board", cmd_board, "talk to a codec board over its UART: info, load (send the weights to "

@@ -95,10 +95,6 @@ def test_post_unit_matches_golden():
     got = run_post(cases)
     exp = [post_ref(*c) for c in cases]
     assert got == exp
-    # the comparison can fail: a golden value off by one in one place is seen
-    wrong = list(exp)
-    wrong[5] = (wrong[5][0] + 1, wrong[5][1])
-    assert got != wrong
 
 
 def test_mac_engine_accumulates_groups():
