@@ -435,7 +435,7 @@ def _tests_key(files: list[Path]) -> str:
 
 def _evaluate(codec, files, model_path: Path, cache: Path, tests_key: str, progress) -> list[dict]:
     """Mean results at every K with --arith fixed (cached in ``cache``)."""
-    from .cli import evaluate_files
+    from .evaluation import evaluate_files
     key = {"model_sha256": _sha256(model_path), "tests": tests_key, "arith": "fixed",
            "config": json.loads(json.dumps(codec.cfg.to_dict()))}   # as it reads back (lists, not tuples)
     if cache.is_file():
@@ -585,7 +585,7 @@ def _markdown(res: dict) -> str:
 
 
 def _check_out(out: Path, force: bool) -> None:
-    from .cli import UserError
+    from .errors import UserError
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force and not (
@@ -595,8 +595,9 @@ def _check_out(out: Path, force: bool) -> None:
 
 def _check_model(path: Path, recipe: dict):
     """Load a variant's existing model; refuse one made with other settings."""
-    from .cli import UserError, _load_codec
-    codec = _load_codec(path)
+    from .codec import Codec
+    from .errors import UserError
+    codec = Codec.load(path)
     had = (codec.meta or {}).get("ablation")
     if isinstance(had, dict) and isinstance(had.get("options"), dict):
         # a training option added after the model was made: it was trained with its default
@@ -623,8 +624,10 @@ def list_variants(base: CodecConfig) -> list[dict]:
 def run_ablation(a) -> dict:
     """The ``cascade ablate`` command (arguments as parsed by model/cli.py)."""
     import torch
-    from .cli import (UserError, _console, _progress, _search_name, _wav_files,
-                      load_training_data, train_model)
+    from .errors import UserError
+    from .evaluation import search_name, wav_files
+    from .progress import console, progress_bars
+    from .train import load_training_data, train_model
 
     base = CodecConfig.load(a.config) if a.config else CodecConfig()
     vs = variants(base)
@@ -659,8 +662,8 @@ def run_ablation(a) -> dict:
         selected = []
     train_dirs = list(a.train_dir)
     for d in train_dirs:
-        _wav_files(d)                        # each folder exists and holds WAV files
-    test_files = _wav_files(a.test)
+        wav_files(d)                        # each folder exists and holds WAV files
+    test_files = wav_files(a.test)
     out = Path(a.out)
     _check_out(out, a.force)
     for sub in ("models", "configs", "evals"):
@@ -670,7 +673,7 @@ def run_ablation(a) -> dict:
         _write_text(gi, "# trained models of the ablation study: large, rebuilt by `cascade ablate`\n*\n")
     if a.threads:
         torch.set_num_threads(a.threads)
-    con = _console()
+    con = console()
     t_run = time.time()
     argv_cmd = "cascade ablate " + " ".join(shlex.quote(x) for x in getattr(a, "argv", [])[1:])
 
@@ -724,7 +727,7 @@ def run_ablation(a) -> dict:
         _write_text(ck_recipe, json.dumps(recipe))
         con.rule(f"variant {v.name}: {v.changed}")
         con.print(cmd, markup=False, highlight=False, style="dim", soft_wrap=True)
-        with _progress() as p:
+        with progress_bars() as p:
             codec = train_model(cfg, dirs, files, signals, variant_options(v, a.epochs, a.seed),
                                 model, cmd, p, log=lambda m: con.print(m, markup=False, highlight=False),
                                 extra_meta={"ablation": recipe})
@@ -747,7 +750,7 @@ def run_ablation(a) -> dict:
         from .codec import Codec
         codec = Codec(codec.cfg.replace(**row["_host_config"]), codec.net, codec.lsf_q,
                       codec.codebooks, codec.meta, side=codec.side)
-        with _progress() as p:
+        with progress_bars() as p:
             pts = _evaluate(codec, test_files, model, out / "evals" / f"{row['name']}.json",
                             tests_key, p)
         row.update(status="done", points=pts,
@@ -771,7 +774,7 @@ def run_ablation(a) -> dict:
            "base_config": {"hash": base.config_hash, "stages": base.network.stages,
                            "code_bits": base.network.code_bits[0] if len(set(base.network.code_bits)) == 1
                            else list(base.network.code_bits), "hidden": base.network.hidden},
-           "base_search": (_search_name(base.search.passes, base.search.candidates)
+           "base_search": (search_name(base.search.passes, base.search.candidates)
                            if base.search.passes else "none, the encoder networks' code"),
            "train_dirs": [str(d) for d in train_dirs], "test_dir": str(a.test),
            "test_files": [str(f) for f in test_files], "test_seconds": test_seconds,

@@ -16,8 +16,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import CascadeError
+from .errors import CascadeError, UserError
+from .evaluation import (evaluate_baseline, evaluate_curve, evaluate_files, search_name, search_variants,
+                         wav_files)
 from .files import OutputExists, signals_interrupt, write_file
+from .progress import progress_bars
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TEST_DIR = REPO / "data" / "test"
@@ -25,27 +28,9 @@ DEFAULT_TEST_DIR = REPO / "data" / "test"
 DEFAULT_VAL_DIR = REPO / "data" / "val"
 
 
-class UserError(CascadeError):
-    """An error to report in one line."""
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-def _console():
-    from rich.console import Console
-    return Console(stderr=True)
-
-
-@contextmanager
-def _progress(enabled=True):
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, MofNCompleteColumn
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=_console(), transient=False) as p:
-        yield p
-
 
 def _out_path(path: str | Path, force: bool) -> Path:
     """The early check of an output file (``files.check_new``); the write checks again."""
@@ -161,31 +146,6 @@ def _candidates(text: str):
     return vals[0] if len(vals) == 1 else vals
 
 
-def _search_name(passes: int, candidates) -> str:
-    """``SearchConfig`` in words: "none", "1 x 6 bits", "2 x all bits", "1 x 24,8,4 bits"."""
-    if not passes:
-        return "none"
-    if isinstance(candidates, (tuple, list)):
-        return f"{passes} x {','.join(map(str, candidates))} bits"
-    return f"{passes} x {candidates or 'all'} bits"
-
-
-def _search_variants(codec) -> list:
-    """``[(passes, candidates, codec)]``: the codec with its config's search (what the encoder
-    core computes), then, where they differ from it, copies with the software-only full search
-    (2 passes over all bits) and with none; the demo and the report compare these."""
-    import copy
-    sc = codec.cfg.search
-    core = (sc.passes, sc.candidates)
-    out = [(*core, codec)]
-    for search in ((2, 0), (0, 0)):
-        if search != core:
-            other = copy.copy(codec)          # same network, integer model and entropy coders
-            other.cfg = codec.cfg.replace(search={"passes": search[0], "candidates": search[1]})
-            out.append((*search, other))
-    return out
-
-
 def _load_audio(path, codec, resample: bool):
     from .data import load_wav
     x = load_wav(path, codec.cfg.signal.sample_rate, resample=resample)
@@ -273,116 +233,8 @@ def cmd_info(a):
     _json_out(stream_info(p.read_bytes()), None)
 
 
-def _metric_row(f, x, y, sr: int, nbytes: float) -> dict:
-    """One file's row of an evaluation: PESQ-WB, STOI, SNR (``metrics.measure``), the coded size
-    and the rate it makes."""
-    from .metrics import measure
-    m = measure(x, y, sr)
-    secs = len(x) / sr
-    m.update(file=str(f), bytes=nbytes, seconds=secs, kbps=8 * nbytes / secs / 1000)
-    return m
-
-
-def evaluate_files(codec, files, arith="float", stages=None, progress=None, keep_dir=None, search=None):
-    """Encode and decode each file through a real bitstream; per-file metrics and the mean.
-    ``search``: code search passes (default: the codec's ``SearchConfig``)."""
-    from .data import load_wav, write_wav
-    sr = codec.cfg.signal.sample_rate
-    rows = []
-    task = progress.add_task(f"eval K={stages or 'all'} {arith}", total=len(files)) if progress else None
-    for f in files:
-        x = load_wav(f, sr)
-        data = codec.encode_bytes(x, arith, stages, search)
-        y, _ = codec.decode_bytes(data, arith)
-        rows.append(_metric_row(f, x, y, sr, len(data)))
-        if keep_dir is not None:
-            write_wav(Path(keep_dir) / (Path(f).stem + f"_K{stages}_{arith}.wav"), y, sr)
-        if progress:
-            progress.update(task, advance=1)
-    return {"files": rows, **summarize_rows(rows), "stages": stages, "arith": arith}
-
-
-def evaluate_curve(codec, files, arith="fixed", progress=None) -> dict:
-    """Every K at once: each file is encoded once with all stages and cut to K stages with
-    ``truncate_stream`` (which gives the very bytes an encoding with K stages gives), then decoded
-    and measured.  ``{"curve": [{"stages": K, "mean": ..., "voices": ..., "voice_mean": ...}],
-    "files": {K: rows}}``."""
-    from .bitstream import truncate_stream
-    from .data import load_wav
-    sr = codec.cfg.signal.sample_rate
-    N = codec.cfg.network.stages
-    rows = {k: [] for k in range(1, N + 1)}
-    task = progress.add_task(f"eval K=1..{N} {arith}", total=len(files)) if progress else None
-    for f in files:
-        x = load_wav(f, sr)
-        full = codec.encode_bytes(x, arith)
-        for k in range(1, N + 1):
-            data = full if k == N else truncate_stream(full, k, codec.cfg)
-            y, _ = codec.decode_bytes(data, arith)
-            rows[k].append(_metric_row(f, x, y, sr, len(data)))
-        if progress:
-            progress.update(task, advance=1)
-    curve = [{"stages": k, **summarize_rows(rows[k])} for k in rows]
-    return {"curve": curve, "files": {str(k): r for k, r in rows.items()}, "arith": arith}
-
-
-def summarize_rows(rows: list[dict]) -> dict:
-    """Per-file metric rows -> ``{"mean": ..., "voices": {voice: mean}, "voice_mean": ...}``.
-
-    A voice is the folder a file lies in (``data.voice_of``: ``data/test/june`` -> ``june``).
-    ``mean`` averages over files; ``voice_mean`` averages the voices' means, each voice weighing
-    the same however many files it has (the figure reported for a test set of several voices)."""
-    import numpy as np
-    from .data import voice_of
-    keys = ["pesq_wb", "stoi", "snr_db", "seg_snr_db"]
-
-    def mean_of(rs):
-        m = {k: float(np.nanmean([r[k] for r in rs])) for k in keys}
-        secs = sum(r["seconds"] for r in rs)
-        m["kbps"] = 8 * sum(r["bytes"] for r in rs) / secs / 1000
-        m["seconds"] = secs
-        m["files"] = len(rs)
-        return m
-    voices: dict[str, list] = {}
-    for r in rows:
-        voices.setdefault(voice_of(r["file"]), []).append(r)
-    per = {v: mean_of(rs) for v, rs in sorted(voices.items())}
-    vmean = {k: float(np.mean([m[k] for m in per.values()])) for k in keys + ["kbps"]}
-    return {"mean": mean_of(rows), "voices": per, "voice_mean": vmean}
-
-
-def _wav_files(folder):
-    from .data import list_wavs
-    p = Path(folder)
-    if not p.is_dir():
-        raise UserError(f"{folder} is not a folder")
-    files = list_wavs(p)
-    if not files:
-        raise UserError(f"no .wav files in {folder}")
-    return files
-
-
-def evaluate_baseline(name: str, kbps: float | None, files, progress=None) -> dict:
-    """``evaluate_files`` for a reference codec (Opus, Speex, G.722: ``model.baselines``), with
-    the rate measured from its encoded file sizes (container included)."""
-    from .baselines import BaselineError, run_baseline
-    from .data import load_wav
-    rows = []
-    task = progress.add_task(f"eval {name} {kbps or ''}", total=len(files)) if progress else None
-    for f in files:
-        x = load_wav(f, 16000)
-        try:
-            y, actual = run_baseline(name, x, 16000, kbps)
-        except (BaselineError, ValueError) as exc:
-            raise UserError(f"{name}: {exc}") from None
-        rows.append(_metric_row(f, x, y, 16000, actual * (len(x) / 16000) * 1000 / 8))
-        if progress:
-            progress.update(task, advance=1)
-    return {"files": rows, **summarize_rows(rows), "baseline": name, "target_kbps": kbps}
-
-
 def cmd_eval(a):
-    files = _wav_files(a.wav_dir)
+    files = wav_files(a.wav_dir)
     if a.json not in (None, "-"):
         _out_path(a.json, a.force)
     if a.baseline:
@@ -391,7 +243,7 @@ def cmd_eval(a):
             kbps = float(rate) if rate else None
         except ValueError:
             raise UserError(f"--baseline {a.baseline}: the rate after ':' is not a number") from None
-        with _progress(not a.quiet) as p:
+        with progress_bars(not a.quiet) as p:
             res = evaluate_baseline(name, kbps, files, p)
         _print_eval(res, f"{name} {rate or 'default'}")
         if a.json:
@@ -401,7 +253,7 @@ def cmd_eval(a):
     if a.curve:
         if a.stages is not None:
             raise UserError("--curve measures every K; leave out --stages")
-        with _progress(not a.quiet) as p:
+        with progress_bars(not a.quiet) as p:
             res = evaluate_curve(codec, files, a.arith, p)
         for row in res["curve"]:
             vm = row["voice_mean"]
@@ -412,10 +264,10 @@ def cmd_eval(a):
             _json_out(res, a.json, a.force)
         return
     k = _stages_arg(codec, a.stages)
-    with _progress(not a.quiet) as p:
+    with progress_bars(not a.quiet) as p:
         res = evaluate_files(codec, files, a.arith, k, p)
     sc = codec.cfg.search
-    _print_eval(res, f"K={k} {a.arith} search {_search_name(sc.passes, sc.candidates)}")
+    _print_eval(res, f"K={k} {a.arith} search {search_name(sc.passes, sc.candidates)}")
     if a.json:
         _json_out(res, a.json, a.force)
 
@@ -434,85 +286,17 @@ def _print_eval(res, what):
           f"SNR {m['snr_db']:.2f} dB  ({m['files']} files, {m['seconds']:.1f} s)", file=sys.stderr)
 
 
-def load_training_data(wav_dirs, sample_rate: int, resample: bool = False,
-                       speaker_minutes: float | None = None):
-    """(files, signals) of every WAV file under the folders, in the order ``cascade train`` uses.
-
-    ``speaker_minutes``: balance the speakers; each voice (the folder a file lies in,
-    ``data.voice_of``) contributes at most that many minutes, its files taken in a fixed
-    pseudo-random order (CRC-32 of the file name), so the kept prompts are spread over
-    everything the speaker said and the choice never changes."""
-    import zlib
-    from .data import load_wav
-    files = []
-    for d in wav_dirs:
-        files += _wav_files(d)
-    signals = [load_wav(f, sample_rate, resample=resample) for f in files]
-    if speaker_minutes is None:
-        return files, signals
-    budget: dict[str, float] = {}
-    keep = set()
-    for i in sorted(range(len(files)), key=lambda i: (zlib.crc32(files[i].name.encode()), str(files[i]))):
-        v = str(files[i].parent)
-        if budget.get(v, 0.0) < speaker_minutes * 60:
-            budget[v] = budget.get(v, 0.0) + len(signals[i]) / sample_rate
-            keep.add(i)
-    idx = sorted(keep)
-    return [files[i] for i in idx], [signals[i] for i in idx]
-
-
-def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, progress=None, log=None,
-                extra_meta: dict | None = None, force: bool = True):
-    """What ``cascade train`` does after parsing: fit the LSF quantizer, train (checkpoint
-    ``OUT.ckpt``, resumed when present), build the Huffman codebooks and save the model to ``out``
-    (``extra_meta`` added to its metadata).  Returns the codec (``None`` on a torchrun rank other
-    than 0)."""
-    import torch
-    from . import dsp
-    from .codec import Codec
-    from .train import CheckpointError, train
-    log = log or (lambda m: print(m, file=sys.stderr))
-    sr = cfg.signal.sample_rate
-    secs = sum(len(s) for s in signals) / sr
-    log(f"training data: {len(files)} files, {secs:.1f} s from {', '.join(map(str, wav_dirs))}")
-    q = dsp.LsfQuantizer.fit(dsp.training_lsfs(signals, cfg), cfg.lpc.lsf_bits) if cfg.lpc.enabled else None
-    ckpt = Path(str(out) + ".ckpt")
-    t0 = time.time()
-    try:
-        net, hist = train(cfg, signals, opts, q, checkpoint=ckpt, progress=progress, log=log)
-    except CheckpointError as exc:
-        raise UserError(str(exc)) from None
-    if int(os.environ.get("RANK", 0)) != 0:  # torchrun: rank 0 writes the model
-        return None
-    codec = Codec(cfg, net.eval(), q)
-    # Huffman codebooks from the codes the hardware (fixed arithmetic) produces on training data
-    codec.train_entropy_coders(signals, "fixed" if cfg.network.binary else "float")
-    codec.meta = {
-        "made_by": made_by,
-        "data": [{"file": str(f), "seconds": round(len(s) / sr, 3)} for f, s in zip(files, signals)],
-        "data_seconds": round(secs, 2), "options": vars(opts), "history": hist,
-        "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"), **(extra_meta or {}),
-    }
-    codec.save(out, force)
-    ckpt.unlink(missing_ok=True)
-    return codec
-
-
 def cmd_train(a):
     import torch
     from .config import CodecConfig
-    from .train import TrainOptions
+    from .train import TrainOptions, load_training_data, train_model
     cfg = CodecConfig.load(a.config) if a.config else CodecConfig()
     out = _out_path(a.out, a.force)
     _check_device(a.device)
     ckpt = Path(str(out) + ".ckpt")
     if ckpt.exists():                # resumed from: refuse a damaged one before any work
-        from .train import CheckpointError, load_checkpoint
-        try:
-            load_checkpoint(ckpt)
-        except CheckpointError as exc:
-            raise UserError(str(exc)) from None
+        from .train import load_checkpoint
+        load_checkpoint(ckpt)        # a CheckpointError (one line) for a damaged one
     files, signals = load_training_data(a.wav_dir, cfg.signal.sample_rate, a.resample, a.speaker_minutes)
     opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
                         finetune_epochs=a.finetune_epochs, batch=a.batch, lr=a.lr,
@@ -521,7 +305,7 @@ def cmd_train(a):
     if a.threads:
         torch.set_num_threads(a.threads)
     t0 = time.time()
-    with _progress() as p:
+    with progress_bars() as p:
         codec = train_model(cfg, a.wav_dir, files, signals, opts, out,
                             "cascade train " + " ".join(sys.argv[2:]), p, force=a.force)
     if codec is not None:
@@ -573,7 +357,7 @@ def cmd_codebooks(a):
     out = _out_path(a.out, a.force)
     files = []
     for d in a.wav_dir:
-        files += _wav_files(d)
+        files += wav_files(d)
     signals = [load_wav(f, codec.cfg.signal.sample_rate, resample=a.resample) for f in files]
     codec.train_entropy_coders(signals, "fixed" if codec.cfg.network.binary else "float")
     codec.meta = dict(codec.meta)
@@ -594,10 +378,10 @@ def cmd_tune_postfilter(a):
             _out_path(extra, a.force)
     files = []
     for d in a.wav_dir:
-        files += _wav_files(d)
+        files += wav_files(d)
     signals = [load_wav(f, codec.cfg.signal.sample_rate, resample=a.resample) for f in files]
     N = codec.cfg.network.stages
-    with _progress(not a.quiet) as p:
+    with progress_bars(not a.quiet) as p:
         task = p.add_task(f"postfilter: {len(files)} files x {N} stage counts", total=len(files) * N) if p else None
         step = (lambda done, total: p.update(task, completed=done)) if p else None
         try:
@@ -838,7 +622,7 @@ def cmd_prepare_data(a):
     if not a.no_asterisk:
         from .data import prepare_asterisk
         try:
-            with _progress() as p:
+            with progress_bars() as p:
                 task = p.add_task("asterisk prompts (G.722 -> WAV)", total=None)
                 ast = prepare_asterisk(out, progress=lambda d, t: p.update(task, completed=d, total=t))
         except (FileNotFoundError, RuntimeError) as exc:
@@ -878,7 +662,7 @@ def cmd_demo(a):
     print(f"model: {codec.provenance()} (config {codec.cfg.config_hash})")
     print(f"input: {wav} ({len(x) / sr:.2f} s{note})")
     rows = []
-    (p0, c0, _), *others = _search_variants(codec)
+    (p0, c0, _), *others = search_variants(codec)
     runs = [("float", p0, c0, codec, "float"), ("fixed", p0, c0, codec, "fixed")]
     runs += [("fixed", p, c, cw, "fixed_search2" if p else "fixed_nosearch") for p, c, cw in others]
     for arith, passes, cands, cw, name in runs:
@@ -887,7 +671,7 @@ def cmd_demo(a):
         write_file(out / f"demo_{name}.cas", data, force=True)    # the demo's own folder: each run
         write_wav(out / f"demo_{name}.wav", y, sr, force=True)    # replaces its files
         m = measure(x, y, sr)
-        what = _search_name(passes, cands) + (" (core)" if cw is codec else "")
+        what = search_name(passes, cands) + (" (core)" if cw is codec else "")
         rows.append((arith, what, 8 * len(data) / (len(x) / sr) / 1000, m))
     w = max(len("code search"), *(len(r[1]) for r in rows))
     print(f"{'arith':6} {'code search':{w}} {'kbps':>6} {'PESQ-WB':>8} {'STOI':>6} {'SNR dB':>7}")

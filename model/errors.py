@@ -6,3 +6,7 @@ them all without importing the modules (PyTorch, SciPy, Amaranth) that raise the
 
 class CascadeError(Exception):
     """An error a user can cause; its message is one line."""
+
+
+class UserError(CascadeError):
+    """A bad argument or input found by the command-line layer or a library function it calls."""

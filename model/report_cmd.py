@@ -48,7 +48,7 @@ def fixed_sweep(codec, files, widths, progress=None) -> list[dict]:
     from . import dsp
     from .codec import Codec
     from .data import load_wav
-    from .cli import evaluate_files
+    from .evaluation import evaluate_files
     rows = []
     sr = codec.cfg.signal.sample_rate
     signals = [load_wav(f, sr) for f in files]
@@ -120,10 +120,12 @@ def _sweep_plot(rows, path):
 
 
 def run_report(a) -> dict:
-    from .cli import _load_codec, _progress, _search_name, _search_variants, _wav_files, evaluate_files
+    from .codec import Codec
+    from .evaluation import evaluate_files, search_name, search_variants, wav_files
+    from .progress import progress_bars
     from .report import markdown_table, rate_quality_plot
-    codec = _load_codec(a.model)
-    files = _wav_files(a.test_dir)
+    codec = Codec.load(a.model)
+    files = wav_files(a.test_dir)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     ariths = ("float", "fixed") if a.arith == "both" else (a.arith,)
@@ -131,8 +133,8 @@ def run_report(a) -> dict:
     N = codec.cfg.network.stages
     t0 = time.time()
     points, sweep, float_pts = [], [], []
-    (*core, _), *others = _search_variants(codec)
-    with _progress() as p:
+    (*core, _), *others = search_variants(codec)
+    with progress_bars() as p:
         # the config's search (the encoder core's code); in fixed arithmetic also the
         # software-only full search and no search, with the same decoder
         runs = [(arith, codec, arith) for arith in ariths]
@@ -145,7 +147,7 @@ def run_report(a) -> dict:
                 points.append({"system": f"cascade ({tag})", "label": f"cascade K={k} {tag}",
                                "stages": k, **r["mean"], "files": len(files)})
         if getattr(a, "float_model", None):
-            fm = _load_codec(a.float_model)
+            fm = Codec.load(a.float_model)
             for k in range(1, fm.cfg.network.stages + 1):
                 r = evaluate_files(fm, files, "float", k, p)
                 float_pts.append({"system": "cascade, float weights", "label": f"float-weight K={k}",
@@ -171,7 +173,7 @@ def run_report(a) -> dict:
           f"Test files ({len(files)}, held out from training): " + ", ".join(f.name for f in files) + "\n",
           "Bitrates are actual: file bytes (header, side information and Huffman-coded stages) over "
           "duration; baselines' kbps include their container (payload_kbps without).\n",
-          f"Encoder: closed-loop code search {_search_name(*core)} (`SearchConfig`), as the "
+          f"Encoder: closed-loop code search {search_name(*core)} (`SearchConfig`), as the "
           "encoder core computes it (*cascade (fixed)* is what the boards send); *search 2 x all "
           "bits, software* is the full search, too slow for the cores in real time; *no search* "
           "is the encoder network's code.  The decoder is the same for all (the decoder core in "

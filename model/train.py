@@ -351,3 +351,66 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
     for m in binary_layers:
         m.untie()
     return net.cpu(), history
+
+
+# ---- what `cascade train` and `cascade ablate` run ----------------------------------------------
+def load_training_data(wav_dirs, sample_rate: int, resample: bool = False,
+                       speaker_minutes: float | None = None):
+    """(files, signals) of every WAV file under the folders, in the order ``cascade train`` uses.
+
+    ``speaker_minutes``: balance the speakers; each voice (the folder a file lies in,
+    ``data.voice_of``) contributes at most that many minutes, its files taken in a fixed
+    pseudo-random order (CRC-32 of the file name), so the kept prompts are spread over
+    everything the speaker said and the choice never changes."""
+    import zlib
+    from .data import load_wav
+    from .evaluation import wav_files
+    files = []
+    for d in wav_dirs:
+        files += wav_files(d)
+    signals = [load_wav(f, sample_rate, resample=resample) for f in files]
+    if speaker_minutes is None:
+        return files, signals
+    budget: dict[str, float] = {}
+    keep = set()
+    for i in sorted(range(len(files)), key=lambda i: (zlib.crc32(files[i].name.encode()), str(files[i]))):
+        v = str(files[i].parent)
+        if budget.get(v, 0.0) < speaker_minutes * 60:
+            budget[v] = budget.get(v, 0.0) + len(signals[i]) / sample_rate
+            keep.add(i)
+    idx = sorted(keep)
+    return [files[i] for i in idx], [signals[i] for i in idx]
+
+
+def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, progress=None, log=None,
+                extra_meta: dict | None = None, force: bool = True):
+    """What ``cascade train`` does after parsing: fit the LSF quantizer, train (checkpoint
+    ``OUT.ckpt``, resumed when present), build the Huffman codebooks and save the model to ``out``
+    (``extra_meta`` added to its metadata).  Returns the codec (``None`` on a torchrun rank other
+    than 0)."""
+    import sys
+    import time
+    from .codec import Codec
+    log = log or (lambda m: print(m, file=sys.stderr))
+    sr = cfg.signal.sample_rate
+    secs = sum(len(s) for s in signals) / sr
+    log(f"training data: {len(files)} files, {secs:.1f} s from {', '.join(map(str, wav_dirs))}")
+    q = dsp.LsfQuantizer.fit(dsp.training_lsfs(signals, cfg), cfg.lpc.lsf_bits) if cfg.lpc.enabled else None
+    ckpt = Path(str(out) + ".ckpt")
+    t0 = time.time()
+    net, hist = train(cfg, signals, opts, q, checkpoint=ckpt, progress=progress, log=log)
+    if int(os.environ.get("RANK", 0)) != 0:  # torchrun: rank 0 writes the model
+        return None
+    codec = Codec(cfg, net.eval(), q)
+    # Huffman codebooks from the codes the hardware (fixed arithmetic) produces on training data
+    codec.train_entropy_coders(signals, "fixed" if cfg.network.binary else "float")
+    codec.meta = {
+        "made_by": made_by,
+        "data": [{"file": str(f), "seconds": round(len(s) / sr, 3)} for f, s in zip(files, signals)],
+        "data_seconds": round(secs, 2), "options": vars(opts), "history": hist,
+        "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"), **(extra_meta or {}),
+    }
+    codec.save(out, force)
+    ckpt.unlink(missing_ok=True)
+    return codec
