@@ -627,7 +627,7 @@ def run_ablation(a) -> dict:
     from .errors import UserError
     from .evaluation import search_name, wav_files
     from .progress import console, progress_bars
-    from .train import load_training_data, train_model
+    from .train import checkpoint_path, load_training_data, train_model
 
     base = CodecConfig.load(a.config) if a.config else CodecConfig()
     vs = variants(base)
@@ -719,8 +719,8 @@ def run_ablation(a) -> dict:
         if key not in data_cache:
             data_cache[key] = load_training_data(dirs, cfg.signal.sample_rate)
         files, signals = data_cache[key]
-        ckpt = Path(str(model) + ".ckpt")
-        ck_recipe = Path(str(model) + ".ckpt.recipe.json")
+        ckpt = checkpoint_path(model)
+        ck_recipe = Path(str(ckpt) + ".recipe.json")
         if ckpt.exists() and (a.force or not ck_recipe.is_file()
                               or json.loads(ck_recipe.read_text()) != recipe):
             ckpt.unlink()                    # a checkpoint of other settings: start afresh

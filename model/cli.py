@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import CascadeError, UserError
 from .evaluation import (evaluate_baseline, evaluate_curve, evaluate_files, search_name, search_variants,
                          wav_files)
-from .files import OutputExists, signals_interrupt, write_file
+from .files import check_new, signals_interrupt, write_file
 from .progress import progress_bars
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,13 +28,10 @@ DEFAULT_TEST_DIR = REPO / "data" / "test"
 DEFAULT_VAL_DIR = REPO / "data" / "val"
 
 
-
-
 # ---------------------------------------------------------------------------------- helpers
 
 def _out_path(path: str | Path, force: bool) -> Path:
     """The early check of an output file (``files.check_new``); the write checks again."""
-    from .files import check_new
     try:
         return check_new(path, force)
     except OSError as exc:
@@ -153,7 +150,6 @@ def _load_audio(path, codec, resample: bool):
 
 
 def _json_out(obj, path, force: bool = False):
-    from .files import write_file
     text = json.dumps(obj, indent=2, default=float)
     if path in (None, "-"):
         print(text)
@@ -213,9 +209,7 @@ def cmd_decode(a):
 
 def cmd_truncate(a):
     from .bitstream import truncate_stream, stream_info
-    src = Path(a.input)
-    if not src.is_file():
-        raise UserError(f"{a.input} not found")
+    src = _input_file(a.input)
     out = _out_path(a.output, a.force)
     data = src.read_bytes()
     info = stream_info(data)
@@ -227,10 +221,7 @@ def cmd_truncate(a):
 
 def cmd_info(a):
     from .bitstream import stream_info
-    p = Path(a.input)
-    if not p.is_file():
-        raise UserError(f"{a.input} not found")
-    _json_out(stream_info(p.read_bytes()), None)
+    _json_out(stream_info(_input_file(a.input).read_bytes()), None)
 
 
 def cmd_eval(a):
@@ -289,13 +280,12 @@ def _print_eval(res, what):
 def cmd_train(a):
     import torch
     from .config import CodecConfig
-    from .train import TrainOptions, load_training_data, train_model
+    from .train import TrainOptions, checkpoint_path, load_checkpoint, load_training_data, train_model
     cfg = CodecConfig.load(a.config) if a.config else CodecConfig()
     out = _out_path(a.out, a.force)
     _check_device(a.device)
-    ckpt = Path(str(out) + ".ckpt")
+    ckpt = checkpoint_path(out)
     if ckpt.exists():                # resumed from: refuse a damaged one before any work
-        from .train import load_checkpoint
         load_checkpoint(ckpt)        # a CheckpointError (one line) for a damaged one
     files, signals = load_training_data(a.wav_dir, cfg.signal.sample_rate, a.resample, a.speaker_minutes)
     opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
@@ -425,7 +415,6 @@ def _postfilter_plot(table: dict, path: Path, force: bool = False) -> None:
     ax.grid(alpha=.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from .files import write_file
     write_file(path, lambda f: fig.savefig(f, format="png", dpi=110), force)
     plt.close(fig)
 
@@ -980,7 +969,7 @@ def main(argv=None):
     p = build_parser()
     a = p.parse_args(argv)
     a.argv = list(map(str, argv)) if argv is not None else sys.argv[1:]
-    known = (CascadeError, OutputExists)   # every error a user can cause (model/errors.py)
+    known = CascadeError          # every error a user can cause (model/errors.py)
     signals_interrupt()          # SIGTERM/SIGHUP: clean up temporary files like Ctrl-C does
     try:
         a.fn(a)

@@ -14,8 +14,8 @@ not allowed to replace:
 * the temporary file is removed on every exit path: an exception, Ctrl-C, or SIGTERM / SIGHUP
   once :func:`signals_interrupt` is in force (the CLI turns them into ``KeyboardInterrupt``).
 
-Nothing here knows the CLI: a refusal is :class:`OutputExists`, which ``cascade`` reports as its
-one-line error.
+Nothing here knows the CLI: a refusal is :class:`OutputExists`, a ``CascadeError``, which
+``cascade`` reports as its one-line error.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .errors import CascadeError
 
-class OutputExists(FileExistsError):
+
+class OutputExists(CascadeError, FileExistsError):
     """The destination exists and ``force`` was not given."""
 
     def __init__(self, path: Path):

@@ -63,12 +63,20 @@ class CheckpointError(CascadeError, ValueError):
     """The checkpoint beside the output cannot be resumed from."""
 
 
+#: What a checkpoint holds (``train`` writes it after each greedy stage and fine-tuning round).
+CHECKPOINT_KEYS = ("config_hash", "state_dict", "done_stages", "done_rounds", "history", "gen_state")
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    """The checkpoint that training a model to ``out`` writes and resumes from: ``OUT.ckpt``."""
+    return Path(str(out) + ".ckpt")
+
+
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """The state ``train`` saved after a stage or round (:class:`CheckpointError` if damaged)."""
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
-        ok = isinstance(ck, dict) and {"config_hash", "state_dict", "done_stages", "done_rounds",
-                                       "history", "gen_state"} <= set(ck)
+        ok = isinstance(ck, dict) and set(CHECKPOINT_KEYS) <= set(ck)
     except Exception:  # torch raises many types for a damaged file
         ok = False
     if not ok:
@@ -290,9 +298,8 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
         if checkpoint is None or rank != 0:
             return
         from .files import write_file
-        state = {"config_hash": cfg.config_hash, "state_dict": net.state_dict(),
-                 "done_stages": done_stages, "done_rounds": done_rounds, "history": history,
-                 "gen_state": gen.get_state()}
+        state = dict(zip(CHECKPOINT_KEYS, (cfg.config_hash, net.state_dict(), done_stages, done_rounds,
+                                           history, gen.get_state())))
         write_file(checkpoint, lambda f: torch.save(state, f), force=True)
 
     N = cfg.network.stages
@@ -396,7 +403,7 @@ def train_model(cfg, wav_dirs, files, signals, opts, out: Path, made_by: str, pr
     secs = sum(len(s) for s in signals) / sr
     log(f"training data: {len(files)} files, {secs:.1f} s from {', '.join(map(str, wav_dirs))}")
     q = dsp.LsfQuantizer.fit(dsp.training_lsfs(signals, cfg), cfg.lpc.lsf_bits) if cfg.lpc.enabled else None
-    ckpt = Path(str(out) + ".ckpt")
+    ckpt = checkpoint_path(out)
     t0 = time.time()
     net, hist = train(cfg, signals, opts, q, checkpoint=ckpt, progress=progress, log=log)
     if int(os.environ.get("RANK", 0)) != 0:  # torchrun: rank 0 writes the model
