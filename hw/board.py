@@ -53,6 +53,7 @@ from amaranth.lib.wiring import In, Out
 from model import golden
 from model.golden import IntModel
 
+from . import host
 from .host import decode_request_len, encode_request_len
 from .uart import UARTRx, UARTTx, baud_divisor
 
@@ -155,6 +156,9 @@ class BoardCore(wiring.Component):
             raise ValueError(f"cores must be a non-empty subset of {CORE_NAMES}, not {cores!r}")
         self._model = model
         self._lanes = operator.index(lanes)
+        if not 1 <= self._lanes <= host.MAX_BOARD_LANES:
+            raise ValueError(f"a board top has 1..{host.MAX_BOARD_LANES} lanes (its info reply carries P "
+                             f"in one byte), not {self._lanes}")
         self._divisor = operator.index(divisor) if divisor is not None else baud_divisor(clk_freq, baud)
         self._frames = operator.index(selftest_frames)
         if self._frames < 1:

@@ -254,8 +254,20 @@ class CascadeCore(wiring.Component):
 
         stall = Signal()
         issue = Signal()
+        group_end = Signal()        # this issue would be the group's last: its shadow load
+        m.d.comb += group_end.eq(j == c_fan_in_m1)
+        hold = 0
+        if sc.short_groups:
+            # a group shorter than P: the post unit still reads the previous group's shadow
+            # registers; the last issue waits until P cycles have passed since the previous one
+            since_load = Signal(range(P + 1), init=P)
+            with m.If(issue & group_end):
+                m.d.sync += since_load.eq(1)
+            with m.Elif(since_load != P):
+                m.d.sync += since_load.eq(since_load + 1)
+            hold = group_end & (since_load != P)
         m.d.comb += [
-            stall.eq(c_dep & (g == 0) & ~no_wait & ~((wr_layer == layer - 1) & (wr_idx >= j))),
+            stall.eq((c_dep & (g == 0) & ~no_wait & ~((wr_layer == layer - 1) & (wr_idx >= j))) | hold),
             issue.eq(running & (sstate == S_RUN) & ~stall),
             w_rd.addr.eq(w_addr),
             a_mac.addr.eq(c_src_base + j),
@@ -268,7 +280,7 @@ class CascadeCore(wiring.Component):
         m.d.comb += can_start.eq(~running & full.bit_select(bank, 1) & credit_ok & loaded)
         with m.If(issue):
             m.d.sync += w_addr.eq(w_addr + 1)
-            with m.If(j == c_fan_in_m1):
+            with m.If(group_end):
                 m.d.sync += j.eq(0)
                 with m.If(g == c_groups_m1):
                     m.d.sync += [g.eq(0), gP.eq(0)]

@@ -16,11 +16,13 @@ from model.config import CodecConfig
 __all__ = ["ProtocolError", "encode_request", "encode_request_len", "encode_reply_len",
            "parse_encode_reply", "decode_request", "decode_request_len", "decode_reply_len",
            "parse_decode_reply", "info_request",
-           "parse_info_reply", "INFO_REPLY_LEN", "selftest_request", "parse_selftest_reply",
+           "parse_info_reply", "INFO_REPLY_LEN", "MAX_BOARD_LANES", "selftest_request", "parse_selftest_reply",
            "load_request", "Board"]
 
 _E, _D, _T, _I, _W, _NAK = b"E", b"D", b"T", b"I", b"W", b"!"
 INFO_REPLY_LEN = 11
+#: The info reply carries the lane count P in one byte (its last).
+MAX_BOARD_LANES = 255
 
 
 class ProtocolError(CascadeError, RuntimeError):

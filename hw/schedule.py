@@ -101,8 +101,10 @@ class Schedule:
     model : IntModel
         The integer model (``model.golden``).
     lanes : int
-        P, output neurons computed at once; ``1 <= P <= min fan_in`` (the post unit handles one
-        lane per cycle, so a group must last at least P cycles).
+        P, output neurons computed at once (``P >= 1``).  The post unit handles one lane per
+        cycle, so the shadow loads of two groups are at least P cycles apart: a group of a layer
+        whose fan-in is below P waits (:attr:`short_groups`), and a layer whose fan-out is not a
+        multiple of P leaves lanes idle in its last group.
     side : str
         ``"encoder"`` (all encoders and decoders 1..N-1) or ``"decoder"`` (all decoders).
     """
@@ -188,9 +190,8 @@ class Schedule:
         self.stage_decoder_op = [
             next((op.index for op in ops if op.stage == st and op.side == "decoder"), None)
             for st in range(N)]
-        min_fan_in = min(op.fan_in for op in ops)
-        if not 1 <= P <= min_fan_in:
-            raise ValueError(f"lanes must be 1..{min_fan_in} (smallest fan-in) for this config, not {P}")
+        #: some layer's fan-in is below P: the sequencer spaces its groups' shadow loads P apart
+        self.short_groups = P > min(op.fan_in for op in ops)
         self.weight_depth, self.param_depth = w_base, p_base
         fx = cfg.fixed
         self.max_fan_in = max(op.fan_in for op in ops)
@@ -248,8 +249,9 @@ class Schedule:
     def cycles_per_frame(self, stages: int | None = None) -> int:
         """Designed cycles between frame starts with input ready and output drained.
 
-        One MAC cycle per (group, input word) plus the stall cycles of the first group of a layer
-        that reads what the previous layer is still writing: word j is issued no earlier than the
+        One MAC cycle per (group, input word), a group's last issue no earlier than P cycles after
+        the previous group's (the post unit takes one lane per cycle), plus the stall cycles of the
+        first group of a layer that reads what the previous layer is still writing: word j is issued no earlier than the
         cycle after the post unit wrote it (write of lane k of group g at ``Ts(g) + POST_LATENCY +
         k``, ``Ts(g)`` being the cycle after the group's last MAC issue).  With code search, a
         searched stage's decoder runs ``1 + passes * C_n + 1`` times with the waits of the module
@@ -257,6 +259,9 @@ class Schedule:
         double-buffered and overlapped, so it does not appear here.
         """
         P, t, prev_w = self.lanes, 0, None
+        # cycle after the last MAC issue of the latest group (its shadow load); in steady state
+        # the previous frame's last group ends the cycle before this frame's first issue
+        last = [0]
 
         def run(ops, t, prev_w, wait=True):
             for op in ops:
@@ -266,6 +271,8 @@ class Schedule:
                         if op.dep and g == 0 and wait:
                             t = max(t, prev_w[j] + 1)
                         t += 1
+                    t = max(t, last[0] + P)      # the post unit is still on the previous group
+                    last[0] = t
                     ts.append(t)
                 wait = True
                 prev_w = [ts[i // P] + POST_LATENCY + i % P for i in range(op.groups * P)]

@@ -33,7 +33,8 @@ from model.golden import IntModel
 
 from . import host
 
-__all__ = ["BOARDS", "FitError", "ToolError", "fit_check", "estimate", "resolve_storage", "synth"]
+__all__ = ["BOARDS", "FitError", "ToolError", "fit_check", "estimate", "resolve_storage", "synth",
+           "choose_lanes", "cycles_per_frame", "sweep", "generator_hash", "LANE_CANDIDATES"]
 
 
 class ToolError(CascadeError, RuntimeError):
@@ -49,20 +50,26 @@ class FitError(CascadeError, ValueError):
 # are 18 or 9 bits wide, and the cores' big memories hold words of 2^k bits (weights: P lanes of
 # one bit; parameters: 16 bits), which use 16 of every 18 bits: 16 kbit per block.  (The large
 # model of hidden 128 has 3.7 Mbit of memory for both cores: under 208 x 18 kbit, over 208 x 16.)
+#: (width, depth) shapes of one block RAM (ECP5 DP16KD; the 36-bit shape is its pseudo-dual-port
+#: mode).  A memory of ``w`` x ``d`` takes ``ceil(w / width) * ceil(d / depth)`` blocks in its best
+#: shape: a weight memory of P-bit rows needs ``ceil(P / 36)`` blocks side by side at least.
+_DP16KD = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
+
 BOARDS = {
     "icebreaker": dict(family="ice40", device="iCE40 UP5K", luts=5280,
                        ram={"SPRAM": (4, 256 * 1024), "EBR": (30, 4096)}, no_init=("SPRAM",),
+                       block="EBR", block_shapes=((2, 2048), (4, 1024), (8, 512), (16, 256)),
                        dsps=8, dsp_width=16, synth_opts="-dsp -spram", spram_banks=4,
                        cells={"lc": "ICESTORM_LC", "EBR": "ICESTORM_RAM", "SPRAM": "ICESTORM_SPRAM",
                               "dsp": "ICESTORM_DSP", "io": "SB_IO"},
                        lut_cells=("SB_LUT4",), ff_prefix="SB_DFF", bitstream="bin"),
     "ulx3s-25f": dict(family="ecp5", device="ECP5 LFE5U-25F", luts=24288,
-                      ram={"DP16KD": (56, 16 * 1024)}, dsps=28, dsp_width=18, synth_opts="",
+                      ram={"DP16KD": (56, 16 * 1024)}, block="DP16KD", block_shapes=_DP16KD, dsps=28, dsp_width=18, synth_opts="",
                       cells={"lc": "TRELLIS_COMB", "DP16KD": "DP16KD", "dsp": "MULT18X18D",
                              "io": "TRELLIS_IO"},
                       lut_cells=("LUT4",), ff_prefix="TRELLIS_FF", bitstream="bit"),
     "ulx3s-85f": dict(family="ecp5", device="ECP5 LFE5U-85F", luts=83640,
-                      ram={"DP16KD": (208, 16 * 1024)}, dsps=156, dsp_width=18, synth_opts="",
+                      ram={"DP16KD": (208, 16 * 1024)}, block="DP16KD", block_shapes=_DP16KD, dsps=156, dsp_width=18, synth_opts="",
                       cells={"lc": "TRELLIS_COMB", "DP16KD": "DP16KD", "dsp": "MULT18X18D",
                              "io": "TRELLIS_IO"},
                       lut_cells=("LUT4",), ff_prefix="TRELLIS_FF", bitstream="bit"),
@@ -92,6 +99,11 @@ def _board(board: str) -> dict:
 
 
 # ---- estimates ----------------------------------------------------------------------------------
+def _blocks(width: int, depth: int, shapes) -> int:
+    """Block RAMs a ``width`` x ``depth`` memory takes in its best block shape."""
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in shapes)
+
+
 def _core_layers(cfg, side):
     """(fan_in, fan_out) of every layer one core runs (see ``CodecConfig.binary_macs_per_frame``)."""
     out = []
@@ -127,10 +139,14 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
     if storage == "spram":
         est["spram_banks"] = {}
         est["spram_banks_available"] = b.get("spram_banks", 0)
+    shapes, blocks = b["block_shapes"], 0
     for side in cores:
+        sc = Schedule(model, lanes, side)
         if storage == "spram":
-            sc = Schedule(model, lanes, side)
             est["spram_banks"][side] = spram_banks(sc.weight_depth) + spram_banks(sc.param_depth)
+        else:
+            blocks += _blocks(lanes, sc.weight_depth, shapes) + _blocks(sc.scale_bits + sc.bias_bits,
+                                                                         sc.param_depth, shapes)
         layers = _core_layers(cfg, side)
         max_fi = max(i for i, _ in layers)
         groups = [math.ceil(o / lanes) for _, o in layers]
@@ -145,6 +161,10 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
         est["luts"] += 400 + lanes * (2 * acc + 8) + 3 * fx.product_bits(max_fi)
     st = selftest_frames * ((2 * D * A) + B)
     est["other_bits"]["selftest"] = st
+    # a lower bound: the weight and parameter memories alone (Yosys may put small ones in logic)
+    est["blocks"] = blocks
+    est["blocks_available"] = b["ram"][b["block"]][0]
+    est["block_kind"] = b["block"]
     if storage == "spram":   # weights and parameters live in SPRAM, the rest in block RAM
         est["memory_bits"] = sum(est["other_bits"].values())
         est["rom_bits"] = st
@@ -171,9 +191,9 @@ def fit_check(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftes
     b = _board(board)
     lanes = int(lanes)
     cfg = model.config
-    min_fan_in = min(i for side in cores for i, _ in _core_layers(cfg, side))
-    if not 1 <= lanes <= min_fan_in:
-        raise FitError(f"lanes must be 1..{min_fan_in} (the smallest fan-in), not {lanes}")
+    if not 1 <= lanes <= host.MAX_BOARD_LANES:
+        raise FitError(f"a board top has 1 to at most {host.MAX_BOARD_LANES} lanes (its info reply carries P "
+                       f"in one byte), not {lanes}")
     names = " and ".join(cores)
     if storage == "spram":
         fx = cfg.fixed
@@ -208,6 +228,12 @@ def fit_check(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftes
         raise FitError(f"model needs {w} weight bits + {e['rom_bits'] - w} parameter/self-test bits of initialized "
                        f"memory in the {names}; {b['device']} has {e['rom_bits_available']} bits that a bitstream "
                        f"initializes ({empty} bits start empty)")
+    if e["blocks"] > e["blocks_available"]:
+        widest = max(w for w, _ in b["block_shapes"])
+        raise FitError(f"with {lanes} lanes the memories of the {names} need at least {e['blocks']} {b['block']} "
+                       f"blocks for weights and parameters ({lanes}-bit weight rows take {math.ceil(lanes / widest)} "
+                       f"side by side); "
+                       f"{b['device']} has {e['blocks_available']}")
     if e["luts"] > b["luts"]:
         raise FitError(f"the {names} need about {e['luts']} LUTs with {lanes} lanes; {b['device']} has {b['luts']}")
 
@@ -231,6 +257,58 @@ def resolve_storage(model: IntModel, board: str, lanes: int = 1, cores=_CORES, s
         except FitError as spram_error:
             raise FitError(f"{spram_error} (in ROM: {rom_error})") from None
         return "spram"
+
+
+# ---- choosing the lane count ----------------------------------------------------------------------
+#: ``--lanes auto`` tries these P (powers of two up to what a board top's info reply carries).
+LANE_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128)
+#: ``--lanes auto`` stops doubling P when the next doubling saves less than this share of the
+#: slowest core's cycles per frame (lanes idle in short layers and the code search's waits).
+MIN_GAIN = 0.10
+
+
+def cycles_per_frame(model: IntModel, lanes: int, cores=_CORES) -> dict:
+    """Designed cycles per frame of each core (``hw.schedule.Schedule.cycles_per_frame``)."""
+    from .schedule import Schedule
+    return {c: Schedule(model, lanes, c).cycles_per_frame() for c in cores}
+
+
+def choose_lanes(model: IntModel, board: str, cores=_CORES, selftest_frames: int = 1,
+                 storage: str = "auto", below: int | None = None) -> dict:
+    """The lane count ``--lanes auto`` builds with, and why it stopped there.
+
+    Doubles P through :data:`LANE_CANDIDATES` (below ``below`` if given: a retry after a build
+    that missed its clock) while :func:`resolve_storage` finds that the board's cells, memory bits,
+    block RAMs (P-bit rows need ``ceil(P / 36)`` DP16KD side by side) and SPRAM word width take it,
+    and while doubling still cuts the slowest core's cycles per frame by :data:`MIN_GAIN`.
+    Returns ``{"lanes", "storage", "stopped_by", "why", "tried": [{"lanes", "fits", "reason" or
+    "cycles_per_frame"}]}``; ``stopped_by`` is ``"fit"``, ``"gain"``, ``"largest"`` or ``"timing"``.
+    Raises :class:`FitError` when not even one lane fits.
+    """
+    cands = [P for P in LANE_CANDIDATES if below is None or P < below]
+    tried, best = [], None
+    for P in cands:
+        try:
+            st = resolve_storage(model, board, P, cores, selftest_frames, storage)
+        except FitError as e:
+            tried.append({"lanes": P, "fits": False, "reason": str(e)})
+            if best is None:
+                if P == cands[-1]:
+                    raise
+                continue        # few lanes make deep memories: SPRAM banks may run out first
+            return {**best, "stopped_by": "fit", "tried": tried,
+                    "why": f"{P} lanes do not fit: {e}"}
+        cpf = cycles_per_frame(model, P, cores)
+        tried.append({"lanes": P, "fits": True, "cycles_per_frame": cpf})
+        if best is not None:
+            gain = 1 - max(cpf.values()) / max(best["cycles_per_frame"].values())
+            if gain < MIN_GAIN:
+                return {**best, "stopped_by": "gain", "tried": tried,
+                        "why": f"{P} lanes would fit but cut cycles per frame by only {100 * gain:.1f} % "
+                               f"(lanes idle in layers narrower than P, and the code search's waits)"}
+        best = {"lanes": P, "storage": st, "cycles_per_frame": cpf}
+    return {**best, "stopped_by": "largest", "tried": tried,
+            "why": f"{best['lanes']} is the largest candidate (a board top carries P in one byte)"}
 
 
 # ---- tools --------------------------------------------------------------------------------------
@@ -298,8 +376,10 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     model : IntModel
     board : str
         ``"icebreaker"``, ``"ulx3s-25f"`` or ``"ulx3s-85f"``.
-    lanes : int
-        Passed to the cores.
+    lanes : int or "auto"
+        Passed to the cores; ``"auto"``: :func:`choose_lanes`, and after place and route half as
+        many while the build misses the board clock or does not place (``report["lanes_choice"]``
+        says why the build has the P it has).
     out_dir : path
         Where everything goes (default ``bitstreams/<board>``).
     cores : tuple of str
@@ -317,6 +397,10 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     """
     from .board import BoardTop
 
+    if lanes == "auto":
+        return _synth_auto(model, board, out_dir, cores=cores, mode=mode, baud=baud,
+                           selftest_frames=selftest_frames, seed=seed, check_fit=check_fit,
+                           storage=storage, **board_kwargs)
     b = _board(board)
     if mode not in ("full", "yosys"):
         raise ValueError(f"mode must be 'full' or 'yosys', not {mode!r}")
@@ -335,7 +419,7 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
                    storage=storage, **board_kwargs)
     t0 = time.monotonic()
     report = {"board": board, "device": b["device"], "mode": mode, "lanes": int(lanes), "cores": list(cores),
-              "config_hash": model.config.config_hash, "clock_mhz": clk / 1e6, "baud": baud,
+              "config_hash": model.config.config_hash, "generator": generator_hash(), "clock_mhz": clk / 1e6, "baud": baud,
               "uart_divisor": top.core.divisor, "selftest_frames": selftest_frames,
               "top": "one board top (hw.board.BoardTop) holding " + " and ".join(cores),
               "storage": storage,
@@ -379,10 +463,174 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     report["per_core"] = {name: core_timing(cfg, name, int(getattr(top.core, name).cycles_per_frame),
                                             clk, baud, report["fmax_mhz"]) for name in cores}
 
-    from model.files import write_file      # the bitstream folder's own files, rebuilt by synth
+    _write_report(report, out_dir, b)      # the bitstream folder's own files, rebuilt by synth
+    return report
+
+
+def _write_report(report: dict, out_dir: Path, b: dict) -> None:
+    from model.files import write_file
     write_file(out_dir / "report.json", json.dumps(report, indent=1), force=True)
     write_file(out_dir / "report.md", _markdown(report, b), force=True)
+
+
+def generator_hash() -> str:
+    """Fingerprint of the hardware generator: the sources that make the board top's RTL and the
+    Amaranth version (a sweep reuses a build of the same model by the same generator)."""
+    import hashlib
+    from importlib.metadata import version
+    h = hashlib.sha256(version("amaranth").encode())
+    here = Path(__file__).parent
+    for name in _GENERATOR_SOURCES:
+        h.update(name.encode() + b"\0" + (here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+_GENERATOR_SOURCES = ("board.py", "core.py", "decoder.py", "encoder.py", "host.py", "mac.py", "post.py",
+                      "schedule.py", "store.py", "uart.py")
+
+
+def _synth_auto(model, board, out_dir, *, cores, mode, storage, selftest_frames, **kw) -> dict:
+    b = _board(board)
+    cores = tuple(cores)
+    choice = choose_lanes(model, board, cores, selftest_frames, storage)
+    while True:
+        P = choice["lanes"]
+        try:
+            report = synth(model, board, P, out_dir, cores=cores, mode=mode, storage=choice["storage"],
+                           selftest_frames=selftest_frames, **kw)
+        except ToolError as e:
+            if P == 1:
+                raise
+            failed = f"{P} lanes did not place and route ({e})"
+        else:
+            fmax, clk = report.get("fmax_mhz"), report["clock_mhz"]
+            if mode == "yosys" or fmax is None or fmax >= clk or P == 1:
+                break
+            failed = f"{P} lanes reached {fmax} MHz after place and route, under the {clk:g} MHz board clock"
+        tried = choice["tried"]
+        choice = choose_lanes(model, board, cores, selftest_frames, storage, below=P)
+        choice.update(stopped_by="timing", why=failed, tried=tried + [{"lanes": P, "fits": False, "reason": failed}])
+    report["lanes_choice"] = {"mode": "auto", "stopped_by": choice["stopped_by"], "why": choice["why"],
+                              "tried": choice["tried"]}
+    _write_report(report, Path(out_dir if out_dir is not None else Path("bitstreams") / board), b)
     return report
+
+
+def sweep(model: IntModel, board: str, lanes=(8, 16, 32, 64, 128), out_dir=None, *, cores=_CORES,
+          storage: str = "auto", selftest_frames: int = 1, seed: int = 1, report_dir=None,
+          progress=None) -> dict:
+    """Real builds at each P in ``lanes``: one :func:`synth` per P into ``out_dir/lanes-P``, a
+    row per P (cells, block RAM, SPRAM, DSPs, Fmax, cycles per frame, MACs / P, real-time factors
+    at the board clock and at Fmax; or why it does not fit), written as ``sweep.json``,
+    ``sweep.md`` and ``sweep.png`` (real-time factor and logic cells against P) into
+    ``report_dir`` (default ``out_dir``).  A P whose folder holds the report of a build of this
+    model (``config_hash``) by this generator (:func:`generator_hash`) is not built again."""
+    from .schedule import Schedule
+    b = _board(board)
+    cores = tuple(cores)
+    out_dir = Path(out_dir)
+    report_dir = Path(report_dir) if report_dir is not None else out_dir
+    gen, rows = generator_hash(), []
+    for P in lanes:
+        sub = out_dir / f"lanes-{P}"
+        old = None
+        if (sub / "report.json").is_file():
+            try:
+                old = json.loads((sub / "report.json").read_text())
+            except ValueError:
+                old = None
+        if old and old.get("generator") == gen and old.get("config_hash") == model.config.config_hash \
+                and old.get("cores") == list(cores) and old.get("lanes") == P and old.get("mode") == "full":
+            rep, reused = old, True
+        else:
+            reused = False
+            try:
+                rep = synth(model, board, P, sub, cores=cores, storage=storage, selftest_frames=selftest_frames,
+                            seed=seed)
+            except (FitError, ToolError) as e:
+                rows.append({"lanes": P, "fits": False, "reason": str(e)})
+                if progress:
+                    progress(P, rows[-1])
+                continue
+        util = rep.get("utilization", {})
+        row = {"lanes": P, "fits": True, "reused": reused, "storage": rep["storage"],
+               "cells": util.get("lc", {}).get("used"), "cells_available": util.get("lc", {}).get("available"),
+               "luts": rep["synth"]["luts"], "ffs": rep["synth"]["ffs"],
+               "memories": {k: u["used"] for k, u in util.items() if k in b["ram"]},
+               "dsps": util.get("dsp", {}).get("used"), "fmax_mhz": rep["fmax_mhz"], "per_core": {}}
+        for c in cores:
+            e = rep["per_core"][c]
+            ideal = Schedule(model, P, c).ideal_cycles_per_frame()
+            row["per_core"][c] = {"cycles_per_frame": e["cycles_per_frame"], "macs_over_p": round(ideal, 1),
+                                  "over_ideal": round(e["cycles_per_frame"] / ideal, 4),
+                                  "rtf_at_board_clock": e["real_time_factor_at_board_clock"],
+                                  "rtf_at_fmax": e.get("real_time_factor")}
+        rows.append(row)
+        if progress:
+            progress(P, row)
+    clk = _platform(board).default_clk_frequency / 1e6
+    result = {"board": board, "device": b["device"], "cores": list(cores), "config_hash": model.config.config_hash,
+              "generator": gen, "clock_mhz": clk, "frame_rate": model.config.signal.frame_rate, "rows": rows}
+    from model.files import write_file
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_file(report_dir / "sweep.json", json.dumps(result, indent=1), force=True)
+    write_file(report_dir / "sweep.md", _sweep_markdown(result), force=True)
+    _sweep_plot(result, report_dir / "sweep.png")
+    return result
+
+
+def _sweep_markdown(r: dict) -> str:
+    lines = [f"# Lane sweep: {' + '.join(r['cores'])} on {r['board']} ({r['device']})", "",
+             f"codec {r['config_hash']}, generator {r['generator']}, board clock {r['clock_mhz']:g} MHz; every row "
+             "is a real Yosys + nextpnr build (`cascade synth --sweep`).  cycles/frame is the designed count "
+             "(cocotb measures the same); MACs / P is the ideal; the ratio is what idle lanes in layers "
+             "narrower than P and the code search's waits cost.", "",
+             "| P | storage | logic cells | LUT4 | FF | block RAM | DSP | Fmax MHz | core | cycles/frame | "
+             "MACs / P | ratio | RTF at board clock | RTF at Fmax |", "|" + "---|" * 14]
+    for row in r["rows"]:
+        if not row["fits"]:
+            lines.append(f"| {row['lanes']} | does not fit: {row['reason']} |" + " |" * 12)
+            continue
+        mem = ", ".join(f"{v} {k}" for k, v in row["memories"].items())
+        for i, (c, e) in enumerate(row["per_core"].items()):
+            head = (f"| {row['lanes']} | {row['storage']} | {row['cells']} / {row['cells_available']} | {row['luts']} | "
+                    f"{row['ffs']} | {mem} | {row['dsps']} | {row['fmax_mhz']} |") if i == 0 else "|" + " |" * 8
+            lines.append(f"{head} {c} | {e['cycles_per_frame']} | {e['macs_over_p']} | {e['over_ideal']} | "
+                         f"{e['rtf_at_board_clock']} | {e['rtf_at_fmax']} |")
+    lines += ["", "RTF = frames per second the core computes over the 50 frames per second speech needs.", ""]
+    return "\n".join(lines)
+
+
+def _sweep_plot(r: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [x for x in r["rows"] if x["fits"]]
+    if not rows:
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    P = [x["lanes"] for x in rows]
+    for c in r["cores"]:
+        ax1.plot(P, [x["per_core"][c]["rtf_at_board_clock"] for x in rows], "o-", label=f"{c} at {r['clock_mhz']:g} MHz")
+    ax1.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax1.set(xscale="log", yscale="log", xlabel="lanes P", ylabel="real-time factor",
+            title="real-time factor at the board clock")
+    ax1.set_xticks(P, [str(p) for p in P])
+    ax1.legend()
+    ax2.plot(P, [x["cells"] for x in rows], "o-", label="logic cells used")
+    if rows[0]["cells_available"]:
+        ax2.axhline(rows[0]["cells_available"], color="grey", lw=0.8, ls="--", label="available")
+    ax2.set(xscale="log", xlabel="lanes P", ylabel="logic cells", title=f"{r['device']}")
+    ax2.set_xticks(P, [str(p) for p in P])
+    ax2.legend()
+    fig.suptitle(f"{' + '.join(r['cores'])}, codec {r['config_hash']}")
+    fig.tight_layout()
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    from model.files import write_file
+    write_file(path, buf.getvalue(), force=True)
 
 
 def core_timing(cfg, core: str, cycles_per_frame: int, clk_hz: float, baud: int,
@@ -416,6 +664,8 @@ def _search_words(sc: dict) -> str:
 def _markdown(r: dict, b: dict) -> str:
     s = r["synth"]
     lines = [f"# {r['board']} ({r['device']}): {r['top']}", "",
+             *([f"lanes chosen by `--lanes auto`: {r['lanes']} ({r['lanes_choice']['why']})", ""]
+               if r.get("lanes_choice") else []),
              f"lanes {r['lanes']}, codec {r['config_hash']}, mode {r['mode']}, board clock {r['clock_mhz']:g} MHz, "
              f"UART {r['baud']} baud, built in {r['seconds']} s", "",
              *([f"Encoder code search (`SearchConfig`): {_search_words(r['search'])}; `cascade encode` "

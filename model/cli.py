@@ -137,6 +137,22 @@ _LANES = _ranged(int, 1, 1024)
 _THREADS = _ranged(int, 0, 256)
 
 
+def _lanes_or_auto(text: str):
+    """``--lanes`` of ``cascade synth``: ``auto`` or a lane count."""
+    return "auto" if text == "auto" else _LANES(text)
+
+
+_lanes_or_auto.__name__ = "lanes"
+
+
+def _lane_list(text: str) -> tuple:
+    """``--sweep 8,16,32``: lane counts, each in ``_LANES``'s range."""
+    return tuple(_LANES(v) for v in text.split(","))
+
+
+_lane_list.__name__ = "lane list"
+
+
 def _candidates(text: str):
     """``--search-candidates``: "6" -> 6, "24,8,4" -> (24, 8, 4) (``SearchConfig.candidates``)."""
     vals = _numbers(text, int)
@@ -499,8 +515,31 @@ def cmd_verify(a):
         raise SystemExit(1)
 
 
+def _synth_sweep(a, model, builds):
+    from hw.synth import sweep
+    results = {}
+    for cores in builds:
+        src = Path(a.model) if a.model else None
+        tag = "default" if src is None else (src.parent.name if src.name == "model.pt" else src.stem)
+        name = f"{tag}-{a.board}-{'-'.join(cores)}"
+        out = Path(a.out) if a.out else REPO / "docs" / "report" / "lanes" / name
+        print(f"lane sweep of {' + '.join(cores)} on {a.board}, P = {', '.join(map(str, a.sweep))} -> {out}",
+              file=sys.stderr)
+
+        def said(P, row):
+            if row["fits"]:
+                rtf = ", ".join(f"{c} {e['rtf_at_board_clock']}x" for c, e in row["per_core"].items())
+                print(f"  P={P}: {row['cells']} cells, {row['fmax_mhz']} MHz, real time {rtf} at the board clock"
+                      + (" (reused)" if row["reused"] else ""), file=sys.stderr)
+            else:
+                print(f"  P={P}: {row['reason']}", file=sys.stderr)
+        results[name] = sweep(model, a.board, a.sweep, REPO / "build" / "sweep" / name, cores=cores,
+                              storage=a.storage, report_dir=out, progress=said)
+    print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=1, default=str))
+
+
 def cmd_synth(a):
-    from hw.synth import FitError, resolve_storage, synth
+    from hw.synth import FitError, choose_lanes, resolve_storage, synth
     if a.random_weights:   # --model may then name a config file or preset as well as a model
         from .config import CodecConfig
         from .golden import random_model
@@ -514,10 +553,16 @@ def cmd_synth(a):
     else:
         codec = _host_settings(_load_codec(a.model), a)
         model = codec.int_model()
+    def fits(cores):     # FitError if no build of these cores fits (at --lanes, or at any P for auto)
+        if a.lanes == "auto" or a.sweep:
+            choose_lanes(model, a.board, cores, storage=a.storage)
+        else:
+            resolve_storage(model, a.board, a.lanes, cores, storage=a.storage)
+
     if a.cores == "auto":
         # both cores in one top when they fit, else one bitstream per core (each must fit)
         try:
-            resolve_storage(model, a.board, a.lanes, ("encoder", "decoder"), storage=a.storage)
+            fits(("encoder", "decoder"))
             builds = [("encoder", "decoder")]
         except FitError:
             builds = [("encoder",), ("decoder",)]
@@ -527,15 +572,21 @@ def cmd_synth(a):
             raise UserError("--cores takes auto, encoder, decoder or encoder,decoder")
         builds = [cores]
     for cores in builds:   # check every build before the first (long) tool run
-        resolve_storage(model, a.board, a.lanes, cores, storage=a.storage)
+        fits(cores)
     if a.out and len(builds) > 1:
         raise UserError("the cores need one bitstream each here: give --cores encoder or --cores decoder with --out")
+    if a.sweep:
+        if a.mode != "full":
+            raise UserError("--sweep needs --mode full (each row has Fmax from place and route)")
+        return _synth_sweep(a, model, builds)
     results = {}
     for cores in builds:
         name = a.board if len(cores) == 2 else f"{a.board}-{cores[0]}"
         out = Path(a.out) if a.out else REPO / "bitstreams" / name
         print(f"building {' + '.join(cores)} for {a.board} -> {out}", file=sys.stderr)
         results[name] = synth(model, a.board, a.lanes, out, cores=cores, storage=a.storage, mode=a.mode)
+        if "lanes_choice" in results[name]:
+            print(f"lanes: {results[name]['lanes']} ({results[name]['lanes_choice']['why']})", file=sys.stderr)
         for core, e in results[name]["per_core"].items():
             if e["real_time_factor_at_board_clock"] < 1:
                 print(f"warning: the {core} core needs {e['cycles_per_frame']} cycles per frame: "
@@ -880,7 +931,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("synth", cmd_synth, "synthesize, place and route for a board; write bitstream and report")
     sp.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-25f", "ulx3s-85f"))
     model_arg(sp)
-    sp.add_argument("--lanes", type=_LANES, default=16)
+    sp.add_argument("--lanes", type=_lanes_or_auto, default="auto",
+                    help="parallel MAC lanes P; auto (default): the largest power of two that the fit check "
+                         "passes (cells, memory bits, block RAMs side by side, SPRAM word width) while doubling "
+                         "still saves 10 %% of the cycles, halved after place and route while the build misses "
+                         "the board clock; the report says why P stopped there")
+    sp.add_argument("--sweep", type=_lane_list, nargs="?", const=(8, 16, 32, 64, 128), metavar="P,P,...",
+                    help="build at each P (default 8,16,32,64,128) and write a table and a plot of cells, "
+                         "Fmax, cycles and real-time factor against P to docs/report/lanes/MODEL-BOARD-CORES/ "
+                         "(builds under build/sweep/; a P already built by this generator is reused)")
     sp.add_argument("--cores", default="auto",
                     help="which cores a board top holds: encoder, decoder or encoder,decoder; auto (default): "
                          "both in one bitstream if they fit, else one bitstream each (bitstreams/BOARD-encoder, "

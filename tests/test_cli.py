@@ -351,6 +351,8 @@ BAD_ARGS = [
     ("train", "x", "--out", "m.pt", "--speaker-minutes", "0"), ("encode", "a.wav", "b.cas", "--search", "1000000"),
     ("encode", "a.wav", "b.cas", "--search", "x"), ("encode",), ("nosuchcommand",), ("eval", "d", "--arith", "int"),
     ("train", "x", "--out", "m.pt", "--lr", "nan"),
+    ("synth", "--board", "icebreaker", "--lanes", "0"), ("synth", "--board", "icebreaker", "--lanes", "many"),
+    ("synth", "--board", "icebreaker", "--sweep", "8,0"), ("synth", "--board", "icebreaker", "--sweep", "8,x"),
 ]
 
 

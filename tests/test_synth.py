@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from hw.synth import FitError, estimate, fit_check, resolve_storage, synth
+from hw.synth import (FitError, choose_lanes, cycles_per_frame, estimate, fit_check, resolve_storage,
+                      sweep, synth)
 from model import golden
 from model.config import CodecConfig, preset
 
@@ -18,8 +19,29 @@ def tiny_model():
     return golden.random_model(preset("tiny"), 0)
 
 
-def test_icebreaker_tiny_full_build(tiny_model, tmp_path):
-    r = synth(tiny_model, "icebreaker", 1, tmp_path, **CORES)
+def test_icebreaker_tiny_full_build(tiny_model, tmp_path, monkeypatch):
+    """Two real builds as a lane sweep (P = 1 and 4); the first's report checked in detail; a
+    second sweep reuses both builds (same model, same generator) and runs no tool."""
+    res = sweep(tiny_model, "icebreaker", (1, 4), tmp_path / "sweep", report_dir=tmp_path / "rep")
+    assert [row["lanes"] for row in res["rows"]] == [1, 4] and all(row["fits"] for row in res["rows"])
+    for row in res["rows"]:
+        for core in ("encoder", "decoder"):
+            e = row["per_core"][core]
+            assert e["cycles_per_frame"] == cycles_per_frame(tiny_model, row["lanes"])[core]
+            assert 1 <= e["over_ideal"] and e["macs_over_p"] > 0
+    assert res["rows"][1]["per_core"]["decoder"]["cycles_per_frame"] < res["rows"][0]["per_core"]["decoder"]["cycles_per_frame"]
+    md = (tmp_path / "rep" / "sweep.md").read_text()
+    assert md.count("| 1 | rom |") == 1 and md.count("| 4 | rom |") == 1
+    assert (tmp_path / "rep" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "rep" / "sweep.json").read_text())["rows"] == res["rows"]
+    import hw.synth
+    monkeypatch.setattr(hw.synth, "synth", lambda *a, **k: pytest.fail("a reused build ran the tools"))
+    again = sweep(tiny_model, "icebreaker", (1, 4), tmp_path / "sweep", report_dir=tmp_path / "rep")
+    assert [row["reused"] for row in again["rows"]] == [True, True]
+    monkeypatch.undo()
+
+    tmp_path = tmp_path / "sweep" / "lanes-1"
+    r = json.loads((tmp_path / "report.json").read_text())
     assert (tmp_path / "top.bin").stat().st_size > 100_000  # UP5K bitstream ~104 kB
     assert json.loads((tmp_path / "report.json").read_text())["fmax_mhz"] == r["fmax_mhz"]
     md = (tmp_path / "report.md").read_text()
@@ -65,6 +87,60 @@ def test_fit_check_refuses_oversize_model():
     fit_check(big, "ulx3s-85f", 1)
     with pytest.raises(FitError, match="lanes"):
         fit_check(big, "ulx3s-85f", 1000)
+    with pytest.raises(FitError, match="at most 255 lanes"):
+        fit_check(golden.random_model(preset("tiny"), 0), "ulx3s-85f", 256)
+
+
+def test_choose_lanes_says_why():
+    """``--lanes auto``: the largest power of two that fits while doubling still pays."""
+    big = golden.random_model(CodecConfig().replace(**BIG), 0)
+    c = choose_lanes(big, "ulx3s-85f")
+    assert c["lanes"] == 128 and c["stopped_by"] == "largest" and c["storage"] == "rom"
+    assert [t["lanes"] for t in c["tried"]] == [1, 2, 4, 8, 16, 32, 64, 128]
+    # the default shape's encoder on the 25F: P = 64 pads the 48-bit code layers to 64 lanes and
+    # the weights no longer fit the block RAM bits
+    default = golden.random_model(CodecConfig(), 0)
+    c = choose_lanes(default, "ulx3s-25f", ("encoder",))
+    assert c["lanes"] == 32 and c["stopped_by"] == "fit" and "64 lanes do not fit" in c["why"]
+    assert estimate(default, "ulx3s-25f", 64, ("encoder",))["weight_bits"]["encoder"] > \
+        estimate(default, "ulx3s-25f", 32, ("encoder",))["weight_bits"]["encoder"]
+    # SPRAM words are 16 bits wide: the UP5K stops at 16 (few lanes need too many banks)
+    up5k = golden.random_model(CodecConfig().replace(**UP5K), 0)
+    c = choose_lanes(up5k, "icebreaker", ("encoder",))
+    assert c["lanes"] == 16 and c["storage"] == "spram" and "SPRAM words have 16 bits" in c["why"]
+    assert not c["tried"][0]["fits"]
+    # tiny: beyond P = 32 the 16-bit code layers leave most lanes idle; doubling stops paying
+    tiny = golden.random_model(preset("tiny"), 0)
+    c = choose_lanes(tiny, "ulx3s-85f")
+    assert c["stopped_by"] == "gain" and c["lanes"] < 128
+    nxt = cycles_per_frame(tiny, 2 * c["lanes"])
+    assert max(nxt.values()) > 0.9 * max(c["cycles_per_frame"].values())
+    with pytest.raises(FitError):
+        choose_lanes(golden.random_model(CodecConfig().replace(**BIG), 0), "icebreaker")
+
+
+def test_auto_lanes_halve_when_timing_is_missed(tiny_model, tmp_path, monkeypatch):
+    """After place and route, a build under the board clock is redone with fewer lanes, and the
+    report says why (the tool run is replaced here by a report with the Fmax it would give)."""
+    import hw.synth
+    real = hw.synth.synth
+    built = []
+
+    def fake(model, board, lanes, out_dir=None, **kw):
+        if lanes == "auto":
+            return real(model, board, lanes, out_dir, **kw)
+        built.append(lanes)
+        return {"lanes": lanes, "fmax_mhz": 30.0 if lanes <= 8 else 11.0, "clock_mhz": 12.0,
+                "mode": "full", "synth": {"luts": 1, "ffs": 1, "cells": {}, "memories_in_ram": {},
+                                          "memories_in_lut_ram": [], "memories_in_logic": []},
+                "per_core": {}, "board": board, "device": "d", "top": "t", "config_hash": "h",
+                "clock": 12, "baud": 1, "seconds": 0, "frame_rate": 250.0, "storage": "rom"}
+    monkeypatch.setattr(hw.synth, "synth", fake)
+    first = choose_lanes(tiny_model, "icebreaker")["lanes"]
+    r = hw.synth.synth(tiny_model, "icebreaker", "auto", tmp_path)
+    assert built[0] == first > 8 and built[-1] == r["lanes"] <= 8
+    assert r["lanes_choice"]["stopped_by"] == "timing" and "under the 12 MHz board clock" in r["lanes_choice"]["why"]
+    assert json.loads((tmp_path / "report.json").read_text())["lanes_choice"] == r["lanes_choice"]
 
 
 def test_spram_storage_fit():
