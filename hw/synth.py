@@ -104,18 +104,14 @@ def _blocks(width: int, depth: int, shapes) -> int:
     return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in shapes)
 
 
-def _core_layers(cfg, side):
-    """(fan_in, fan_out) of every layer one core runs (see ``CodecConfig.binary_macs_per_frame``)."""
-    out = []
-    for s in range(cfg.network.stages):
-        shapes = cfg.layer_shapes(s)
-        if side == "encoder":
-            out += [(i, o) for _, i, o in shapes["encoder"]]
-            if s < cfg.network.stages - 1:
-                out += [(i, o) for _, i, o in shapes["decoder"]]
-        else:
-            out += [(i, o) for _, i, o in shapes["decoder"]]
-    return out
+#: Logic-cell model of a board top (``estimate``), fitted to the committed builds and the lane
+#: sweeps in ``docs/report/lanes/`` (ECP5 logic cells; within about 10 % of them from P = 16 to
+#: 128): the board's UART, self-test and command logic; per core a base, the layer table's
+#: decode per layer op, the code search (margins, flips, error accumulator); per lane an
+#: accumulator, its shadow register and its share of the post unit's lane multiplexer.
+#: iCE40 logic cells come out about 10 % above ECP5's for the same design (SPRAM glue).
+LC_MODEL = {"board": 700, "core": 1080, "per_op": 12, "search": 1100, "per_lane_acc_bit": 3,
+            "per_lane": 4, "ice40_factor": 1.1}
 
 
 def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1,
@@ -123,9 +119,9 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
     """Memory bits, LUTs and DSPs that the board top needs, before any tool runs.
 
     Memory bits are exact for weights (padded to whole groups of ``lanes`` outputs) and parameters
-    (``scale_bits + bias_bits`` per output), plus activation, frame and self-test memories.  LUTs
-    and DSPs are rough (per core: a sequencer, one post unit with one multiplier, ``lanes``
-    add/subtract accumulators; the board: UART and command logic).  With ``storage="spram"``
+    (``scale_bits + bias_bits`` per output), plus activation, frame and self-test memories, all
+    from the cores' own :class:`~hw.schedule.Schedule`.  ``luts`` is an estimate of logic cells
+    (:data:`LC_MODEL`); DSPs: one multiplier per core's post unit.  With ``storage="spram"``
     weights and parameters go to SPRAM banks (``spram_banks``: per core, weights + parameters)
     and only the rest needs block RAM."""
     from .schedule import Schedule
@@ -134,12 +130,11 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
     cfg = model.config
     fx, D, A = cfg.fixed, cfg.coefficients, cfg.fixed.act_bits
     B = cfg.code_bits_total
-    hm = max(cfg.network.hidden, max(cfg.network.code_bits))
-    est = {"storage": storage, "weight_bits": {}, "param_bits": {}, "other_bits": {}, "luts": 450, "dsps": 0}
+    est = {"storage": storage, "weight_bits": {}, "param_bits": {}, "other_bits": {}, "luts": 0, "dsps": 0}
     if storage == "spram":
         est["spram_banks"] = {}
         est["spram_banks_available"] = b.get("spram_banks", 0)
-    shapes, blocks = b["block_shapes"], 0
+    shapes, blocks, lc = b["block_shapes"], 0, LC_MODEL["board"]
     for side in cores:
         sc = Schedule(model, lanes, side)
         if storage == "spram":
@@ -147,18 +142,15 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
         else:
             blocks += _blocks(lanes, sc.weight_depth, shapes) + _blocks(sc.scale_bits + sc.bias_bits,
                                                                          sc.param_depth, shapes)
-        layers = _core_layers(cfg, side)
-        max_fi = max(i for i, _ in layers)
-        groups = [math.ceil(o / lanes) for _, o in layers]
-        est["weight_bits"][side] = sum(g * lanes * i for g, (i, _) in zip(groups, layers))
-        est["param_bits"][side] = sum(g * lanes for g in groups) * (fx.scale_bits + fx.bias_bits)
-        acts = (D + 2 * hm) * A
+        est["weight_bits"][side] = sc.weight_depth * lanes
+        est["param_bits"][side] = sc.param_depth * (sc.scale_bits + sc.bias_bits)
         io = 2 * D * A if side == "encoder" else 2 * B
-        est["other_bits"][side] = acts + io
-        acc = fx.acc_bits(max_fi)
-        mul_dsps = math.ceil(acc / b["dsp_width"]) * math.ceil(fx.scale_bits / b["dsp_width"])
-        est["dsps"] += mul_dsps
-        est["luts"] += 400 + lanes * (2 * acc + 8) + 3 * fx.product_bits(max_fi)
+        est["other_bits"][side] = sc.act_depth * A + io
+        acc = sc.acc_bits
+        est["dsps"] += math.ceil(acc / b["dsp_width"]) * math.ceil(fx.scale_bits / b["dsp_width"])
+        lc += (LC_MODEL["core"] + LC_MODEL["per_op"] * len(sc.ops) + LC_MODEL["search"] * bool(sc.searches)
+               + lanes * (LC_MODEL["per_lane_acc_bit"] * acc + LC_MODEL["per_lane"]))
+    est["luts"] = round(lc * (LC_MODEL["ice40_factor"] if b["family"] == "ice40" else 1))
     st = selftest_frames * ((2 * D * A) + B)
     est["other_bits"]["selftest"] = st
     # a lower bound: the weight and parameter memories alone (Yosys may put small ones in logic)
@@ -235,7 +227,8 @@ def fit_check(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftes
                        f"side by side); "
                        f"{b['device']} has {e['blocks_available']}")
     if e["luts"] > b["luts"]:
-        raise FitError(f"the {names} need about {e['luts']} LUTs with {lanes} lanes; {b['device']} has {b['luts']}")
+        raise FitError(f"the {names} need about {e['luts']} logic cells with {lanes} lanes (estimate); "
+                       f"{b['device']} has {b['luts']}")
 
 
 def resolve_storage(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1,

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import CascadeError, UserError
-from .evaluation import (evaluate_baseline, evaluate_curve, evaluate_files, search_name, search_variants,
-                         wav_files)
+from .evaluation import (curve_markdown, evaluate_baseline, evaluate_curve, evaluate_files, search_name,
+                         search_variants, wav_files)
 from .files import check_new, signals_interrupt, write_file
 from .progress import progress_bars
 
@@ -244,6 +244,10 @@ def cmd_eval(a):
     files = wav_files(a.wav_dir)
     if a.json not in (None, "-"):
         _out_path(a.json, a.force)
+    if a.markdown:
+        if not a.curve:
+            raise UserError("--markdown writes the table of a --curve")
+        _out_path(a.markdown, a.force)
     if a.baseline:
         name, _, rate = a.baseline.partition(":")
         try:
@@ -269,6 +273,8 @@ def cmd_eval(a):
                   f"  ({per})", file=sys.stderr)
         if a.json:
             _json_out(res, a.json, a.force)
+        if a.markdown:
+            write_file(Path(a.markdown), curve_markdown(res), a.force)
         return
     k = _stages_arg(codec, a.stages)
     with progress_bars(not a.quiet) as p:
@@ -482,6 +488,8 @@ def _frames_for_verify(codec, wav, frames):
 
 def cmd_verify(a):
     from sim.verify import verify_cores
+    if a.json:
+        _out_path(a.json, a.force)       # before minutes of simulation
     codec = _host_settings(_load_codec(a.model), a)
     frames, wav = _frames_for_verify(codec, a.wav, a.frames)
     build = Path(a.build_dir)
@@ -510,7 +518,9 @@ def cmd_verify(a):
             print(f"  first mismatch: frame {fm['frame']}, stage {fm['stage']}, word {fm['word']} "
                   f"(output of {layer}): expected {fm['expected']}, got {fm['got']}")
     if a.json:
-        _json_out(res, a.json, a.force)
+        _json_out({"config_hash": codec.cfg.config_hash, "lanes": a.lanes, "storage": a.storage,
+                   "wav": os.path.relpath(wav, REPO) if Path(wav).resolve().is_relative_to(REPO) else str(wav),
+                   "frames": len(frames), **res}, a.json, a.force)
     if bad:
         raise SystemExit(1)
 
@@ -868,8 +878,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="measure a reference codec instead of the model: opus[:KBPS], speex[:KBPS], "
                          "g722 (same files, same metrics, rate from its file sizes)")
     sp.add_argument("--json", help="write per-file and mean results to this JSON file ('-': stdout)")
+    sp.add_argument("--markdown", help="with --curve: write the per-voice table (PESQ-WB per voice and K, "
+                                       "voice mean, bitrate) to this Markdown file")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.add_argument("--force", action="store_true", help="overwrite --json")
+    sp.add_argument("--force", action="store_true", help="overwrite --json and --markdown")
 
     sp = add("set-format", cmd_set_format, "change a trained model's fixed-point formats (the float "
              "weights do not depend on them, so no retraining): writes a new model file")
@@ -927,6 +939,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "loaded through the core's load stream first, as on the iCEBreaker) or in RAM")
     search_args(sp, core=True)
     sp.add_argument("--json", help="write the result as JSON")
+    sp.add_argument("--force", action="store_true", help="replace the --json file if it exists")
 
     sp = add("synth", cmd_synth, "synthesize, place and route for a board; write bitstream and report")
     sp.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-25f", "ulx3s-85f"))

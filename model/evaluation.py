@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["search_name", "search_variants", "metric_row", "evaluate_files", "evaluate_curve",
+__all__ = ["curve_markdown", "search_name", "search_variants", "metric_row", "evaluate_files", "evaluate_curve",
            "summarize_rows", "wav_files", "evaluate_baseline"]
 
 
@@ -149,3 +149,19 @@ def evaluate_baseline(name: str, kbps: float | None, files, progress=None) -> di
         if progress:
             progress.update(task, advance=1)
     return {"files": rows, **summarize_rows(rows), "baseline": name, "target_kbps": kbps}
+
+
+def curve_markdown(res: dict) -> str:
+    """The per-voice table of an :func:`evaluate_curve` result (as ``cascade eval --curve
+    --markdown`` writes it): per K the bitrate over all files, PESQ-WB per voice, the voice mean
+    and its STOI."""
+    voices = sorted(res["curve"][0]["voices"])
+    lines = ["| K | kbps (all files) | " + " | ".join(f"PESQ-WB {v}" for v in voices)
+             + " | voice mean | STOI voice mean |", "|" + "---|" * (len(voices) + 4)]
+    for row in res["curve"]:
+        vm = row["voice_mean"]
+        lines.append(f"| {row['stages']} | {row['mean']['kbps']:.2f} | "
+                     + " | ".join(f"{row['voices'][v]['pesq_wb']:.3f}" for v in voices)
+                     + f" | **{vm['pesq_wb']:.3f}** | {vm['stoi']:.3f} |")
+    return "\n".join(lines) + "\n"
+

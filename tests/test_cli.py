@@ -378,10 +378,14 @@ def test_eval_voices_curve_and_baseline(capsys, tiny_model_path, speech_wav, tmp
     assert k2["voice_mean"]["pesq_wb"] == pytest.approx(
         (k2["voices"]["ann"]["pesq_wb"] + k2["voices"]["bob"]["pesq_wb"]) / 2)
     assert "voice mean" in err
-    rc, out, err = run(capsys, "eval", d, "--model", tiny_model_path, "--quiet", "--curve", "--json", tmp_path / "c.json")
+    rc, out, err = run(capsys, "eval", d, "--model", tiny_model_path, "--quiet", "--curve", "--json", tmp_path / "c.json",
+                       "--markdown", tmp_path / "c.md")
     assert rc == 0, err
     c = json.loads((tmp_path / "c.json").read_text())
     assert [r["stages"] for r in c["curve"]] == [1, 2]
+    table = (tmp_path / "c.md").read_text().splitlines()
+    assert table[0].startswith("| K | kbps") and "PESQ-WB ann | PESQ-WB bob" in table[0] and len(table) == 4
+    assert f"**{c['curve'][1]['voice_mean']['pesq_wb']:.3f}**" in table[3]
     assert c["curve"][0]["mean"]["kbps"] < c["curve"][1]["mean"]["kbps"]
     assert c["curve"][1]["mean"]["pesq_wb"] == pytest.approx(k2["mean"]["pesq_wb"], abs=1e-9)
     rc, out, err = run(capsys, "eval", d, "--model", tiny_model_path, "--quiet", "--curve", "--stages", "1")
@@ -473,6 +477,8 @@ def _contract_cases(tmp_path, speech_wav, tiny_model_path, cas):
                                       "--greedy-epochs", "1", "--rounds", "0", "--no-augment")),
         ("info-of-folder", ("info", folder)),
         ("decode-missing", ("decode", tmp_path / "nope.cas", tmp_path / "o.wav", *m)),
+        ("verify-json-exists", ("verify", "--json", a_file, *m)),
+        ("synth-too-many-lanes", ("synth", "--board", "ulx3s-85f", "--lanes", "256", "--out", folder, *m)),
     ]
 
 
