@@ -346,6 +346,27 @@ def _parse_yosys(stat_path: Path, log_path: Path, b: dict) -> dict:
     }
 
 
+#: Extra ``synth_ecp5`` option for a rebuild when Yosys's ABC9 pass stops on the assertion
+#: ``GetSize(conn.first) == GetSize(conn.second)`` in ``abc9_ops -reintegrate`` (seen with Yosys
+#: 0.70 on some ECP5 builds at 128 lanes, and on the ULX3S-25F decoder): ``-dff`` passes the
+#: flip-flops through ABC9 as boxes and the netlist reintegrates; ``-nowidelut``/``-noccu2`` do not help.
+ABC9_WORKAROUND = "-dff"
+_ABC9_ASSERT = "GetSize(conn.first) == GetSize(conn.second)"
+
+
+def _abc9_reintegrate_bug(log: Path) -> bool:
+    return log.is_file() and _ABC9_ASSERT in log.read_text(errors="replace")
+
+
+def _yosys_version(env) -> str:
+    try:
+        out = subprocess.run([env["YOSYS"], "-V"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError, KeyError):
+        return "?"
+    m = re.search(r"Yosys (\S+)", out)
+    return m.group(1) if m else "?"
+
+
 def _run_yosys_only(top_core, b, out_dir: Path, env) -> dict:
     from amaranth.back import rtlil
     build = out_dir / "build"
@@ -427,14 +448,24 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
         _require(env, "YOSYS", "NEXTPNR_ICE40" if b["family"] == "ice40" else "NEXTPNR_ECP5",
                  "ICEPACK" if b["family"] == "ice40" else "ECPPACK")
         build = out_dir / "build"
-        try:
-            platform.build(top, name="top", build_dir=str(build), do_program=False,
-                           synth_opts=b["synth_opts"],
-                           script_after_synth="tee -q -o stat.json stat -json",
-                           nextpnr_opts=f"--report report.json --seed {int(seed)}")
-        except subprocess.CalledProcessError:
-            logs = [str(build / f) for f in ("top.rpt", "top.tim") if (build / f).is_file()]
-            raise ToolError(f"the FPGA tools failed building {board}; see {' and '.join(logs) or build}") from None
+        synth_opts = b["synth_opts"]
+        for attempt in (0, 1):
+            try:
+                platform.build(top, name="top", build_dir=str(build), do_program=False,
+                               synth_opts=synth_opts,
+                               script_after_synth="tee -q -o stat.json stat -json",
+                               nextpnr_opts=f"--report report.json --seed {int(seed)}")
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 0 and b["family"] == "ecp5" and _abc9_reintegrate_bug(build / "top.rpt"):
+                    synth_opts = f"{synth_opts} {ABC9_WORKAROUND}".strip()
+                    platform = _platform(board)      # an Amaranth platform prepares one design only
+                    report["synth_workaround"] = (
+                        f"synth_ecp5 {ABC9_WORKAROUND}: Yosys {_yosys_version(env)} stopped in ABC9 "
+                        f"(assertion in abc9_ops -reintegrate); rebuilt with the flip-flops kept out of ABC9")
+                    continue
+                logs = [str(build / f) for f in ("top.rpt", "top.tim") if (build / f).is_file()]
+                raise ToolError(f"the FPGA tools failed building {board}; see {' and '.join(logs) or build}") from None
         report["synth"] = _parse_yosys(build / "stat.json", build / "top.rpt", b)
         pnr = json.loads((build / "report.json").read_text())
         from model.files import write_file
@@ -517,15 +548,29 @@ def sweep(model: IntModel, board: str, lanes=(8, 16, 32, 64, 128), out_dir=None,
     at the board clock and at Fmax; or why it does not fit), written as ``sweep.json``,
     ``sweep.md`` and ``sweep.png`` (real-time factor and logic cells against P) into
     ``report_dir`` (default ``out_dir``).  A P whose folder holds the report of a build of this
-    model (``config_hash``) by this generator (:func:`generator_hash`) is not built again."""
+    model (``config_hash``) by this generator (:func:`generator_hash`), or whose row is in an
+    earlier ``sweep.json`` of the same model, cores and generator, is not built again."""
     from .schedule import Schedule
     b = _board(board)
     cores = tuple(cores)
     out_dir = Path(out_dir)
     report_dir = Path(report_dir) if report_dir is not None else out_dir
     gen, rows = generator_hash(), []
+    previous = {}     # rows of an earlier sweep of this model by this generator (the build folders may be gone)
+    try:
+        prev = json.loads((report_dir / "sweep.json").read_text())
+        if prev.get("generator") == gen and prev.get("config_hash") == model.config.config_hash \
+                and prev.get("cores") == list(cores) and prev.get("board") == board:
+            previous = {row["lanes"]: row for row in prev.get("rows", []) if row.get("fits")}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        previous = {}
     for P in lanes:
         sub = out_dir / f"lanes-{P}"
+        if P in previous and not (sub / "report.json").is_file():
+            rows.append({**previous[P], "reused": True})
+            if progress:
+                progress(P, rows[-1])
+            continue
         old = None
         if (sub / "report.json").is_file():
             try:
@@ -551,6 +596,8 @@ def sweep(model: IntModel, board: str, lanes=(8, 16, 32, 64, 128), out_dir=None,
                "luts": rep["synth"]["luts"], "ffs": rep["synth"]["ffs"],
                "memories": {k: u["used"] for k, u in util.items() if k in b["ram"]},
                "dsps": util.get("dsp", {}).get("used"), "fmax_mhz": rep["fmax_mhz"], "per_core": {}}
+        if rep.get("synth_workaround"):
+            row["synth_workaround"] = rep["synth_workaround"]
         for c in cores:
             e = rep["per_core"][c]
             ideal = Schedule(model, P, c).ideal_cycles_per_frame()
@@ -590,8 +637,10 @@ def _sweep_markdown(r: dict) -> str:
                     f"{row['ffs']} | {mem} | {row['dsps']} | {row['fmax_mhz']} |") if i == 0 else "|" + " |" * 8
             lines.append(f"{head} {c} | {e['cycles_per_frame']} | {e['macs_over_p']} | {e['over_ideal']} | "
                          f"{e['rtf_at_board_clock']} | {e['rtf_at_fmax']} |")
-    lines += ["", "RTF = frames per second the core computes over the 50 frames per second speech needs.", ""]
-    return "\n".join(lines)
+    lines += ["", f"RTF = frames per second the core computes over the {r['frame_rate']:g} frames per second "
+              "speech needs.", ""]
+    lines += [f"P = {row['lanes']}: {row['synth_workaround']}." for row in r["rows"] if row.get("synth_workaround")]
+    return "\n".join(lines) + "\n"
 
 
 def _sweep_plot(r: dict, path: Path) -> None:
@@ -661,6 +710,7 @@ def _markdown(r: dict, b: dict) -> str:
                if r.get("lanes_choice") else []),
              f"lanes {r['lanes']}, codec {r['config_hash']}, mode {r['mode']}, board clock {r['clock_mhz']:g} MHz, "
              f"UART {r['baud']} baud, built in {r['seconds']} s", "",
+             *([f"Synthesis workaround: {r['synth_workaround']}.", ""] if r.get("synth_workaround") else []),
              *([f"Encoder code search (`SearchConfig`): {_search_words(r['search'])}; `cascade encode` "
                 f"with the same setting sends the same streams.", ""] if "encoder" in r["per_core"] else []),
              {"rom": "Weights and parameters in block RAM initialized by the bitstream.",
