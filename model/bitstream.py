@@ -21,13 +21,21 @@ frame after frame, packed MSB first.
 
 Robustness (``read_stream``):
 
-* empty, short or non-CASC data, an unknown version, a header CRC mismatch, another codec's config
-  hash, other codebooks (``codebooks id``) or no codebooks for a Huffman stream: BitstreamError;
+* empty, short or non-CASC data, an unknown version, a header CRC mismatch, a header field
+  outside ``LIMITS`` (K = 0 or K > N, N, packet_frames, symbol_bits, sample rate, unknown flags),
+  another codec's config hash, N, rate, packet_frames or symbol_bits, other codebooks
+  (``codebooks id``) or no codebooks for a Huffman stream: BitstreamError;
 * data shorter than the smallest stream its header allows: BitstreamError ("truncated");
 * a frame count that cannot carry the header's sample count (``frames_fit_samples``):
   BitstreamError, so the frames a header claims are bounded by the file's size;
-* bytes outside every good packet (garbage, trailing data): counted in ``Frames.stray_bytes``
-  (``cascade decode`` says so); with ``conceal=False`` a BitstreamError;
+* a header whose frame count disagrees with an intact packet (one beyond its last packet, or a
+  packet of another frame count), or one that claims more frames than the stream's packets hold
+  (more than ``LIMITS["missing_share"]`` of them in no packet, intact or damaged): BitstreamError,
+  before any array of the header's size is allocated;
+* bytes after the last packet when it is intact (trailing data): BitstreamError, as
+  ``truncate_stream`` refuses them;
+* other bytes outside every good packet (garbage between packets): counted in
+  ``Frames.stray_bytes`` (``cascade decode`` says so); with ``conceal=False`` a BitstreamError;
 * a packet whose sync, index, length fields, CRC or Huffman data are wrong, or that is missing:
   with ``conceal=True`` its frames are marked in ``Frames.lost`` and hold zeros (LSF indices, gain
   index and code bits); the reader re-synchronizes on the next sync word whose packet has a good
@@ -48,7 +56,36 @@ from .errors import CascadeError
 from .huffman import Codebook, HuffmanError, codebooks_id
 
 __all__ = ["Frames", "BitstreamError", "SideCoder", "write_stream", "read_stream", "truncate_stream",
-           "stream_info", "side_columns", "MAGIC", "VERSION", "HEADER_SIZE", "SYNC"]
+           "stream_info", "side_columns", "MAGIC", "VERSION", "HEADER_SIZE", "SYNC", "LIMITS"]
+
+#: The limits of both file formats, checked before anything is sized from them (the one table:
+#: ``model.config`` reads it for a model file's config, the reader and writer here for a stream's
+#: header and packets; docs/bitstream.md quotes it).  Each value is the largest a field may hold;
+#: the smallest is 1 unless the format says 0 is allowed (``res_layers``, ``search_passes``,
+#: ``search_candidates``: 0 = none / all bits).
+#:
+#: * codec config (model file): ``sample_rate`` Hz, ``hop`` samples per frame, ``stages`` N,
+#:   ``code_bits`` per stage, ``hidden`` width, ``res_layers``, ``subbands``, ``lpc_order``,
+#:   ``lsf_bits``, ``lpc_window`` samples, ``gain_bits``, ``pitch_lag_max`` samples,
+#:   ``pitch_gain_bits``, ``symbol_bits`` k, ``max_code_len`` bits (``model.huffman.Codebook``),
+#:   ``packet_frames`` (a u16 of every packet), ``act_bits``, ``scale_bits``, ``bias_bits``,
+#:   ``search_passes``, ``search_candidates``, ``parameters`` (weights, biases and scales of the
+#:   whole network, ``CodecConfig.parameter_count``: what the loader allocates);
+#: * stream header: ``sample_rate`` (and equal to the codec's), N <= ``stages``, 1 <= K <= N,
+#:   ``packet_frames`` and ``symbol_bits`` (and equal to the codec's), ``frames`` and ``samples``
+#:   (u32, tied by ``frames_fit_samples``); a packet's section lengths are u16
+#:   (``section_bytes``) and lie between the smallest and the largest its frames can code to
+#:   (``packet_bounds``);
+#: * ``missing_share``: at most this share of a stream's frames may lie in packets of which the
+#:   file holds nothing (not even a damaged packet header); more is refused as a header that
+#:   claims more frames than its packets hold.
+LIMITS = {"sample_rate": 192_000, "hop": 4096, "stages": 64, "code_bits": 4096, "hidden": 4096,
+          "res_layers": 16, "subbands": 64, "lpc_order": 32, "lsf_bits": 8, "lpc_window": 16384,
+          "gain_bits": 8, "pitch_lag_max": 4096, "pitch_gain_bits": 4, "symbol_bits": 16,
+          "max_code_len": 20, "packet_frames": 65535, "act_bits": 24, "scale_bits": 32,
+          "bias_bits": 32, "search_passes": 8, "search_candidates": 4096, "parameters": 1 << 26,
+          "frames": (1 << 32) - 1, "samples": (1 << 32) - 1, "section_bytes": 65535,
+          "missing_share": 0.5}
 
 MAGIC = b"CASC"
 VERSION = 2
@@ -184,6 +221,9 @@ class SideCoder:
     def check(self, cfg) -> None:
         if [b.symbol_bits for b in self.books] != _side_widths(cfg).tolist():
             raise BitstreamError("side-information codebooks do not fit the codec config")
+        if any(b.max_len > ln for b, ln in zip(self.books, _side_code_lens(cfg))):
+            raise BitstreamError("side-information codebooks have codes longer than the config allows "
+                                 "(entropy.max_code_len)")
 
     def encode(self, vals: np.ndarray, widths: np.ndarray) -> bytes:
         d = self._deltas(vals, widths)
@@ -237,8 +277,27 @@ def _parse_header(data: bytes) -> dict:
         raise BitstreamError(f"stream format version {version}, this reader knows version {VERSION}")
     if zlib.crc32(data[:_HEADER.size]) != crc:
         raise BitstreamError("stream header is damaged (header CRC mismatch)")
-    if pf == 0 or k == 0 or k > n or flags & ~(FLAG_HUFFMAN | FLAG_SIDE_HUFFMAN):
-        raise BitstreamError("stream header holds impossible values")
+    if flags & ~(FLAG_HUFFMAN | FLAG_SIDE_HUFFMAN) or _res:
+        raise BitstreamError("stream header holds impossible values (unknown flags or reserved bits)")
+    L = LIMITS
+    if not 1 <= n <= L["stages"]:
+        raise BitstreamError(f"stream header: N = {n} stages, the format allows 1..{L['stages']}")
+    if not 1 <= k <= n:
+        raise BitstreamError(f"stream header: K = {k} stages present, must be 1..N = {n}")
+    if not 1 <= pf <= L["packet_frames"]:
+        raise BitstreamError(f"stream header: packet_frames = {pf}, must be 1..{L['packet_frames']}")
+    if not 1 <= sym_bits <= L["symbol_bits"]:
+        raise BitstreamError(f"stream header: symbol_bits = {sym_bits}, must be 1..{L['symbol_bits']}")
+    if not 1 <= rate <= L["sample_rate"]:
+        raise BitstreamError(f"stream header: sample rate {rate} Hz, must be 1..{L['sample_rate']}")
+    # frames_fit_samples for any hop the format allows (the reader checks the codec's own hop)
+    if samples > frames * L["hop"] or frames > samples + 2:
+        raise BitstreamError(f"stream header is inconsistent: {frames} frames for {samples} samples")
+    packets = -(-frames // pf)
+    least = HEADER_SIZE + packets * (_PKT_HEAD.size + 2 * k + 2 + 4)
+    if len(data) < least:
+        raise BitstreamError(f"stream truncated: its header claims {packets} packets, at least {least} "
+                             f"bytes, the stream has {len(data)}")
     return {"version": version, "huffman": bool(flags & FLAG_HUFFMAN),
             "side_huffman": bool(flags & FLAG_SIDE_HUFFMAN), "stages": k,
             "codec_stages": n, "config_hash": chash.hex(), "sample_rate": rate, "frames": frames,
@@ -274,6 +333,9 @@ def _check_codebooks(codebooks, k_stages, cfg):
     for n, cb in enumerate(codebooks):
         if not isinstance(cb, Codebook) or cb.symbol_bits != cfg.entropy.symbol_bits:
             raise BitstreamError(f"codebook {n} is not a Codebook of symbol_bits={cfg.entropy.symbol_bits}")
+        if cb.max_len > cfg.entropy.max_code_len:
+            raise BitstreamError(f"codebook {n} has codes of {cb.max_len} bits, the config allows "
+                                 f"{cfg.entropy.max_code_len} (entropy.max_code_len)")
 
 
 def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: SideCoder | None = None) -> bytes:
@@ -305,8 +367,8 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
         if c.size and (c.min() < 0 or c.max() > 1):
             raise BitstreamError(f"codes[{n}] holds values other than 0 and 1")
         codes[n] = c.astype(np.uint8)
-    if not 0 <= int(frames.num_samples) < 1 << 32 or T >= 1 << 32:
-        raise BitstreamError("num_samples and frame count must fit 32 bits")
+    if not 0 <= int(frames.num_samples) <= LIMITS["samples"] or T > LIMITS["frames"]:
+        raise BitstreamError(f"num_samples and frame count must be at most {LIMITS['samples']} (32 bits)")
     if not frames_fit_samples(T, int(frames.num_samples), cfg.signal.hop):
         raise BitstreamError(f"{T} frames cannot carry {int(frames.num_samples)} samples "
                              f"(frames_fit_samples)")
@@ -316,8 +378,8 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
     if side is not None:
         side.check(cfg)
     pf = cfg.entropy.packet_frames
-    if pf >= 1 << 16:
-        raise BitstreamError("packet_frames must be below 65536")
+    if not 1 <= pf <= LIMITS["packet_frames"]:
+        raise BitstreamError(f"packet_frames must be 1..{LIMITS['packet_frames']}")
     out = bytearray(_make_header({
         "huffman": huff, "stages": k_stages, "codec_stages": N, "config_hash": cfg.config_hash,
         "sample_rate": cfg.signal.sample_rate, "frames": T, "samples": int(frames.num_samples),
@@ -335,14 +397,14 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
         for n in range(k_stages):
             c = codes[n][a:b]
             sec = codebooks[n].encode_bits(c) if huff else np.packbits(c.reshape(-1)).tobytes()
-            if len(sec) >= 1 << 16:
+            if len(sec) > LIMITS["section_bytes"]:
                 raise BitstreamError(f"stage {n} section of packet {p} exceeds 65535 bytes; use smaller packets")
             sections.append(sec)
         pkt = bytearray(_PKT_HEAD.pack(SYNC, p, b - a))
         for sec in sections:
             pkt += _U16.pack(len(sec))
         side_sec = side.encode(side_all[a:b], widths) if side is not None else _pack_fields(side_all[a:b], widths)
-        if len(side_sec) >= 1 << 16:
+        if len(side_sec) > LIMITS["section_bytes"]:
             raise BitstreamError(f"side information of packet {p} exceeds 65535 bytes; use smaller packets")
         pkt += _U16.pack(len(side_sec)) + side_sec
         for sec in sections:
@@ -358,35 +420,70 @@ def _min_section(cfg, n: int, frames: int, huff: bool) -> int:
     return -(-frames * b // (8 * cfg.entropy.symbol_bits)) if huff else -(-frames * b // 8)
 
 
-def _scan_packet(data: bytes, pos: int, k_stages: int, side_len_of):
-    """Check one packet's framing and CRC at ``pos``.
+def _max_section(cfg, n: int, frames: int, huff: bool) -> int:
+    """The largest stage section ``frames`` frames code to: raw, exactly ``ceil(F*B/8)``; Huffman,
+    every symbol's code at most ``entropy.max_code_len`` bits (the codebooks are checked for it)."""
+    b = cfg.network.code_bits[n]
+    if not huff:
+        return -(-frames * b // 8)
+    return min(LIMITS["section_bytes"], -(-frames * (b // cfg.entropy.symbol_bits) * cfg.entropy.max_code_len // 8))
 
-    Returns (index, frames, side bytes, [section bytes], end) or None when it is no good packet.
+
+def _side_code_lens(cfg) -> list[int]:
+    """The longest code of each side field's codebook (``SideCoder.train``'s limit)."""
+    return [max(cfg.entropy.max_code_len, w) for w in _side_widths(cfg).tolist()]
+
+
+def _min_side(cfg, nfr: int, side_huff: bool) -> int:
+    return len(_side_widths(cfg)) * -(-nfr // 8) if side_huff else _side_bytes(cfg, nfr)
+
+
+def _max_side(cfg, nfr: int, side_huff: bool) -> int:
+    if not side_huff:
+        return _side_bytes(cfg, nfr)
+    return min(LIMITS["section_bytes"], sum(-(-nfr * ln // 8) for ln in _side_code_lens(cfg)))
+
+
+def packet_bounds(cfg, stages: int, frames: int, huff: bool, side_huff: bool) -> tuple:
+    """``((lo, hi) of the side information, [(lo, hi) of each of the K stage sections])``: the byte
+    lengths a packet of ``frames`` frames may declare.  A packet header outside them is no
+    packet; with them a packet is at most a fixed size for a config, so scanning a stream for
+    packets costs a fixed multiple of its size."""
+    return ((_min_side(cfg, frames, side_huff), _max_side(cfg, frames, side_huff)),
+            [(_min_section(cfg, n, frames, huff), _max_section(cfg, n, frames, huff)) for n in range(stages)])
+
+
+def _scan_packet(data: bytes, pos: int, k_stages: int, cfg, pf: int, huff: bool, side_huff: bool):
+    """Look for a packet at ``pos``.
+
+    Returns None when there is no packet header here (no sync word, a frame count outside
+    1..packet_frames, or lengths outside ``packet_bounds``); ``("damaged", index, frames, None,
+    None, end)`` for a packet header whose packet runs past the data or fails its CRC; else
+    ``("intact", index, frames, side bytes, [section bytes], end)``.
     """
-    if len(data) - pos < _PKT_HEAD.size + 2 * k_stages + 2 + 4:
+    head = _PKT_HEAD.size + 2 * k_stages + 2
+    if len(data) - pos < head:
         return None
     sync, index, nfr = _PKT_HEAD.unpack_from(data, pos)
-    if sync != SYNC:
+    if sync != SYNC or not 1 <= nfr <= pf:
         return None
     q = pos + _PKT_HEAD.size
-    lens = [_U16.unpack_from(data, q + 2 * i)[0] for i in range(k_stages)]
-    q += 2 * k_stages
-    (side_len,) = _U16.unpack_from(data, q)
-    q += 2
-    if not side_len_of(index, nfr, side_len):
+    lens = struct.unpack_from(f"<{k_stages}H", data, q)
+    (side_len,) = _U16.unpack_from(data, q + 2 * k_stages)
+    (slo, shi), sec_bounds = packet_bounds(cfg, k_stages, nfr, huff, side_huff)
+    if not slo <= side_len <= shi or not all(lo <= ln <= hi for ln, (lo, hi) in zip(lens, sec_bounds)):
         return None
+    q = pos + head
     end = q + side_len + sum(lens)
-    if end + 4 > len(data):
-        return None
-    if zlib.crc32(data[pos:end]) != _U32.unpack_from(data, end)[0]:
-        return None
+    if end + 4 > len(data) or zlib.crc32(data[pos:end]) != _U32.unpack_from(data, end)[0]:
+        return "damaged", index, nfr, None, None, end + 4
     side = data[q:q + side_len]
     q += side_len
     secs = []
     for ln in lens:
         secs.append(data[q:q + ln])
         q += ln
-    return index, nfr, side, secs, end + 4
+    return "intact", index, nfr, side, secs, end + 4
 
 
 def _open(data, cfg, codebooks, side=None, check_books=True):
@@ -415,10 +512,6 @@ def _open(data, cfg, codebooks, side=None, check_books=True):
     return h
 
 
-def _min_side(cfg, nfr: int, side_huff: bool) -> int:
-    return len(_side_widths(cfg)) * -(-nfr // 8) if side_huff else _side_bytes(cfg, nfr)
-
-
 def _min_stream_size(h, cfg, huff) -> int:
     T, pf, K = h["frames"], h["packet_frames"], h["stages"]
     total = HEADER_SIZE
@@ -435,7 +528,11 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
                 side: SideCoder | None = None) -> Frames:
     """Stream bytes -> :class:`Frames` (with ``lost`` set).  See the module docstring for errors
     and concealment.  ``codebooks`` must be the list the writer was given (checked through the
-    header's codebooks id); they are not needed for a raw stream."""
+    header's codebooks id); they are not needed for a raw stream.
+
+    The packets are found and decoded first; arrays of the header's frame count are allocated
+    only once the packets in the stream are known to hold (intact or damaged) all but
+    ``LIMITS["missing_share"]`` of those frames."""
     h = _open(data, cfg, codebooks, side)
     data = bytes(data)
     huff = h["huffman"]
@@ -445,52 +542,49 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         raise BitstreamError(f"stream truncated: {len(data)} bytes, its header needs at least "
                              f"{_min_stream_size(h, cfg, huff)}")
     npk = -(-T // pf)
-    order = cfg.lpc.order if cfg.lpc.enabled else 0
     widths = _side_widths(cfg)
-    lsf = np.zeros((T, order), np.int64)
-    gain = np.zeros(T, np.int64)
-    pitch = np.zeros((T, 2), np.int64) if cfg.pitch.enabled else None
-    codes = [np.zeros((T, cfg.network.code_bits[n]), np.uint8) for n in range(K)]
-    lost = np.ones(T, bool)
 
-    def side_len_of(index, nfr, side_len):
-        if index >= npk or nfr != _packet_frames(pf, T, index):
-            return False
-        return side_len >= _min_side(cfg, nfr, True) if side_huff else side_len == _side_bytes(cfg, nfr)
-
-    pos, nxt, used = HEADER_SIZE, 0, HEADER_SIZE
+    good = []            # (index, frames, side values, [codes]) of the intact packets, in order
+    damaged = set()      # indexes of packets whose header is there but whose data is not intact
+    pos, nxt, used, claimed = HEADER_SIZE, 0, HEADER_SIZE, HEADER_SIZE
     while pos < len(data):
-        pkt = _scan_packet(data, pos, K, side_len_of)
-        ok = pkt is not None and pkt[0] >= nxt
-        if ok:
-            index, nfr, side_sec, secs, end = pkt
-            a = index * pf
-            try:
-                vals = side.decode(side_sec, nfr, widths) if side_huff else _unpack_fields(side_sec, nfr, widths)
-                dec = []
-                for n in range(K):
-                    if huff:
-                        dec.append(codebooks[n].decode_bits(secs[n], nfr, cfg.network.code_bits[n]))
-                    else:
-                        if len(secs[n]) != _min_section(cfg, n, nfr, False):
-                            raise HuffmanError("raw section of the wrong length")
-                        bits = np.unpackbits(np.frombuffer(secs[n], np.uint8))
-                        dec.append(bits[:nfr * cfg.network.code_bits[n]].reshape(nfr, -1))
-            except HuffmanError:
-                ok = False
-        if ok:
-            if index > nxt and not conceal:
-                raise BitstreamError(f"packet {nxt} is damaged or missing")
-            lsf[a:a + nfr], gain[a:a + nfr], p_vals = split_side_columns(vals, cfg)
-            if pitch is not None:
-                pitch[a:a + nfr] = p_vals
-            for n in range(K):
-                codes[n][a:a + nfr] = dec[n]
-            lost[a:a + nfr] = False
-            nxt = index + 1
-            used += end - pos
-            pos = end
-            continue
+        pkt = _scan_packet(data, pos, K, cfg, pf, huff, side_huff)
+        if pkt is not None and pkt[0] == "intact":
+            _, index, nfr, side_sec, secs, end = pkt
+            # a packet with a good CRC that the header has no room for: the header's frame
+            # count is wrong (a shorter count would silently drop the packets after it)
+            if index >= npk:
+                raise BitstreamError(f"stream header claims {T} frames ({npk} packets), the stream holds "
+                                     f"packet {index}")
+            if nfr != _packet_frames(pf, T, index):
+                raise BitstreamError(f"stream header claims {T} frames, packet {index} holds {nfr} "
+                                     f"(the header gives it {_packet_frames(pf, T, index)})")
+            if index >= nxt:
+                try:
+                    vals = side.decode(side_sec, nfr, widths) if side_huff else _unpack_fields(side_sec, nfr, widths)
+                    dec = [codebooks[n].decode_bits(secs[n], nfr, cfg.network.code_bits[n]) if huff else
+                           np.unpackbits(np.frombuffer(secs[n], np.uint8))[:nfr * cfg.network.code_bits[n]]
+                           .reshape(nfr, -1) for n in range(K)]
+                except HuffmanError:
+                    pkt = ("damaged", index, nfr)
+                else:
+                    if index > nxt and not conceal:
+                        raise BitstreamError(f"packet {nxt} is damaged or missing")
+                    good.append((index, nfr, vals, dec))
+                    nxt = index + 1
+                    used += end - pos
+                    pos = claimed = end
+                    if index == npk - 1 and pos != len(data):   # as truncate_stream refuses them
+                        raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
+                    continue
+        # a damaged packet holds its frames if its header is plausible and it starts after the
+        # smallest packet the one before could be (so each costs at least the smallest packet's
+        # bytes, as an intact one does; a damaged length field cannot hide the packets after it)
+        if (pkt is not None and pkt[0] == "damaged" and nxt <= pkt[1] < npk and pos >= claimed
+                and pkt[2] == _packet_frames(pf, T, pkt[1])):
+            damaged.add(pkt[1])
+            (slo, _), sec_bounds = packet_bounds(cfg, K, pkt[2], huff, side_huff)
+            claimed = pos + _PKT_HEAD.size + 2 * K + 2 + slo + sum(lo for lo, _ in sec_bounds) + 4
         if not conceal:
             if nxt == npk:
                 raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
@@ -503,6 +597,27 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         raise BitstreamError(f"stream truncated: packet {nxt} of {npk} is missing")
     if not conceal and used != len(data):
         raise BitstreamError(f"{len(data) - used} stray bytes outside the packets")
+    if npk == 0 and len(data) > HEADER_SIZE:
+        raise BitstreamError(f"{len(data) - HEADER_SIZE} stray bytes after the header of a stream of 0 frames")
+    held = sum(g[1] for g in good) + sum(_packet_frames(pf, T, i) for i in damaged - {g[0] for g in good})
+    if T - held > LIMITS["missing_share"] * T:
+        raise BitstreamError(f"stream header claims {T} frames, its packets hold {held} (intact or damaged); "
+                             f"the rest are in no packet of the stream")
+
+    order = cfg.lpc.order if cfg.lpc.enabled else 0
+    lsf = np.zeros((T, order), np.int64)
+    gain = np.zeros(T, np.int64)
+    pitch = np.zeros((T, 2), np.int64) if cfg.pitch.enabled else None
+    codes = [np.zeros((T, cfg.network.code_bits[n]), np.uint8) for n in range(K)]
+    lost = np.ones(T, bool)
+    for index, nfr, vals, dec in good:
+        a = index * pf
+        lsf[a:a + nfr], gain[a:a + nfr], p_vals = split_side_columns(vals, cfg)
+        if pitch is not None:
+            pitch[a:a + nfr] = p_vals
+        for n in range(K):
+            codes[n][a:a + nfr] = dec[n]
+        lost[a:a + nfr] = False
     return Frames(num_samples=h["samples"], lsf_idx=lsf, gain_idx=gain, codes=codes, lost=lost,
                   pitch=pitch, stray_bytes=len(data) - used)
 
@@ -511,7 +626,8 @@ def truncate_stream(data: bytes, stages: int, cfg) -> bytes:
     """Keep the first ``stages`` stage sections of every packet (no re-encoding).
 
     The header's K becomes ``stages``; every packet is rewritten with its first sections and a
-    new CRC.  A damaged packet cannot be cut: BitstreamError.
+    new CRC.  A damaged or missing packet, or bytes after the last one, cannot be cut:
+    BitstreamError.
     """
     h = _open(data, cfg, None, check_books=False)
     data = bytes(data)
@@ -521,18 +637,12 @@ def truncate_stream(data: bytes, stages: int, cfg) -> bytes:
         raise BitstreamError(f"cannot cut a stream of {K} stages to {stages}")
     npk = -(-T // pf)
     out = bytearray(_make_header({**h, "stages": stages}))
-
-    def side_len_of(index, nfr, side_len):
-        if index >= npk or nfr != _packet_frames(pf, T, index):
-            return False
-        return side_len >= _min_side(cfg, nfr, True) if h["side_huffman"] else side_len == _side_bytes(cfg, nfr)
-
     pos = HEADER_SIZE
     for p in range(npk):
-        pkt = _scan_packet(data, pos, K, side_len_of)
-        if pkt is None or pkt[0] != p:
+        pkt = _scan_packet(data, pos, K, cfg, pf, h["huffman"], h["side_huffman"])
+        if pkt is None or pkt[0] != "intact" or pkt[1] != p or pkt[2] != _packet_frames(pf, T, p):
             raise BitstreamError(f"packet {p} is damaged or missing (at byte {pos}); cannot cut the stream")
-        index, nfr, side, secs, end = pkt
+        _, index, nfr, side, secs, end = pkt
         new = bytearray(_PKT_HEAD.pack(SYNC, index, nfr))
         for sec in secs[:stages]:
             new += _U16.pack(len(sec))

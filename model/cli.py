@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .bitstream import LIMITS
 from .errors import CascadeError, UserError
 from .evaluation import (curve_markdown, evaluate_baseline, evaluate_curve, evaluate_files, search_name,
                          search_variants, wav_files)
@@ -116,7 +118,7 @@ def _ranged(cast, lo, hi=None, what=None):
             v = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {'an integer' if cast is int else 'a number'}: {text!r}") from None
-        if v != v or v < lo or (hi is not None and v > hi):
+        if v != v or (cast is float and not math.isfinite(v)) or v < lo or (hi is not None and v > hi):
             raise argparse.ArgumentTypeError(f"{text} is out of range ({what or _range_words(lo, hi)})")
         return v
     parse.__name__ = cast.__name__
@@ -128,13 +130,23 @@ def _range_words(lo, hi):
 
 
 def _positive(cast):
-    """An argparse type for a number above 0."""
+    """An argparse type for a (finite) number above 0."""
     return _ranged(cast, 1 if cast is int else 1e-9, what="must be positive")
 
 
-#: ``--lanes`` and ``--threads`` of every command that has them.
-_LANES = _ranged(int, 1, 1024)
-_THREADS = _ranged(int, 0, 256)
+# The ranges of the numeric options, one definition each (a value outside is argparse's error:
+# one line, exit 1); sizes that a model or stream also holds come from bitstream.LIMITS.
+_LANES = _ranged(int, 1, 1024)               # --lanes of every command that has them
+_THREADS = _ranged(int, 0, 256)              # --threads (0: torch's default)
+_SEARCH = _ranged(int, 0, LIMITS["search_passes"])
+_SEED = _ranged(int, 0, 2 ** 32 - 1)         # what NumPy and PyTorch accept
+_EPOCHS = _ranged(int, 1, 10_000)
+_ROUNDS = _ranged(int, 0, 1_000)
+_BATCH = _ranged(int, 1, 1 << 16)
+_FRAMES = _ranged(int, 1, 10_000)            # verify: frames simulated
+_BAUD = _ranged(int, 1, 100_000_000)
+_NON_NEGATIVE = _ranged(float, 0)
+_SPEED_PERTURB = _ranged(float, 0, 0.5)      # prepare-data: factors in [1 - S, 1 + S]
 
 
 def _lanes_or_auto(text: str):
@@ -154,9 +166,38 @@ _lane_list.__name__ = "lane list"
 
 
 def _candidates(text: str):
-    """``--search-candidates``: "6" -> 6, "24,8,4" -> (24, 8, 4) (``SearchConfig.candidates``)."""
+    """``--search-candidates``: "6" -> 6, "24,8,4" -> (24, 8, 4) (``SearchConfig.candidates``),
+    at most ``LIMITS["stages"]`` numbers of 0..``LIMITS["search_candidates"]``."""
     vals = _numbers(text, int)
+    top = LIMITS["search_candidates"]
+    if len(vals) > LIMITS["stages"] or any(not 0 <= v <= top for v in vals):
+        raise argparse.ArgumentTypeError(f"{text} is out of range (at most {LIMITS['stages']} numbers of 0..{top})")
     return vals[0] if len(vals) == 1 else vals
+
+
+_candidates.__name__ = "candidates"
+
+
+def _widths(text: str) -> tuple:
+    """``report --widths 6,8,10``: activation widths, each 2..``LIMITS["act_bits"]`` (the model's
+    act_int_bits is checked when the model is loaded); "" for no sweep."""
+    if not text.strip():
+        return ()
+    vals = _numbers(text, int)
+    if any(not 2 <= v <= LIMITS["act_bits"] for v in vals):
+        raise argparse.ArgumentTypeError(f"{text} is out of range (widths of 2..{LIMITS['act_bits']} bits)")
+    return vals
+
+
+_widths.__name__ = "widths"
+
+
+def _folder(path, what: str = "") -> Path:
+    """A folder a command writes into (made if absent): never an existing file."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{what + ' ' if what else ''}{p} is a file, not a folder")
+    return p
 
 
 def _load_audio(path, codec, resample: bool):
@@ -492,7 +533,7 @@ def cmd_verify(a):
         _out_path(a.json, a.force)       # before minutes of simulation
     codec = _host_settings(_load_codec(a.model), a)
     frames, wav = _frames_for_verify(codec, a.wav, a.frames)
-    build = Path(a.build_dir)
+    build = _folder(a.build_dir, "--build-dir")
     build.mkdir(parents=True, exist_ok=True)
     log = build / "simulation.log"
     if a.storage == "spram":
@@ -520,7 +561,10 @@ def cmd_verify(a):
     if a.json:
         _json_out({"config_hash": codec.cfg.config_hash, "lanes": a.lanes, "storage": a.storage,
                    "wav": os.path.relpath(wav, REPO) if Path(wav).resolve().is_relative_to(REPO) else str(wav),
-                   "frames": len(frames), **res}, a.json, a.force)
+                   "frames": len(frames),
+                   "search": {"passes": codec.cfg.search.passes,
+                              "bits_per_stage": [codec.cfg.search_bits(n) for n in range(codec.cfg.network.stages)]},
+                   **res}, a.json, a.force)
     if bad:
         raise SystemExit(1)
 
@@ -549,6 +593,8 @@ def _synth_sweep(a, model, builds):
 
 
 def cmd_synth(a):
+    if a.out:
+        _folder(a.out, "--out")
     from hw.synth import FitError, choose_lanes, resolve_storage, synth
     if a.random_weights:   # --model may then name a config file or preset as well as a model
         from .config import CodecConfig
@@ -649,6 +695,9 @@ def cmd_board(a):
 
 
 def cmd_report(a):
+    _folder(a.out, "--out")
+    if a.float_model:
+        _input_file(a.float_model)
     from .report_cmd import run_report
     run_report(a)
 
@@ -660,7 +709,7 @@ def cmd_ablate(a):
 
 def cmd_prepare_data(a):
     from .data import check_engines, prepare_pocketsphinx, synthesize_speech
-    out = Path(a.out)
+    out = _folder(a.out, "--out")
     engines = [e.strip() for e in a.engines.split(",") if e.strip()]
     if a.synth_minutes > 0:
         try:
@@ -691,8 +740,10 @@ def cmd_prepare_data(a):
 def cmd_demo(a):
     from .data import load_wav, write_wav
     from .metrics import measure
+    out = _folder(a.out, "--out")
+    if a.wav:
+        _input_file(a.wav)
     codec = _load_codec(a.model)
-    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     from .data import list_wavs, voice_of
     if not a.wav and not list_wavs(DEFAULT_TEST_DIR):
@@ -780,7 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "closed-loop code search: passes of single-bit flips against each stage's decoder "
                 "(default: the model's config, as the encoder core does it: 1; 0 = none; the "
                 "stream decodes anywhere either way)")
-        sp.add_argument("--search", type=_ranged(int, 0, 8), metavar="PASSES", help=what)
+        sp.add_argument("--search", type=_SEARCH, metavar="PASSES", help=what)
         sp.add_argument("--search-candidates", type=_candidates, metavar="C[,C2,...]",
                         help="bits the search visits per pass: C for every searched stage, or "
                              "C1,C2,... for stages 1, 2, ... (the last also for later stages); "
@@ -809,11 +860,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("wav_dir", nargs="+", help="folder(s) of WAV files, searched recursively")
     sp.add_argument("--config", help="config JSON file or preset name (default: the default config)")
     sp.add_argument("--out", required=True, help="model file to write")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--greedy-epochs", type=_positive(int), default=30, help="epochs per stage in greedy training")
-    sp.add_argument("--rounds", type=_ranged(int, 0), default=2, help="joint fine-tuning rounds M")
-    sp.add_argument("--finetune-epochs", type=_positive(int), default=15, help="epochs per fine-tuning round")
-    sp.add_argument("--batch", type=_positive(int), default=128)
+    sp.add_argument("--seed", type=_SEED, default=0)
+    sp.add_argument("--greedy-epochs", type=_EPOCHS, default=30, help="epochs per stage in greedy training")
+    sp.add_argument("--rounds", type=_ROUNDS, default=2, help="joint fine-tuning rounds M")
+    sp.add_argument("--finetune-epochs", type=_EPOCHS, default=15, help="epochs per fine-tuning round")
+    sp.add_argument("--batch", type=_BATCH, default=128)
     sp.add_argument("--lr", type=_positive(float), default=2e-3, help="learning rate (Adam, cosine to 5 %%)")
     sp.add_argument("--finetune-lr", type=_positive(float), help="learning rate of the fine-tuning rounds "
                     "(default: --lr)")
@@ -824,7 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--loss", choices=("mse", "bands"), default="mse",
                     help="mse: MSE on the LPC-weighted residual spectrum (default); bands: plus a "
                          "multi-resolution log band-energy term (model/train.py)")
-    sp.add_argument("--rate-weight", type=float, default=0.0, metavar="L",
+    sp.add_argument("--rate-weight", type=_NON_NEGATIVE, default=0.0, metavar="L",
                     help="entropy-aware training: add L dB per bit of the code bits' mean binary "
                          "entropy to the greedy loss (skewed codes that Huffman coding shrinks; "
                          "--loss mse only; default 0)")
@@ -931,7 +982,7 @@ def build_parser() -> argparse.ArgumentParser:
              "frames and compare every word with the golden model")
     model_arg(sp)
     sp.add_argument("--wav", help="speech file (default: a held-out test recording)")
-    sp.add_argument("--frames", type=_ranged(int, 1, 10000), default=4, help="frames to simulate (default 4)")
+    sp.add_argument("--frames", type=_FRAMES, default=4, help="frames to simulate (default 4)")
     sp.add_argument("--lanes", type=_LANES, default=16)
     sp.add_argument("--build-dir", default="build/verify")
     sp.add_argument("--storage", default="rom", choices=("rom", "spram", "ram"),
@@ -977,7 +1028,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("input", nargs="?")
     sp.add_argument("output", nargs="?")
     sp.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
-    sp.add_argument("--baud", type=int, default=1_000_000)
+    sp.add_argument("--baud", type=_BAUD, default=1_000_000)
     model_arg(sp)
     sp.add_argument("--force", action="store_true")
 
@@ -987,7 +1038,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--test-dir", default=str(DEFAULT_TEST_DIR), help="held-out WAV folder")
     sp.add_argument("--out", default="out/report")
     sp.add_argument("--arith", choices=("float", "fixed", "both"), default="both")
-    sp.add_argument("--widths", default="6,8,10,12,16", help="activation widths for the fixed-point sweep")
+    sp.add_argument("--widths", type=_widths, default=(6, 8, 10, 12, 16),
+                    help="activation widths for the fixed-point sweep (default 6,8,10,12,16; '' for none)")
     sp.add_argument("--no-baselines", action="store_true")
     sp.add_argument("--float-model", help="a float-weight model (network.binary=false) to draw beside")
 
@@ -1001,13 +1053,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "test voices are kept for the reported figures)")
     sp.add_argument("--out", default="docs/ablation", help="study folder (default docs/ablation); "
                     "models go to OUT/models/NAME.pt, existing ones are not retrained")
-    sp.add_argument("--epochs", type=_positive(int), default=4, help="greedy epochs per stage (default 4; "
+    sp.add_argument("--epochs", type=_EPOCHS, default=4, help="greedy epochs per stage (default 4; "
                     "fine-tuning rounds, where a variant has them, get half)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=_SEED, default=0)
     sp.add_argument("--threads", type=_THREADS, default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--only", help="train only these variants (comma-separated); the report still "
                     "covers every model in OUT/models")
-    sp.add_argument("--rate", type=float, default=20.0, help="rate of the equal-rate columns (kbps, default 20)")
+    sp.add_argument("--rate", type=_positive(float), default=20.0, help="rate of the equal-rate columns (kbps, default 20)")
     sp.add_argument("--config", help="base config the variants change (JSON file or preset; "
                     "default: the default config)")
     sp.add_argument("--no-baselines", action="store_true", help="do not measure Opus, Speex, G.722")
@@ -1026,14 +1078,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-asterisk", action="store_true",
                     help="only the pocketsphinx recordings (no asterisk prompts)")
     sp.add_argument("--out", default=str(REPO / "data"))
-    sp.add_argument("--synth-minutes", type=float, default=10.0)
+    sp.add_argument("--synth-minutes", type=_NON_NEGATIVE, default=10.0)
     sp.add_argument("--engines", default="espeak-ng",
                     help="comma-separated speech synthesizers for OUT/synth: espeak-ng (default), "
                          "flite, festival (each file spoken by one of them at random)")
-    sp.add_argument("--speed-perturb", type=float, default=0.0, metavar="S",
+    sp.add_argument("--speed-perturb", type=_SPEED_PERTURB, default=0.0, metavar="S",
                     help="resample each synthetic file by a random factor in [1-S, 1+S] (new "
-                         "pseudo-speakers; default 0)")
-    sp.add_argument("--seed", type=int, default=0)
+                         "pseudo-speakers; S in 0..0.5, default 0)")
+    sp.add_argument("--seed", type=_SEED, default=0)
     return p
 
 
@@ -1054,6 +1106,12 @@ def main(argv=None):
         print("cascade: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        return 1
+    except OSError as exc:   # the file system refused a path the user gave (a file for a folder, ...)
+        if a.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"cascade: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except Exception as exc:  # an internal error: still one line, with the way to see more
         if a.debug:

@@ -20,7 +20,7 @@ import torch
 
 from .errors import CascadeError
 from . import dsp, golden
-from .bitstream import Frames, SideCoder, read_stream, side_columns, write_stream
+from .bitstream import Frames, SideCoder, _check_codebooks, read_stream, side_columns, write_stream
 from .config import CodecConfig, ConfigError
 from .export import quantize_model
 from .net import Cascade
@@ -78,7 +78,14 @@ class Codec:
         bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:
             raise ModelError(f"{path}: weights {bad[0]} hold NaN or infinite values")
-        net = Cascade(cfg)              # sized by the config, which CodecConfig.validate bounds
+        # the network is sized by the config (bounded by bitstream.LIMITS); a file must also hold
+        # the weights its config sizes, so what is allocated is bounded by the file's own size
+        need = sum(i * o for st in range(cfg.network.stages) for side in ("encoder", "decoder")
+                   for _, i, o in cfg.layer_shapes(st)[side])
+        have = sum(v.numel() for v in state.values())
+        if have < need:
+            raise ModelError(f"{path}: holds {have:,} weight values, its config needs at least {need:,}")
+        net = Cascade(cfg)
         try:
             net.load_state_dict(state)
         except (RuntimeError, KeyError) as exc:
@@ -89,9 +96,13 @@ class Codec:
             lsf_q = dsp.LsfQuantizer.from_dict(d["lsf"]) if d.get("lsf") else None
             if lsf_q is not None and lsf_q.levels.shape != (cfg.lpc.order, 1 << cfg.lpc.lsf_bits):
                 raise ValueError("LSF quantizer does not match the config")
+            if lsf_q is not None and not (np.isfinite(lsf_q.levels).all() and np.isfinite(lsf_q.min_gap)):
+                raise ValueError("LSF quantizer levels hold NaN or infinite values")
             codebooks = [Codebook.from_dict(c) for c in d["codebooks"]] if d.get("codebooks") else None
             if codebooks is not None and len(codebooks) != cfg.network.stages:
                 raise ValueError("one Huffman codebook per stage expected")
+            if codebooks is not None:
+                _check_codebooks(codebooks, cfg.network.stages, cfg)   # symbol size, code lengths
             meta = dict(d.get("meta") or {})
             side = SideCoder.from_dict(d["side_codebooks"]) if d.get("side_codebooks") else None
             if side is not None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .bitstream import LIMITS      # the formats' one table (model.bitstream imports no config)
 from .errors import CascadeError
 
 __all__ = [
@@ -33,12 +35,10 @@ class ConfigError(CascadeError, ValueError):
 
 #: Limits every config (and so every model file) must keep, checked before anything is sized from
 #: it: a model file's config decides how much memory the loader allocates, so a hostile file could
-#: otherwise ask for gigabytes before a weight is read.  ``MAX_PARAMETERS`` bounds the network's
-#: weights and biases together (``CodecConfig.parameter_count``).  docs/bitstream.md and the model
-#: file format in ``model/codec.py`` refer here.
-LIMITS = {"sample_rate": 192_000, "hop": 4096, "stages": 64, "code_bits": 4096, "hidden": 4096,
-          "res_layers": 16, "subbands": 64, "search_passes": 8}
-MAX_PARAMETERS = 1 << 26
+#: otherwise ask for gigabytes before a weight is read.  The table is the formats' one table,
+#: ``model.bitstream.LIMITS`` (quoted in docs/bitstream.md); ``MAX_PARAMETERS`` bounds the
+#: network's weights, biases and scales together (``CodecConfig.parameter_count``).
+MAX_PARAMETERS = LIMITS["parameters"]
 
 
 @dataclass(frozen=True)
@@ -473,24 +473,61 @@ class CodecConfig:
                        for _, i, o in self.layer_shapes(st)[side])
         return per_band          # sub-bands share one network's weights
 
+    def _check_types(self) -> None:
+        """Every field has its default's type (an int field an int, not a bool or 2.5; a float
+        field a finite number; a schedule a non-empty list of such), before any check or size
+        computes with it: a model file's config is read from the file."""
+        for sec in dataclasses.fields(self):
+            obj = getattr(self, sec.name)
+            for f in dataclasses.fields(obj):
+                v, d = getattr(obj, f.name), f.default
+                what = f"{sec.name}.{f.name}"
+                if isinstance(d, bool) or isinstance(d, str):
+                    if type(v) is not type(d):
+                        raise ConfigError(f"{what} must be a {type(d).__name__}, not {v!r}")
+                    continue
+                vals = v if isinstance(v, tuple) else (v,)
+                if isinstance(v, tuple) and not v:
+                    raise ConfigError(f"{what} must not be an empty list")
+                want_int = isinstance(d, int) or (isinstance(d, tuple) and all(isinstance(x, int) for x in d))
+                for x in vals:
+                    if isinstance(x, bool) or not isinstance(x, (int, float)):
+                        raise ConfigError(f"{what} must be a number, not {v!r}")
+                    if want_int and not isinstance(x, int):
+                        raise ConfigError(f"{what} must be an integer, not {v!r}")
+                    if isinstance(x, float) and not math.isfinite(x):
+                        raise ConfigError(f"{what} must be a finite number, not {v!r}")
+
     def _check_limits(self) -> None:
-        """``LIMITS`` and ``MAX_PARAMETERS``, before any other check computes with the sizes."""
-        s, n, sc = self.signal, self.network, self.search
+        """``LIMITS`` (``model.bitstream``), before any other check computes with the sizes."""
+        self._check_types()
+        s, n, sc, l, g, e, f, pt = (self.signal, self.network, self.search, self.lpc, self.gain,
+                                    self.entropy, self.fixed, self.pitch)
         ints = {"sample_rate": s.sample_rate, "hop": s.hop, "stages": n.stages, "hidden": n.hidden,
-                "res_layers": n.res_layers, "subbands": n.subbands, "search_passes": sc.passes}
+                "res_layers": n.res_layers, "subbands": n.subbands, "search_passes": sc.passes,
+                "lpc_order": l.order, "lsf_bits": l.lsf_bits, "lpc_window": l.window, "gain_bits": g.bits,
+                "pitch_lag_max": pt.lag_max, "pitch_gain_bits": pt.gain_bits, "symbol_bits": e.symbol_bits,
+                "max_code_len": e.max_code_len, "packet_frames": e.packet_frames, "act_bits": f.act_bits,
+                "scale_bits": f.scale_bits, "bias_bits": f.bias_bits}
         for name, v in ints.items():
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ConfigError(f"{name} must be an integer, not {v!r}")
             if not 0 <= v <= LIMITS[name]:
-                raise ConfigError(f"{name} = {v} is outside 0..{LIMITS[name]} (config.LIMITS)")
+                raise ConfigError(f"{name} = {v} is outside 0..{LIMITS[name]} (bitstream.LIMITS)")
         bits = n.code_bits
         if not isinstance(bits, (tuple, list)) or len(bits) > LIMITS["stages"] or any(
                 isinstance(b, bool) or not isinstance(b, int) or not 0 <= b <= LIMITS["code_bits"] for b in bits):
             raise ConfigError(f"code_bits must list at most {LIMITS['stages']} integers of "
-                              f"0..{LIMITS['code_bits']} (config.LIMITS)")
+                              f"0..{LIMITS['code_bits']} (bitstream.LIMITS)")
+        cands = _schedule_values(sc.candidates)
+        if len(cands) > LIMITS["stages"] or any(not 0 <= c <= LIMITS["search_candidates"] for c in cands):
+            raise ConfigError(f"search candidates: at most {LIMITS['stages']} numbers of "
+                              f"0..{LIMITS['search_candidates']} (bitstream.LIMITS)")
+        if len(_schedule_values(self.postfilter.num_gamma)) > LIMITS["stages"]:
+            raise ConfigError(f"postfilter num_gamma: at most {LIMITS['stages']} values (bitstream.LIMITS)")
         if len(bits) == n.stages and n.stages and n.subbands and self.parameter_count() > MAX_PARAMETERS:
             raise ConfigError(f"the network would hold {self.parameter_count():,} parameters; at most "
-                              f"{MAX_PARAMETERS:,} (config.MAX_PARAMETERS)")
+                              f"{MAX_PARAMETERS:,} (bitstream.LIMITS)")
 
     def validate(self) -> None:
         self._check_limits()
@@ -528,34 +565,34 @@ class CodecConfig:
                               f"({list(n.code_bits)})")
         if not 2 <= f.act_int_bits < f.act_bits:
             raise ConfigError("need 2 <= act_int_bits < act_bits (hardtanh output +-1 must fit)")
-        if not 2 <= f.scale_bits <= 32:
-            raise ConfigError("scale_bits must be 2..32")
-        if not f.act_frac + 2 <= f.bias_bits <= 32:
-            raise ConfigError("bias_bits must be act_frac+2..32 (a bias of +-1 must fit)")
-        if f.act_bits > 24:
-            raise ConfigError("act_bits must be at most 24")
+        if not 2 <= f.scale_bits <= LIMITS["scale_bits"]:
+            raise ConfigError(f"scale_bits must be 2..{LIMITS['scale_bits']}")
+        if not f.act_frac + 2 <= f.bias_bits <= LIMITS["bias_bits"]:
+            raise ConfigError(f"bias_bits must be act_frac+2..{LIMITS['bias_bits']} (a bias of +-1 must fit)")
         widest = max(max(s.coefficients, n.hidden, *n.code_bits), 1)
         if f.product_bits(widest) > 62:
             raise ConfigError(f"acc * scale needs {f.product_bits(widest)} bits; at most 62 (int64 golden model)")
-        if l.enabled and not (1 <= l.order <= 32 and 0 < l.gamma <= 1 and 1 <= l.lsf_bits <= 8):
-            raise ConfigError("lpc: order 1..32, gamma in (0, 1], lsf_bits 1..8")
+        if l.enabled and not (1 <= l.order and 0 < l.gamma <= 1 and 1 <= l.lsf_bits):
+            raise ConfigError(f"lpc: order 1..{LIMITS['lpc_order']}, gamma in (0, 1], lsf_bits 1..{LIMITS['lsf_bits']}")
         if l.enabled and l.window < s.hop:
             raise ConfigError("lpc.window must be at least one hop")
-        if not 1 <= g.bits <= 8 or g.step_db <= 0:
-            raise ConfigError("gain: bits 1..8 and a positive step")
+        if not 1 <= g.bits or g.step_db <= 0:
+            raise ConfigError(f"gain: bits 1..{LIMITS['gain_bits']} and a positive step")
         ip, pt = self.input, self.pitch
         if not (0 <= ip.highpass_hz < s.sample_rate / 2 and 1 <= ip.highpass_order <= 8):
             raise ConfigError("input: highpass_hz in [0, sample_rate/2), highpass_order 1..8")
         if pt.domain not in ("signal", "residual"):
             raise ConfigError(f"pitch.domain must be 'signal' or 'residual', not {pt.domain!r}")
-        if not (2 <= pt.lag_min < pt.lag_max <= 4096 and 1 <= pt.gain_bits <= 4
+        if not (2 <= pt.lag_min < pt.lag_max and 1 <= pt.gain_bits
                 and 0 < pt.gain_step and pt.gain_step * ((1 << pt.gain_bits) - 1) < 1
                 and 0 <= pt.strength <= 1 and 0 <= pt.threshold <= 1 and 0 < pt.octave <= 1
                 and 0 <= pt.fade <= s.hop):
-            raise ConfigError("pitch: 2 <= lag_min < lag_max <= 4096, gain_bits 1..4 with every gain "
+            raise ConfigError(f"pitch: 2 <= lag_min < lag_max <= {LIMITS['pitch_lag_max']}, gain_bits "
+                              f"1..{LIMITS['pitch_gain_bits']} with every gain "
                               "below 1, strength, threshold in [0, 1], octave in (0, 1], fade 0..hop")
-        if not 1 <= e.symbol_bits <= 16 or e.max_code_len < e.symbol_bits or e.packet_frames < 1:
-            raise ConfigError("entropy: symbol_bits 1..16, max_code_len >= symbol_bits, packet_frames >= 1")
+        if not 1 <= e.symbol_bits or e.max_code_len < e.symbol_bits or e.packet_frames < 1:
+            raise ConfigError(f"entropy: symbol_bits 1..{LIMITS['symbol_bits']}, max_code_len symbol_bits.."
+                              f"{LIMITS['max_code_len']}, packet_frames 1..{LIMITS['packet_frames']}")
         if any(b % e.symbol_bits for b in n.code_bits):
             raise ConfigError(f"every stage's code_bits must be a multiple of symbol_bits={e.symbol_bits}")
 
@@ -618,6 +655,10 @@ class CodecConfig:
             raise ConfigError(f"config file {path} not found (presets: {', '.join(PRESETS)})") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not a text (JSON) file") from None
+        except OSError as exc:      # a folder, no permission ...
+            raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
         try:
             return cls.from_dict(d)
         except TypeError as exc:

@@ -127,9 +127,16 @@ def run_report(a) -> dict:
     codec = Codec.load(a.model)
     files = wav_files(a.test_dir)
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     ariths = ("float", "fixed") if a.arith == "both" else (a.arith,)
-    widths = [int(w) for w in str(a.widths).split(",") if w.strip()] if a.widths else []
+    if isinstance(a.widths, str):       # "6,8,10" (the CLI gives a tuple already)
+        widths = [int(w) for w in a.widths.split(",") if w.strip()]
+    else:
+        widths = [int(w) for w in (a.widths or ())]
+    for w in widths:   # each width must make a valid config (act_int_bits < w ...) before any work
+        codec.cfg.replace(fixed={"act_bits": w, "bias_bits": max(codec.cfg.fixed.bias_bits,
+                                                                 w - codec.cfg.fixed.act_int_bits + 2)})
+    fm_early = Codec.load(a.float_model) if getattr(a, "float_model", None) else None
+    out.mkdir(parents=True, exist_ok=True)
     N = codec.cfg.network.stages
     t0 = time.time()
     points, sweep, float_pts = [], [], []
@@ -147,7 +154,7 @@ def run_report(a) -> dict:
                 points.append({"system": f"cascade ({tag})", "label": f"cascade K={k} {tag}",
                                "stages": k, **r["mean"], "files": len(files)})
         if getattr(a, "float_model", None):
-            fm = Codec.load(a.float_model)
+            fm = fm_early
             for k in range(1, fm.cfg.network.stages + 1):
                 r = evaluate_files(fm, files, "float", k, p)
                 float_pts.append({"system": "cascade, float weights", "label": f"float-weight K={k}",

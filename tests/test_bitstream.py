@@ -233,9 +233,165 @@ def test_header_frames_must_fit_samples():
 
 
 def test_stray_bytes_are_counted_and_refused_when_strict():
+    """Garbage between packets is skipped and counted (refused with conceal=False); bytes after an
+    intact last packet are refused in both modes, as truncate_stream refuses them."""
     good = write_stream(make_frames(T=60), CFG, CODEBOOKS)
     assert read_stream(good, CFG, CODEBOOKS).stray_bytes == 0
-    out = read_stream(good + b"trailing garbage", CFG, CODEBOOKS)
+    first = _packet_ends(good)[0]
+    between = good[:first] + b"garbage between!" + good[first:]
+    out = read_stream(between, CFG, CODEBOOKS)
     assert out.stray_bytes == 16 and not out.lost.any()
+    with pytest.raises(BitstreamError, match="damaged|stray"):
+        read_stream(between, CFG, CODEBOOKS, conceal=False)
+    for conceal in (True, False):
+        with pytest.raises(BitstreamError, match="stray"):
+            read_stream(good + b"trailing garbage", CFG, CODEBOOKS, conceal=conceal)
     with pytest.raises(BitstreamError, match="stray"):
-        read_stream(good + b"trailing garbage", CFG, CODEBOOKS, conceal=False)
+        truncate_stream(good + b"trailing garbage", 1, CFG)
+
+
+def _packet_ends(data: bytes) -> list[int]:
+    """Byte offsets where each packet of a good stream ends."""
+    from model.bitstream import _scan_packet
+    h = stream_info(data)
+    pos, ends = HEADER_SIZE, []
+    for _ in range(h["packets"]):
+        pkt = _scan_packet(data, pos, h["stages"], CFG, h["packet_frames"], h["huffman"], h["side_huffman"])
+        assert pkt[0] == "intact"
+        pos = pkt[-1]
+        ends.append(pos)
+    return ends
+
+
+# ---- hostile headers (issue 19): every field bounded before anything is allocated -----------------
+def _raw_header(data: bytes, **fields) -> bytes:
+    """``data`` with header fields set by byte layout (also impossible ones) and the CRC recomputed."""
+    import struct
+    import zlib
+    offsets = {"flags": (5, "B"), "K": (6, "B"), "N": (7, "B"), "rate": (16, "I"), "frames": (20, "I"),
+               "samples": (24, "I"), "packet_frames": (28, "H"), "symbol_bits": (30, "B"), "reserved": (31, "B")}
+    head = bytearray(data[:36])
+    for name, v in fields.items():
+        off, fmt = offsets[name]
+        struct.pack_into("<" + fmt, head, off, v)
+    return bytes(head) + struct.pack("<I", zlib.crc32(bytes(head))) + data[HEADER_SIZE:]
+
+
+HOSTILE_HEADERS = {
+    "K=0": dict(K=0), "K>N": dict(K=3), "N=0": dict(N=0, K=0), "N above the limit": dict(N=65, K=65),
+    "packet_frames=0": dict(packet_frames=0), "other packet_frames": dict(packet_frames=24),
+    "symbol_bits=0": dict(symbol_bits=0), "symbol_bits=17": dict(symbol_bits=17),
+    "other symbol_bits": dict(symbol_bits=4), "rate=0": dict(rate=0), "rate 8000": dict(rate=8000),
+    "rate above the limit": dict(rate=10 ** 9), "unknown flag": dict(flags=0x83), "reserved": dict(reserved=1),
+    "samples without frames": dict(frames=0), "frames without samples": dict(samples=0),
+    "frames beyond the file": dict(frames=10 ** 7, samples=10 ** 7 * 64),
+    "max frames": dict(frames=(1 << 32) - 1, samples=(1 << 32) - 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_HEADERS))
+def test_hostile_header_is_one_clear_error(name):
+    good = write_stream(make_frames(T=60), CFG, CODEBOOKS)
+    bad = _raw_header(good, **HOSTILE_HEADERS[name])
+    for fn in (lambda: read_stream(bad, CFG, CODEBOOKS), lambda: read_stream(bad, CFG, CODEBOOKS, conceal=False),
+               lambda: truncate_stream(bad, 1, CFG)):
+        with pytest.raises(BitstreamError) as e:
+            fn()
+        assert "\n" not in str(e.value)
+
+
+def test_header_with_k_zero_is_refused_by_info_too():
+    good = write_stream(make_frames(T=60), CFG, CODEBOOKS)
+    with pytest.raises(BitstreamError, match="K = 0"):
+        stream_info(_raw_header(good, K=0))
+
+
+def _most_frames_the_size_allows(data: bytes) -> int:
+    """The largest frame count whose smallest stream (``_min_stream_size``) fits ``data``."""
+    from model.bitstream import _min_stream_size, _parse_header
+    h = _parse_header(data)
+    lo, hi = h["frames"], 1 << 31
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _min_stream_size(dict(h, frames=mid), CFG, h["huffman"]) <= len(data):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def test_header_claiming_the_most_frames_the_file_allows_is_refused():
+    """The packets must hold the frames (issue 19: 1 MB decoded to 4.5 GB of concealed silence):
+    a header whose frame count the file's size allows but its packets do not hold is refused
+    before arrays of that size exist."""
+    import tracemalloc
+    good = write_stream(make_frames(T=60), CFG, CODEBOOKS)
+    big = good + bytes(100_000)                      # room for many frames by size alone
+    T = _most_frames_the_size_allows(big)
+    assert T > 100 * 60
+    hostile = _with_header(big, frames=T, samples=T * CFG.signal.hop)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BitstreamError, match="claims"):
+            read_stream(hostile, CFG, CODEBOOKS)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * len(hostile), peak
+    # the same with every packet after the first replaced by zeros
+    first = _packet_ends(good)[0]
+    zeros = _with_header(good[:first] + bytes(len(good) - first), frames=60, samples=60 * CFG.signal.hop)
+    with pytest.raises(BitstreamError, match="claims"):
+        read_stream(zeros, CFG, CODEBOOKS)
+
+
+def test_header_with_fewer_frames_than_the_packets_hold_is_refused():
+    """A frame count cut to whole packets (50 of 60) or inside one (55): not a silent drop."""
+    good = write_stream(make_frames(T=60), CFG, CODEBOOKS)
+    hop = CFG.signal.hop
+    for T in (50, 55, 25):
+        bad = _with_header(good, frames=T, samples=T * hop)
+        with pytest.raises(BitstreamError, match="claims|stray"):
+            read_stream(bad, CFG, CODEBOOKS)
+        with pytest.raises(BitstreamError):
+            truncate_stream(bad, 1, CFG)
+    bad = _with_header(good, frames=70, samples=70 * hop)             # more than the packets hold
+    with pytest.raises(BitstreamError, match="claims"):
+        read_stream(bad, CFG, CODEBOOKS)
+
+
+def test_damaged_packets_still_count_as_held():
+    """A stream whose packets are all damaged in their data (headers readable) is concealed, not
+    refused: only frames in no packet at all count against the header."""
+    fr = make_frames(T=75)
+    data = bytearray(write_stream(fr, CFG, CODEBOOKS))
+    ends = [HEADER_SIZE] + _packet_ends(bytes(data))
+    for a, b in zip(ends, ends[1:]):
+        data[b - 6] ^= 0x01                                          # inside each packet's last section
+    out = read_stream(bytes(data), CFG, CODEBOOKS)
+    assert out.lost.all() and out.gain_idx.shape == (75,)
+
+
+def test_packet_lengths_are_bounded():
+    """A packet that declares a section longer than its frames can code to is no packet: the reader
+    never checksums more than a fixed size per candidate sync word."""
+    from model.bitstream import packet_bounds
+    (slo, shi), secs = packet_bounds(CFG, 2, 25, True, True)
+    assert 0 < slo <= shi < 65536 and all(0 < lo <= hi < 65536 for lo, hi in secs)
+    (slo, shi), secs = packet_bounds(CFG, 2, 25, False, False)
+    assert slo == shi and all(lo == hi for lo, hi in secs)
+    good = bytearray(write_stream(make_frames(T=60), CFG, CODEBOOKS))
+    good[HEADER_SIZE + 8:HEADER_SIZE + 10] = (65535).to_bytes(2, "little")   # packet 0, stage 0 length
+    out = read_stream(bytes(good), CFG, CODEBOOKS)
+    assert out.lost[:25].all() and not out.lost[25:].any()
+
+
+def test_limits_table_in_the_docs_is_the_code_table():
+    """docs/bitstream.md quotes bitstream.LIMITS row by row (the one table of the format limits)."""
+    import re
+    from pathlib import Path
+    from model.bitstream import LIMITS
+    text = (Path(__file__).resolve().parent.parent / "docs" / "bitstream.md").read_text()
+    section = text[text.index("## Limits"):text.index("## Errors and concealment")]
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([0-9.]+) \|", section, re.M))
+    assert rows == {k: str(v) for k, v in LIMITS.items()}

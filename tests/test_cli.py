@@ -239,11 +239,18 @@ def test_truncated_cas(capsys, cas, tiny_model_path, tmp_path):
 
 
 def test_cas_with_bytes_missing_in_the_middle_is_concealed(capsys, cas, tiny_model_path, tmp_path):
+    """A zeroed middle third is concealed; a stream zeroed but for 200 bytes at each end holds too
+    few of the frames its header claims (bitstream.LIMITS["missing_share"]): one error line."""
     d = cas.read_bytes()
     bad = tmp_path / "hole.cas"
-    bad.write_bytes(d[:200] + bytes(len(d) - 400) + d[-200:])
+    keep = len(d) // 3
+    bad.write_bytes(d[:keep] + bytes(len(d) - 2 * keep) + d[-keep:])
     rc, out, err = run(capsys, "decode", bad, tmp_path / "o.wav", "--model", tiny_model_path)
     assert rc == 0 and "concealed" in out, err
+    bad.write_bytes(d[:200] + bytes(len(d) - 400) + d[-200:])
+    rc, out, err = run(capsys, "decode", bad, tmp_path / "o2.wav", "--model", tiny_model_path)
+    assert_user_error(rc, err)
+    assert rc == 1 and "claims" in err and not (tmp_path / "o2.wav").exists()
 
 
 @pytest.mark.parametrize("stages", [0, 3, -1])
@@ -353,15 +360,45 @@ BAD_ARGS = [
     ("train", "x", "--out", "m.pt", "--lr", "nan"),
     ("synth", "--board", "icebreaker", "--lanes", "0"), ("synth", "--board", "icebreaker", "--lanes", "many"),
     ("synth", "--board", "icebreaker", "--sweep", "8,0"), ("synth", "--board", "icebreaker", "--sweep", "8,x"),
+    # issue 19, item 2: every range, argparse's own errors included
+    ("encode", "a.wav", "b.cas", "--search", "9"), ("encode", "a.wav", "b.cas", "--search-candidates", "1000000"),
+    ("encode", "a.wav", "b.cas", "--search-candidates", "-1"), ("encode", "a.wav", "b.cas", "--search-candidates", "4,,2"),
+    ("encode", "a.wav", "b.cas", "--bogus-flag"), ("encode", "a.wav", "b.cas", "extra"), ("--bogus",), (),
+    ("export-rtl", "--out", "r", "--lanes", "-1"), ("export-rtl", "--out", "r", "--lanes", "100000"),
+    ("verify", "--frames", "x"), ("verify", "--frames", "100000"), ("verify", "--lanes", "0"),
+    ("train", "x", "--out", "m.pt", "--batch", "-1"), ("train", "x", "--out", "m.pt", "--batch", "100000000"),
+    ("train", "x", "--out", "m.pt", "--greedy-epochs", "0"), ("train", "x", "--out", "m.pt", "--finetune-epochs", "0"),
+    ("train", "x", "--out", "m.pt", "--rounds", "100000"), ("train", "x", "--out", "m.pt", "--threads", "100000"),
+    ("train", "x", "--out", "m.pt", "--lr", "inf"), ("train", "x", "--out", "m.pt", "--lr", "0"),
+    ("train", "x", "--out", "m.pt", "--finetune-lr", "-1"), ("train", "x", "--out", "m.pt", "--rate-weight", "-1"),
+    ("train", "x", "--out", "m.pt", "--rate-weight", "nan"), ("train", "x", "--out", "m.pt", "--seed", "-1"),
+    ("train", "x", "--out", "m.pt", "--loss", "l1"), ("train", "x"),
+    ("ablate", "--epochs", "0"), ("ablate", "--rate", "nan"), ("ablate", "--seed", "x"), ("ablate", "--threads", "-1"),
+    ("board", "info", "--port", "p", "--baud", "-1"), ("board", "info", "--port", "p", "--baud", "0"),
+    ("board", "reset", "--port", "p"), ("report", "--widths", "0"), ("report", "--widths", "x"),
+    ("report", "--widths", "100"), ("prepare-data", "--speed-perturb", "5"),
+    ("prepare-data", "--synth-minutes", "-1"), ("prepare-data", "--synth-minutes", "nan"),
+    ("demo", "--lanes", "0"), ("decode", "a.cas", "b.wav", "--num-gamma", "1.5"),
+    ("decode", "a.cas", "b.wav", "--stages", "x"), ("tune-postfilter", "d", "--out", "o.pt", "--gammas", "nan"),
 ]
 
 
-@pytest.mark.parametrize("argv", BAD_ARGS, ids=[" ".join(a) for a in BAD_ARGS])
+@pytest.mark.parametrize("argv", BAD_ARGS, ids=[" ".join(a) or "no-arguments" for a in BAD_ARGS])
 def test_bad_arguments_are_one_error_line_and_exit_1(capsys, argv):
     rc, out, err = run(capsys, *argv)
     assert rc == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cascade: error: "), err
+    assert "Traceback" not in err and "usage:" not in err
+
+
+def test_subprocess_argparse_error_is_one_line_exit_1():
+    """argparse's own errors through the real entry point: one line, exit 1 (argparse: usage
+    lines and 2)."""
+    p = _proc("verify", "--frames", "-1")
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()]
+    assert p.stderr.startswith("cascade: error: verify: argument --frames:")
 
 
 def test_eval_voices_curve_and_baseline(capsys, tiny_model_path, speech_wav, tmp_path):
@@ -417,6 +454,29 @@ def _hostile_models(tiny_model_path, tmp_path):
     nan["state_dict"][k] = torch.full_like(nan["state_dict"][k], float("nan"))
     out["nan-weights"] = nan
     out["no-weights"] = dict(d, state_dict={"x": 1})
+
+    def with_config(**sections):          # a config changed by hand, its hash recomputed
+        cfg = json.loads(json.dumps(d["config"]))
+        for sec, fields in sections.items():
+            cfg.setdefault(sec, {}).update(fields)
+        return dict(d, config=cfg, config_hash=hash_config_dict(cfg))
+    # within every size limit, but far more weights than the 17 KB file holds: refused before the
+    # network is allocated (the message names the weight count)
+    out["wide-within-limits"] = with_config(network={"hidden": 2048})
+    out["inf-config-float"] = with_config(gain={"step_db": float("inf")})
+    out["nan-config-float"] = with_config(lpc={"gamma": float("nan")})
+    out["float-for-int"] = with_config(lpc={"order": 8.5})
+    out["huge-packets"] = with_config(entropy={"packet_frames": 1 << 20})
+    out["long-codes-limit"] = with_config(entropy={"max_code_len": 64})
+    out["huge-window"] = with_config(lpc={"window": 1 << 30})
+    lsf = dict(d["lsf"], levels=[[float("nan")] * len(r) for r in d["lsf"]["levels"]])
+    out["nan-lsf"] = dict(d, lsf=lsf)
+    books = [dict(b) for b in d["codebooks"]]
+    books[0]["lengths"] = [20] + list(books[0]["lengths"][1:])   # Kraft holds; 20 > max_code_len 12
+    out["codes-too-long"] = dict(d, codebooks=books)
+    books = [dict(b) for b in d["codebooks"]]
+    books[1] = {"symbol_bits": 4, "lengths": [4] * 16}
+    out["codebook-symbol-bits"] = dict(d, codebooks=books)
     paths = {}
     for name, obj in out.items():
         paths[name] = tmp_path / f"{name}.pt"
@@ -434,6 +494,39 @@ def test_hostile_model_files_are_refused_before_allocating(capsys, tiny_model_pa
         grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
         assert grown_mb < 200, (name, grown_mb)
         assert not (tmp_path / f"{name}.cas").exists()
+        if name == "wide-within-limits":
+            assert "weight values" in err, err
+
+
+def _stream_with(data: bytes, **fields) -> bytes:
+    """A stream whose header fields a hostile writer changed (header CRC recomputed)."""
+    from model.bitstream import HEADER_SIZE, _make_header, _parse_header
+    return _make_header(dict(_parse_header(data), **fields)) + data[HEADER_SIZE:]
+
+
+def _hostile_streams(cas: Path, tmp_path: Path, cfg) -> dict:
+    """.cas files for the issue's stream cases: K = 0, K > N, another rate or symbol size, a frame
+    count the file's size allows but its packets do not hold, fewer frames than the packets hold,
+    trailing garbage."""
+    from model.bitstream import _min_stream_size, _parse_header
+    d = cas.read_bytes()
+    hop = cfg.signal.hop
+    padded = d + bytes(200_000)
+    h = _parse_header(padded)
+    lo, hi = h["frames"], 1 << 30          # the most frames the padded file's size allows
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if _min_stream_size(dict(h, frames=mid), cfg, True) <= len(padded) else (lo, mid - 1)
+    streams = {"k-zero": _stream_with(d, stages=0), "k-above-n": _stream_with(d, stages=3),
+               "rate-8000": _stream_with(d, sample_rate=8000), "symbol-bits-0": _stream_with(d, symbol_bits=0),
+               "most-frames-size-allows": _stream_with(padded, frames=lo, samples=lo * hop),
+               "fewer-frames-than-packets": _stream_with(d, frames=500, samples=500 * hop),
+               "trailing-garbage": d + b"trailing garbage"}
+    paths = {}
+    for name, data in streams.items():
+        paths[name] = tmp_path / f"{name}.cas"
+        paths[name].write_bytes(data)
+    return paths
 
 
 def test_output_created_during_the_run_is_kept(capsys, monkeypatch, speech_wav, tiny_model_path, tmp_path):
@@ -464,8 +557,29 @@ def _contract_cases(tmp_path, speech_wav, tiny_model_path, cas):
     (folder / "keep").write_text("x")
     ck_out = tmp_path / "m.pt"
     Path(str(ck_out) + ".ckpt").write_bytes(b"not a checkpoint")
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(bytes(range(256)))
     m = ("--model", tiny_model_path)
-    return [
+    from model.codec import Codec
+    streams = _hostile_streams(cas, tmp_path, Codec.load(tiny_model_path).cfg)
+    stream_cases = [(f"decode-{name}", ("decode", path, tmp_path / f"{name}.wav", *m)) for name, path in streams.items()]
+    stream_cases += [(f"truncate-{name}", ("truncate", path, tmp_path / f"{name}-k1.cas", "--stages", "1", *m))
+                     for name, path in streams.items()]
+    stream_cases += [(f"info-{name}", ("info", streams[name])) for name in ("k-zero", "k-above-n", "symbol-bits-0")]
+    return stream_cases + [
+        ("train-config-binary", ("train", speech_wav.parent, "--out", tmp_path / "c.pt", "--config", binary)),
+        ("train-config-folder", ("train", speech_wav.parent, "--out", tmp_path / "c.pt", "--config", folder)),
+        ("verify-build-dir-is-file", ("verify", "--build-dir", a_file, "--wav", speech_wav, "--frames", "1", *m)),
+        ("synth-out-is-file", ("synth", "--board", "icebreaker", "--out", a_file, "--mode", "yosys", *m)),
+        ("report-out-is-file", ("report", "--out", a_file, *m)),
+        ("report-float-model-missing", ("report", "--out", tmp_path / "rep", "--float-model", tmp_path / "no.pt", *m)),
+        ("report-width-below-int-bits", ("report", "--out", tmp_path / "rep", "--widths", "3", "--test-dir",
+                                         speech_wav.parent, *m)),
+        ("demo-out-is-file", ("demo", "--out", a_file, "--wav", speech_wav, *m)),
+        ("prepare-data-out-is-file", ("prepare-data", "--out", a_file, "--no-asterisk", "--synth-minutes", "0")),
+        ("encode-search-candidates-huge", ("encode", speech_wav, tmp_path / "s.cas", "--search-candidates",
+                                           "1000000", *m)),
+        ("train-device-cuda-plain", ("train", speech_wav.parent, "--out", tmp_path / "c.pt", "--device", "cuda")),
         ("encode-to-folder-force", ("encode", speech_wav, folder, "--force", *m)),
         ("decode-to-folder", ("decode", cas, folder, *m)),
         ("export-out-is-file", ("export", "--out", a_file, *m)),
@@ -485,10 +599,15 @@ def _contract_cases(tmp_path, speech_wav, tiny_model_path, cas):
 def test_error_contract_table(capsys, tmp_path, speech_wav, tiny_model_path, cas):
     """Every case: exit 1 and exactly one line ``cascade: error: ...`` (never exit 2, the
     internal-error status), and the user's files untouched."""
+    import torch
     for name, argv in _contract_cases(tmp_path, speech_wav, tiny_model_path, cas):
+        if name == "train-device-cuda-plain" and torch.cuda.is_available():
+            continue
         rc, out, err = run(capsys, *argv)
         assert rc == 1, (name, rc, err)
         assert_user_error(rc, err)
+        if name.startswith(("decode-", "truncate-")) and argv[2] != tmp_path / "a_folder":
+            assert not Path(argv[2]).exists(), name
         assert (tmp_path / "a_file").read_text() == "x" and (tmp_path / "a_folder" / "keep").read_text() == "x"
     assert (tmp_path / "m.pt.ckpt").read_bytes() == b"not a checkpoint"     # not deleted either
 
