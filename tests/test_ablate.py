@@ -12,7 +12,7 @@ import torch
 from model import ablate
 from model.config import CodecConfig, preset
 from model.data import write_wav
-from tests.test_cli import assert_user_error, run
+from tests.helpers import assert_user_error, run
 
 SR = 16000
 

@@ -16,27 +16,9 @@ import pytest
 import soundfile as sf
 
 from model.cli import main
+from tests.helpers import assert_user_error, run
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run(capsys, *argv):
-    """main(argv) -> (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:          # argparse
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_user_error(rc, err):
-    lines = err.strip().splitlines()
-    assert rc not in (0, None), err
-    assert len(lines) == 1, err
-    assert lines[0].startswith("cascade: error:"), err
-    assert "Traceback" not in err
 
 
 @pytest.fixture(scope="module")

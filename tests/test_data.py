@@ -187,7 +187,7 @@ def test_synthesize_speech_other_engines(tmp_path):
 
 
 def test_prepare_data_refuses_an_unknown_engine_before_writing(capsys, tmp_path):
-    from test_cli import run
+    from tests.helpers import run
     rc, out, err = run(capsys, "prepare-data", "--out", tmp_path / "d", "--engines", "espeak-ng,say")
     assert rc == 1 and "unknown speech engine 'say'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "d").exists()

@@ -9,23 +9,7 @@ from model.config import preset
 from hw.schedule import Schedule
 from model.golden import encode, random_model
 from sim.runner import build_core, run_core
-
-CFG = preset("tiny")
-MODEL = random_model(CFG, seed=3)
-A = CFG.fixed.act_bits
-LO, HI = -(1 << (A - 1)), (1 << (A - 1)) - 1
-LANES = 16
-
-
-def frames_with_extremes(n_random, seed=0, cfg=CFG):
-    D = cfg.coefficients
-    rng = np.random.default_rng(seed)
-    alt = np.where(np.arange(D) % 2 == 0, HI, LO)
-    return np.concatenate([
-        rng.integers(LO, HI + 1, (n_random, D)),
-        np.full((1, D), HI), np.full((1, D), LO), alt[None], alt[None, ::-1], np.zeros((1, D), int),
-        rng.integers(-(1 << cfg.fixed.act_frac), 1 << cfg.fixed.act_frac, (1, D)),  # within +-1.0
-    ])
+from tests.helpers import CORE_CFG as CFG, CORE_LANES as LANES, CORE_MODEL as MODEL, frames_with_extremes
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from model.export import load_export
 from sim.runner import FRAMES_ENV
 from sim.verify import verify_cores
-from test_hw_cores import MODEL, LANES, frames_with_extremes
+from tests.helpers import CORE_LANES as LANES, CORE_MODEL as MODEL, frames_with_extremes
 
 
 def test_verify_cores_on_frames_file(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from model import dsp, golden
 from model.config import CodecConfig, ConfigError, preset
 
-from test_cli import run
+from tests.helpers import run
 
 
 def _left(stage, r, bits, cfg):
