@@ -24,7 +24,17 @@ from .evaluation import (curve_markdown, evaluate_baseline, evaluate_curve, eval
 from .files import check_new, signals_interrupt, write_file
 from .progress import progress_bars
 
-REPO = Path(__file__).resolve().parent.parent
+
+def _home() -> Path:
+    """Where default inputs and outputs live (``data/``, ``bitstreams/``, ``docs/report/``,
+    ``build/``): the checkout the package runs from (a ``pyproject.toml`` beside the package
+    folder, an editable install), else the current directory, so that an installed package
+    never writes into site-packages."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "model" / "cli.py").is_file() else Path.cwd()
+
+
+REPO = _home()
 DEFAULT_TEST_DIR = REPO / "data" / "test"
 #: Where recipe choices are made (``cascade prepare-data``: half of an unseen voice).
 DEFAULT_VAL_DIR = REPO / "data" / "val"
