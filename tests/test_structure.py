@@ -84,3 +84,27 @@ def test_architecture_names_every_module():
     missing = [f"{p}/{f.name}" for p in PACKAGES for f in sorted((REPO / p).glob("*.py"))
                if f.stem != "__init__" and f"`{p}/{f.name}`" not in section]
     assert missing == []
+
+
+def test_non_editable_install_writes_nothing_into_site_packages(tmp_path):
+    """A plain (non-editable) install carries both shipped models as package data, and its
+    default output folders are the current directory, not site-packages."""
+    import shutil
+    import subprocess
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(src)], check=True, capture_output=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    probe = ("import model.cli as c, model.codec as k, pathlib; "
+             "print(c.REPO); print(k.DEFAULT_MODEL.is_file()); "
+             "print((pathlib.Path(k.__file__).parent / 'large' / 'model.pt').is_file())")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=work, env={"PYTHONPATH": str(site), "PATH": ""},
+                         check=True, capture_output=True, text=True).stdout.split()
+    assert out == [str(work.resolve()), "True", "True"]
