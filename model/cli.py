@@ -1104,17 +1104,18 @@ def main(argv=None):
     a = p.parse_args(argv)
     a.argv = list(map(str, argv)) if argv is not None else sys.argv[1:]
     known = CascadeError          # every error a user can cause (model/errors.py)
-    signals_interrupt()          # SIGTERM/SIGHUP: clean up temporary files like Ctrl-C does
     try:
-        a.fn(a)
+        with signals_interrupt():    # SIGTERM/SIGHUP: clean up temporary files like Ctrl-C does
+            a.fn(a)
     except known as exc:
         if a.debug:
             raise
         print(f"cascade: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("cascade: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:   # Ctrl-C, SIGTERM, SIGHUP: temporary files are gone by now
+        why = f" ({exc})" if str(exc) else ""
+        print(f"cascade: error: interrupted{why}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 1
     except OSError as exc:   # the file system refused a path the user gave (a file for a folder, ...)

@@ -29,6 +29,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from .errors import CascadeError
+from .files import write_file
 
 __all__ = [
     "AudioError", "load_wav", "write_wav", "list_wavs", "resample",
@@ -201,7 +202,6 @@ def write_wav(path, x, sr: int = 16000, force: bool = True) -> Path:
     if not np.all(np.isfinite(a)):
         raise AudioError(f"{p}: refusing to write NaN or infinite samples")
     pcm = np.clip(np.round(a * 32768.0), -32768, 32767).astype(np.int16)
-    from .files import write_file
     return write_file(p, lambda fh: sf.write(fh, pcm, int(sr), format="WAV", subtype="PCM_16"), force)
 
 
@@ -430,7 +430,7 @@ def _write_split_md(path: Path, rows: list[dict], src: Path) -> None:
         if c:
             L.append(f"| {r['source']} | {c['r1_le']:.3f} | {c['r1_be']:.3f} | "
                      f"{100 * c['hf_le']:.2f} % | {c['f0_hz']:.0f} | {c['seconds']:.2f} |")
-    path.write_text("\n".join(L) + "\n")
+    write_file(path, "\n".join(L) + "\n", force=True)      # prepare-data rebuilds its folder
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,7 +567,7 @@ def _write_asterisk_md(path: Path, res: dict, speakers) -> None:
         L.append(f"| {key} | {n} | {res['seconds'][key] / 60:.1f} |")
     if res["skipped"]:
         L += ["", "Skipped: " + ", ".join(f"`{s}`" for s in res["skipped"])]
-    path.write_text("\n".join(L) + "\n")
+    write_file(path, "\n".join(L) + "\n", force=True)      # prepare-data rebuilds its folder
 
 
 # ---------------------------------------------------------------------------------------------
@@ -796,5 +796,5 @@ def synthesize_speech(out_dir, minutes: float = 10.0, seed: int = 0, sample_rate
             paths.append(p)
             total += sec
             i += 1
-    (out / f"MANIFEST_{seed}.tsv").write_text("\n".join(manifest) + "\n")
+    write_file(out / f"MANIFEST_{seed}.tsv", "\n".join(manifest) + "\n", force=True)
     return paths
