@@ -1,51 +1,66 @@
-"""The scalable bitstream: header, packets, one byte-aligned section per stage.
+"""The scalable bitstream: header, packets, checked side units and one checked section per stage.
 
-The layout is documented byte by byte in ``docs/bitstream.md``; in short (all integers
-little-endian)::
+The layout is documented byte by byte in ``docs/bitstream.md`` (format version 3); in short (all
+integers little-endian)::
 
-    header (40 bytes): b"CASC" | version u8 (2) | flags u8 | K u8 | N u8 | config hash 8 bytes |
+    header (40 bytes): b"CASC" | version u8 (3) | flags u8 | K u8 | N u8 | config hash 8 bytes |
                        sample_rate u32 | frames T u32 | samples u32 | packet_frames u16 |
                        symbol_bits u8 | 0 u8 | codebooks id u32 | CRC-32 of the 36 bytes before u32
     packet (repeated ceil(T / packet_frames) times):
-                       sync b"\\xA5\\x5A" | index u32 | frames u16 | K x section length u16 |
-                       side length u16 | side information | K stage sections | CRC-32 u32
+                       sync b"\\xA5\\x5A" | index u32 | frames F u16 |
+                       (Huffman streams only) K x section length u16 | CRC-16 of the packet head u16 |
+                       side units: per frame S side bits + CRC-8 of them, all F frames packed MSB first |
+                       K x (stage section | CRC-8 of the section)
 
 Side information: per frame ``lpc.order`` LSF indices of ``lpc.lsf_bits`` bits, the gain index
 of ``gain.bits`` bits, then (when ``cfg.pitch`` is on) the pitch lag index and gain index
-(``PitchConfig.side_widths``), each MSB first, all frames of the packet concatenated and packed MSB first
-into ``ceil(frames * bits / 8)`` bytes; or, with flag bit 1, delta + Huffman coded per field
-(:class:`SideCoder`).  A stage section holds the packet's frames of that stage:
-Huffman coded (``model/huffman.py``: k-bit symbols with the first code bit in the LSB, codes MSB
-first, packed MSB first, zero-padded) when the stream is Huffman coded, else the raw code bits,
-frame after frame, packed MSB first.
+(``PitchConfig.side_widths``), each MSB first (``side_columns``: S bits), followed by the CRC-8 of
+those S bits (packed MSB first into ceil(S/8) bytes); the F units of a packet are concatenated and
+packed MSB first into ``ceil(F * (S + 8) / 8)`` bytes.  A stage section holds the packet's frames
+of that stage: the raw code bits, frame after frame, packed MSB first (flag bit 0 clear), or
+Huffman coded (``model/huffman.py``; flag bit 0 set), each followed by its CRC-8.  Raw sections
+and the side units have sizes fixed by F, so only a Huffman stream's packets carry section
+lengths.  ``model.codec`` writes raw sections unless Huffman saves at least
+``codec.HUFFMAN_MIN_SAVING`` of them (it saves nothing on the shipped models).
 
-Robustness (``read_stream``):
+What a damaged bit costs (``read_stream``, ``conceal=True``):
 
-* empty, short or non-CASC data, an unknown version, a header CRC mismatch, a header field
-  outside ``LIMITS`` (K = 0 or K > N, N, packet_frames, symbol_bits, sample rate, unknown flags),
-  another codec's config hash, N, rate, packet_frames or symbol_bits, other codebooks
-  (``codebooks id``) or no codebooks for a Huffman stream: BitstreamError;
-* data shorter than the smallest stream its header allows: BitstreamError ("truncated");
-* a frame count that cannot carry the header's sample count (``frames_fit_samples``):
-  BitstreamError, so the frames a header claims are bounded by the file's size;
-* a header whose frame count disagrees with an intact packet (one beyond its last packet, or a
-  packet of another frame count), or one that claims more frames than the stream's packets hold
-  (more than ``LIMITS["missing_share"]`` of them in no packet, intact or damaged): BitstreamError,
-  before any array of the header's size is allocated;
-* bytes after the last packet when it is intact (trailing data): BitstreamError, as
-  ``truncate_stream`` refuses them;
-* other bytes outside every good packet (garbage between packets): counted in
-  ``Frames.stray_bytes`` (``cascade decode`` says so); with ``conceal=False`` a BitstreamError;
-* a packet whose sync, index, length fields, CRC or Huffman data are wrong, or that is missing:
-  with ``conceal=True`` its frames are marked in ``Frames.lost`` and hold zeros (LSF indices, gain
-  index and code bits); the reader re-synchronizes on the next sync word whose packet has a good
-  CRC.  With ``conceal=False`` it is a BitstreamError.
+* in a frame's side unit: that frame (``Frames.lost``; the decoder takes LSFs, pitch lag and a
+  decaying gain from the frame before and keeps the frame's own stage codes);
+* in stage section k of a packet: a Huffman section (whose later codes a bit error shifts) loses
+  stages k..K of the packet's frames, which decode with stages 1..k-1 (``Frames.stages``); a raw
+  section keeps its bits (``raw_damage="use"``, a flipped bit moves no other bit: it costs the
+  code bits it hits in the frame they belong to), or with ``raw_damage="drop"`` is dropped as
+  a Huffman one is;
+* in a packet head (sync, index, frames, lengths, CRC-16): for a raw stream the head is
+  recovered from the packet's place when the packet after it (or the end of the stream) is
+  where the head's F says; otherwise the packet's frames are lost and the reader
+  re-synchronizes on the next sync word whose head has a good CRC.
 
-No other exception leaves ``read_stream``, ``truncate_stream`` or ``stream_info``.
+Errors (BitstreamError):
+
+* empty, short or non-CASC data, an unknown version (version 2 streams, one CRC per packet, are
+  refused with a note to re-encode), a header CRC mismatch, a header field outside ``LIMITS``
+  (K = 0 or K > N, N, packet_frames, symbol_bits, sample rate, unknown flags), another codec's
+  config hash, N, rate, packet_frames or symbol_bits, other codebooks (``codebooks id``) or no
+  codebooks for a Huffman stream;
+* data shorter than the smallest stream its header allows: "truncated";
+* a frame count that cannot carry the header's sample count (``frames_fit_samples``), so the
+  frames a header claims are bounded by the file's size;
+* a header whose frame count disagrees with a packet (one beyond its last packet, or a packet of
+  another frame count), or one that claims more frames than the stream's packets hold (more
+  than ``LIMITS["missing_share"]`` of them in no packet): refused before any array of the
+  header's size is allocated;
+* bytes after the last packet when it is whole (trailing data), as ``truncate_stream`` refuses;
+* other bytes outside every located packet (garbage between packets): counted in
+  ``Frames.stray_bytes``; with ``conceal=False`` a BitstreamError, as is any failed check.
+
+No other exception leaves ``read_stream``, ``truncate_stream``, ``packet_spans`` or ``stream_info``.
 """
 
 from __future__ import annotations
 
+import binascii
 import struct
 import zlib
 from dataclasses import dataclass
@@ -56,7 +71,8 @@ from .errors import CascadeError
 from .huffman import Codebook, HuffmanError, codebooks_id
 
 __all__ = ["Frames", "BitstreamError", "SideCoder", "write_stream", "read_stream", "truncate_stream",
-           "stream_info", "side_columns", "MAGIC", "VERSION", "HEADER_SIZE", "SYNC", "LIMITS"]
+           "stream_info", "side_columns", "packet_spans", "packet_layout", "crc8", "crc16",
+           "MAGIC", "VERSION", "HEADER_SIZE", "SYNC", "LIMITS"]
 
 #: The limits of both file formats, checked before anything is sized from them (the one table:
 #: ``model.config`` reads it for a model file's config, the reader and writer here for a stream's
@@ -88,16 +104,48 @@ LIMITS = {"sample_rate": 192_000, "hop": 4096, "stages": 64, "code_bits": 4096, 
           "missing_share": 0.5}
 
 MAGIC = b"CASC"
-VERSION = 2
+VERSION = 3
 SYNC = b"\xA5\x5A"
 FLAG_HUFFMAN = 0x01
-FLAG_SIDE_HUFFMAN = 0x02
 
 _HEADER = struct.Struct("<4sBBBB8sIIIHBBI")      # 36 bytes, then CRC u32
 HEADER_SIZE = _HEADER.size + 4                    # 40
 _PKT_HEAD = struct.Struct("<2sIH")                # sync, index, frames: 8 bytes
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
+CRC8_POLY = 0x07                                  # CRC-8 (x^8 + x^2 + x + 1), initial value 0
+CRC_BYTES = 1                                     # the check after each stage section
+
+
+def _crc8_table() -> np.ndarray:
+    t = np.zeros(256, np.uint8)
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = ((c << 1) ^ CRC8_POLY) & 0xFF if c & 0x80 else (c << 1) & 0xFF
+        t[b] = c
+    return t
+
+
+_CRC8 = _crc8_table()
+
+
+def _crc8_rows(rows: np.ndarray) -> np.ndarray:
+    """CRC-8 (``CRC8_POLY``, initial 0, no reflection) of each row of a (R, L) uint8 array."""
+    c = np.zeros(rows.shape[0], np.uint8)
+    for j in range(rows.shape[1]):
+        c = _CRC8[c ^ rows[:, j]]
+    return c
+
+
+def crc8(data: bytes) -> int:
+    """The CRC-8 of the layout: polynomial 0x07, initial value 0, MSB first (CRC-8/SMBUS)."""
+    return int(_crc8_rows(np.frombuffer(bytes(data), np.uint8).reshape(1, -1))[0])
+
+
+def crc16(data: bytes) -> int:
+    """The CRC-16 of a packet head: CRC-16/CCITT-FALSE (polynomial 0x1021, initial 0xFFFF)."""
+    return binascii.crc_hqx(bytes(data), 0xFFFF)
 
 
 class BitstreamError(CascadeError, ValueError):
@@ -109,10 +157,15 @@ class Frames:
     """The coded content of a stream.
 
     ``lsf_idx`` (T, cfg.lpc.order) int (shape (T, 0) when LPC is off), ``gain_idx`` (T,) int,
-    ``codes`` K arrays (T, cfg.network.code_bits[n]) uint8 {0,1}, ``lost`` (T,) bool set by
-    :func:`read_stream` (frames whose packet was damaged or missing; their values are zeros),
-    ``pitch`` (T, 2) int lag and gain indices of the pitch pre-filter (``PitchConfig``; None when
-    the codec has none).
+    ``codes`` K arrays (T, cfg.network.code_bits[n]) uint8 {0,1}, ``pitch`` (T, 2) int lag and
+    gain indices of the pitch pre-filter (``PitchConfig``; None when the codec has none).
+
+    Set by :func:`read_stream`: ``lost`` (T,) bool, frames whose side information is damaged or
+    whose packet is missing (their side values are zeros); ``stages`` (T,) int, how many of the K
+    stages of each frame are usable (K unless a damaged section or a missing packet took stages
+    k..K; the codes of unusable stages are zeros); ``bad_checks``: how many side units, sections
+    and packet heads failed their check (raw sections kept with ``raw_damage="use"`` included).
+    A decoder runs stages 1..stages[t] for frame t (``Codec.decode``).
     """
     num_samples: int
     lsf_idx: np.ndarray
@@ -121,6 +174,8 @@ class Frames:
     lost: np.ndarray | None = None
     pitch: np.ndarray | None = None    # (T, 2) int (lag index, gain index) when cfg.pitch is on
     stray_bytes: int = 0               # read_stream: bytes after the header outside every good packet
+    stages: np.ndarray | None = None   # read_stream: (T,) usable stages per frame
+    bad_checks: int = 0                # read_stream: failed checks (side units, sections, heads)
 
 
 # ---- small helpers -------------------------------------------------------------------------------
@@ -156,31 +211,51 @@ def split_side_columns(vals: np.ndarray, cfg):
     return vals[:, :order], vals[:, order], pitch
 
 
+def _side_unit_bits(cfg) -> int:
+    """Bits of one frame's side unit: its S side bits and their CRC-8."""
+    return int(_side_widths(cfg).sum()) + 8
+
+
 def _side_bytes(cfg, frames: int) -> int:
-    return (frames * int(_side_widths(cfg).sum()) + 7) // 8
+    return (frames * _side_unit_bits(cfg) + 7) // 8
 
 
-def _pack_fields(values: np.ndarray, widths: np.ndarray) -> bytes:
-    """(T, F) values, each column MSB first at its width, row after row, packed MSB first."""
-    if values.size == 0:
-        return b""
+def _field_bits(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """(F, fields) values -> (F, S) bits, each field MSB first at its width."""
+    F = values.shape[0]
+    if widths.size == 0:
+        return np.zeros((F, 0), np.uint8)
     wmax = int(widths.max())
     shifts = widths[None, :, None] - 1 - np.arange(wmax)[None, None, :]
     bits = ((values[:, :, None] >> np.maximum(shifts, 0)) & 1).astype(np.uint8)
     mask = np.broadcast_to(shifts >= 0, bits.shape)
-    return np.packbits(bits[mask]).tobytes()
+    return bits[mask].reshape(F, int(widths.sum()))
 
 
-def _unpack_fields(data: bytes, frames: int, widths: np.ndarray) -> np.ndarray:
+def _unit_crcs(bits: np.ndarray) -> np.ndarray:
+    """(F, S) side bits -> (F,) CRC-8 of each frame's bits packed MSB first (zero-padded)."""
+    return _crc8_rows(np.packbits(bits, axis=1)) if bits.shape[1] else np.zeros(bits.shape[0], np.uint8)
+
+
+def _pack_side(values: np.ndarray, widths: np.ndarray) -> bytes:
+    """(F, fields) side values -> the packet's side units (bits then CRC-8 per frame), packed."""
+    bits = _field_bits(values, widths)
+    crc = np.unpackbits(_unit_crcs(bits)[:, None], axis=1)
+    return np.packbits(np.concatenate([bits, crc], axis=1).reshape(-1)).tobytes()
+
+
+def _unpack_side(data: bytes, frames: int, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of :func:`_pack_side`: (values (F, fields), ok (F,) bool: the unit's CRC-8 holds)."""
     per = int(widths.sum())
-    bits = np.unpackbits(np.frombuffer(data, np.uint8))[:frames * per].astype(np.int64)
-    bits = bits.reshape(frames, per)
+    units = np.unpackbits(np.frombuffer(data, np.uint8))[:frames * (per + 8)].reshape(frames, per + 8)
+    bits, crc = units[:, :per], np.packbits(units[:, per:], axis=1)[:, 0]
+    ok = _unit_crcs(bits) == crc
     out = np.zeros((frames, widths.size), np.int64)
     pos = 0
     for j, w in enumerate(widths.tolist()):
-        out[:, j] = bits[:, pos:pos + w] @ (np.int64(1) << np.arange(w - 1, -1, -1, dtype=np.int64))
+        out[:, j] = bits[:, pos:pos + w].astype(np.int64) @ (np.int64(1) << np.arange(w - 1, -1, -1, dtype=np.int64))
         pos += w
-    return out
+    return out, ok
 
 
 def _packet_frames(cfg_pf: int, total: int, index: int) -> int:
@@ -253,10 +328,8 @@ class SideCoder:
         return cls([Codebook.from_dict(b) for b in d["books"]])
 
 
-def _books_id(codebooks, side) -> int:
-    if side is None:
-        return codebooks_id(codebooks) if codebooks is not None else 0
-    return zlib.crc32(struct.pack("<II", codebooks_id(codebooks) if codebooks is not None else 0, side.id)) or 1
+def _books_id(codebooks) -> int:
+    return codebooks_id(codebooks) if codebooks is not None else 0
 
 
 # ---- header -------------------------------------------------------------------------------------
@@ -268,6 +341,9 @@ def _parse_header(data: bytes) -> dict:
         raise BitstreamError("empty stream")
     if len(data) < 4 or data[:4] != MAGIC:
         raise BitstreamError("not a cascade stream (magic is not CASC)")
+    if len(data) > 4 and data[4] == 2:
+        raise BitstreamError("stream format version 2 (one CRC per packet), this reader reads version 3: "
+                             "re-encode the audio with this cascade")
     if len(data) < HEADER_SIZE:
         raise BitstreamError(f"stream truncated inside its header ({len(data)} of {HEADER_SIZE} bytes)")
     (magic, version, flags, k, n, chash, rate, frames, samples, pf, sym_bits, _res,
@@ -277,7 +353,7 @@ def _parse_header(data: bytes) -> dict:
         raise BitstreamError(f"stream format version {version}, this reader knows version {VERSION}")
     if zlib.crc32(data[:_HEADER.size]) != crc:
         raise BitstreamError("stream header is damaged (header CRC mismatch)")
-    if flags & ~(FLAG_HUFFMAN | FLAG_SIDE_HUFFMAN) or _res:
+    if flags & ~FLAG_HUFFMAN or _res:
         raise BitstreamError("stream header holds impossible values (unknown flags or reserved bits)")
     L = LIMITS
     if not 1 <= n <= L["stages"]:
@@ -294,20 +370,18 @@ def _parse_header(data: bytes) -> dict:
     if samples > frames * L["hop"] or frames > samples + 2:
         raise BitstreamError(f"stream header is inconsistent: {frames} frames for {samples} samples")
     packets = -(-frames // pf)
-    least = HEADER_SIZE + packets * (_PKT_HEAD.size + 2 * k + 2 + 4)
+    least = HEADER_SIZE + packets * (_head_size(k, bool(flags & FLAG_HUFFMAN)) + k * CRC_BYTES)
     if len(data) < least:
         raise BitstreamError(f"stream truncated: its header claims {packets} packets, at least {least} "
                              f"bytes, the stream has {len(data)}")
-    return {"version": version, "huffman": bool(flags & FLAG_HUFFMAN),
-            "side_huffman": bool(flags & FLAG_SIDE_HUFFMAN), "stages": k,
-            "codec_stages": n, "config_hash": chash.hex(), "sample_rate": rate, "frames": frames,
-            "samples": samples, "packet_frames": pf, "symbol_bits": sym_bits,
+    return {"version": version, "huffman": bool(flags & FLAG_HUFFMAN), "side_huffman": False,
+            "stages": k, "codec_stages": n, "config_hash": chash.hex(), "sample_rate": rate,
+            "frames": frames, "samples": samples, "packet_frames": pf, "symbol_bits": sym_bits,
             "codebooks_id": cb_id}
 
 
 def _make_header(h: dict) -> bytes:
-    flags = (FLAG_HUFFMAN if h["huffman"] else 0) | (FLAG_SIDE_HUFFMAN if h.get("side_huffman") else 0)
-    head = _HEADER.pack(MAGIC, VERSION, flags, h["stages"],
+    head = _HEADER.pack(MAGIC, VERSION, FLAG_HUFFMAN if h["huffman"] else 0, h["stages"],
                         h["codec_stages"], bytes.fromhex(h["config_hash"]), h["sample_rate"],
                         h["frames"], h["samples"], h["packet_frames"], h["symbol_bits"], 0,
                         h["codebooks_id"])
@@ -326,6 +400,33 @@ def stream_info(data: bytes) -> dict:
     return h
 
 
+# ---- the packet layout (one definition: writer, reader, truncate_stream, packet_layout) ----------
+def _head_size(k_stages: int, huff: bool) -> int:
+    """Bytes of a packet head: sync, index, F, the K section lengths (Huffman only), CRC-16."""
+    return _PKT_HEAD.size + (2 * k_stages if huff else 0) + 2
+
+
+def _make_head(index: int, nfr: int, lens: list[int] | None) -> bytes:
+    head = _PKT_HEAD.pack(SYNC, index, nfr) + b"".join(_U16.pack(ln) for ln in lens or ())
+    return head + _U16.pack(crc16(head))
+
+
+def _make_packet(index: int, side: bytes, sections: list[bytes], huff: bool, nfr: int) -> bytes:
+    out = bytearray(_make_head(index, nfr, [len(x) for x in sections] if huff else None))
+    out += side
+    for sec in sections:
+        out += sec + bytes([crc8(sec)])
+    return bytes(out)
+
+
+def packet_layout(cfg, stages: int, frames: int, huff: bool) -> dict:
+    """Byte sizes of a packet of ``frames`` frames: ``head``, ``side`` (the side units),
+    ``sections`` ([(lo, hi)] of each stage section without its CRC-8 byte; raw ones exact) and
+    ``unit_bits`` (bits per side unit).  What docs/bitstream.md tabulates."""
+    return {"head": _head_size(stages, huff), "side": _side_bytes(cfg, frames),
+            "sections": packet_bounds(cfg, stages, frames, huff)[1], "unit_bits": _side_unit_bits(cfg)}
+
+
 # ---- writing ------------------------------------------------------------------------------------
 def _check_codebooks(codebooks, k_stages, cfg):
     if len(codebooks) < k_stages:
@@ -339,9 +440,11 @@ def _check_codebooks(codebooks, k_stages, cfg):
 
 
 def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: SideCoder | None = None) -> bytes:
-    """Frames -> stream bytes; Huffman coded when ``codebooks`` are given, else raw bits.
+    """Frames -> stream bytes; stage sections Huffman coded when ``codebooks`` are given, else raw.
 
-    Raises BitstreamError (one line) on frames that do not fit ``cfg``.
+    ``side`` is accepted for callers of format version 2 and not used: version 3 carries the side
+    information in fixed-width units with a check per frame (a Huffman-coded unit would hide where
+    the next one starts).  Raises BitstreamError (one line) on frames that do not fit ``cfg``.
     """
     codes = list(frames.codes)
     k_stages = len(codes)
@@ -375,16 +478,13 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
     huff = codebooks is not None
     if huff:
         _check_codebooks(codebooks, k_stages, cfg)
-    if side is not None:
-        side.check(cfg)
     pf = cfg.entropy.packet_frames
     if not 1 <= pf <= LIMITS["packet_frames"]:
         raise BitstreamError(f"packet_frames must be 1..{LIMITS['packet_frames']}")
     out = bytearray(_make_header({
         "huffman": huff, "stages": k_stages, "codec_stages": N, "config_hash": cfg.config_hash,
         "sample_rate": cfg.signal.sample_rate, "frames": T, "samples": int(frames.num_samples),
-        "packet_frames": pf, "symbol_bits": cfg.entropy.symbol_bits, "side_huffman": side is not None,
-        "codebooks_id": _books_id(codebooks, side)}))
+        "packet_frames": pf, "symbol_bits": cfg.entropy.symbol_bits, "codebooks_id": _books_id(codebooks)}))
     widths = _side_widths(cfg)
     side_all = side_columns(lsf, gain, frames.pitch, cfg)
     if side_all.shape != (T, len(widths)):
@@ -400,17 +500,7 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
             if len(sec) > LIMITS["section_bytes"]:
                 raise BitstreamError(f"stage {n} section of packet {p} exceeds 65535 bytes; use smaller packets")
             sections.append(sec)
-        pkt = bytearray(_PKT_HEAD.pack(SYNC, p, b - a))
-        for sec in sections:
-            pkt += _U16.pack(len(sec))
-        side_sec = side.encode(side_all[a:b], widths) if side is not None else _pack_fields(side_all[a:b], widths)
-        if len(side_sec) > LIMITS["section_bytes"]:
-            raise BitstreamError(f"side information of packet {p} exceeds 65535 bytes; use smaller packets")
-        pkt += _U16.pack(len(side_sec)) + side_sec
-        for sec in sections:
-            pkt += sec
-        pkt += _U32.pack(zlib.crc32(pkt))
-        out += pkt
+        out += _make_packet(p, _pack_side(side_all[a:b], widths), sections, huff, b - a)
     return bytes(out)
 
 
@@ -434,56 +524,59 @@ def _side_code_lens(cfg) -> list[int]:
     return [max(cfg.entropy.max_code_len, w) for w in _side_widths(cfg).tolist()]
 
 
-def _min_side(cfg, nfr: int, side_huff: bool) -> int:
-    return len(_side_widths(cfg)) * -(-nfr // 8) if side_huff else _side_bytes(cfg, nfr)
+def packet_bounds(cfg, stages: int, frames: int, huff: bool) -> tuple:
+    """``((lo, hi) of the side units, [(lo, hi) of each of the K stage sections])``: the byte
+    lengths of a packet of ``frames`` frames (the side units and raw sections exactly; a Huffman
+    section's declared length must lie within).  A packet head outside them is no packet; with
+    them a packet is at most a fixed size for a config, so scanning a stream for packets costs a
+    fixed multiple of its size."""
+    side = _side_bytes(cfg, frames)
+    return ((side, side), [(_min_section(cfg, n, frames, huff), _max_section(cfg, n, frames, huff))
+                           for n in range(stages)])
 
 
-def _max_side(cfg, nfr: int, side_huff: bool) -> int:
-    if not side_huff:
-        return _side_bytes(cfg, nfr)
-    return min(LIMITS["section_bytes"], sum(-(-nfr * ln // 8) for ln in _side_code_lens(cfg)))
-
-
-def packet_bounds(cfg, stages: int, frames: int, huff: bool, side_huff: bool) -> tuple:
-    """``((lo, hi) of the side information, [(lo, hi) of each of the K stage sections])``: the byte
-    lengths a packet of ``frames`` frames may declare.  A packet header outside them is no
-    packet; with them a packet is at most a fixed size for a config, so scanning a stream for
-    packets costs a fixed multiple of its size."""
-    return ((_min_side(cfg, frames, side_huff), _max_side(cfg, frames, side_huff)),
-            [(_min_section(cfg, n, frames, huff), _max_section(cfg, n, frames, huff)) for n in range(stages)])
-
-
-def _scan_packet(data: bytes, pos: int, k_stages: int, cfg, pf: int, huff: bool, side_huff: bool):
+def _scan_packet(data: bytes, pos: int, k_stages: int, cfg, pf: int, huff: bool, infer=None):
     """Look for a packet at ``pos``.
 
-    Returns None when there is no packet header here (no sync word, a frame count outside
-    1..packet_frames, or lengths outside ``packet_bounds``); ``("damaged", index, frames, None,
-    None, end)`` for a packet header whose packet runs past the data or fails its CRC; else
-    ``("intact", index, frames, side bytes, [section bytes], end)``.
+    Returns None when there is no packet head here (no sync word, a frame count outside
+    1..packet_frames, a head CRC-16 mismatch or lengths outside ``packet_bounds``);
+    ``("short", index, frames, None, None, end)`` for a good head whose packet runs past the data;
+    else ``("whole", index, frames, side units, [(section, CRC-8 holds)], end)``.  ``infer =
+    (index, frames)``: a raw stream's head is not read but taken as that (its place and the
+    header's frame count give it); the caller checks that the next packet starts at ``end``.
     """
-    head = _PKT_HEAD.size + 2 * k_stages + 2
-    if len(data) - pos < head:
-        return None
-    sync, index, nfr = _PKT_HEAD.unpack_from(data, pos)
-    if sync != SYNC or not 1 <= nfr <= pf:
-        return None
-    q = pos + _PKT_HEAD.size
-    lens = struct.unpack_from(f"<{k_stages}H", data, q)
-    (side_len,) = _U16.unpack_from(data, q + 2 * k_stages)
-    (slo, shi), sec_bounds = packet_bounds(cfg, k_stages, nfr, huff, side_huff)
-    if not slo <= side_len <= shi or not all(lo <= ln <= hi for ln, (lo, hi) in zip(lens, sec_bounds)):
-        return None
+    head = _head_size(k_stages, huff)
+    if infer is not None:
+        if huff:
+            return None
+        index, nfr = infer
+        lens = [lo for lo, _ in packet_bounds(cfg, k_stages, nfr, False)[1]]
+    else:
+        if len(data) - pos < head:
+            return None
+        sync, index, nfr = _PKT_HEAD.unpack_from(data, pos)
+        if sync != SYNC or not 1 <= nfr <= pf or crc16(data[pos:pos + head - 2]) != _U16.unpack_from(data, pos + head - 2)[0]:
+            return None
+        _, sec_bounds = packet_bounds(cfg, k_stages, nfr, huff)
+        if huff:
+            lens = list(struct.unpack_from(f"<{k_stages}H", data, pos + _PKT_HEAD.size))
+            if not all(lo <= ln <= hi for ln, (lo, hi) in zip(lens, sec_bounds)):
+                return None
+        else:
+            lens = [lo for lo, _ in sec_bounds]
+    side_len = _side_bytes(cfg, nfr)
     q = pos + head
-    end = q + side_len + sum(lens)
-    if end + 4 > len(data) or zlib.crc32(data[pos:end]) != _U32.unpack_from(data, end)[0]:
-        return "damaged", index, nfr, None, None, end + 4
+    end = q + side_len + sum(lens) + CRC_BYTES * k_stages
+    if end > len(data):
+        return "short", index, nfr, None, None, end
     side = data[q:q + side_len]
     q += side_len
     secs = []
     for ln in lens:
-        secs.append(data[q:q + ln])
-        q += ln
-    return "intact", index, nfr, side, secs, end + 4
+        sec = data[q:q + ln]
+        secs.append((sec, crc8(sec) == data[q + ln]))
+        q += ln + CRC_BYTES
+    return "whole", index, nfr, side, secs, end
 
 
 def _open(data, cfg, codebooks, side=None, check_books=True):
@@ -496,20 +589,18 @@ def _open(data, cfg, codebooks, side=None, check_books=True):
         raise BitstreamError("stream header's sample rate or symbol size disagrees with the codec config")
     if not frames_fit_samples(h["frames"], h["samples"], cfg.signal.hop):
         raise BitstreamError(f"stream header is inconsistent: {h['frames']} frames for {h['samples']} samples")
-
-    if check_books:
-        if h["huffman"] and codebooks is None:
+    if check_books and h["huffman"]:
+        if codebooks is None:
             raise BitstreamError("stream is Huffman coded: codebooks needed")
-        if h["side_huffman"] and side is None:
-            raise BitstreamError("stream's side information is Huffman coded: side codebooks needed")
-        if h["huffman"]:
-            _check_codebooks(codebooks, h["stages"], cfg)
-        if side is not None and h["side_huffman"]:
-            side.check(cfg)
-        if (h["huffman"] or h["side_huffman"]) and _books_id(
-                codebooks if h["huffman"] else None, side if h["side_huffman"] else None) != h["codebooks_id"]:
+        _check_codebooks(codebooks, h["stages"], cfg)
+        if _books_id(codebooks) != h["codebooks_id"]:
             raise BitstreamError("stream was Huffman coded with other codebooks")
     return h
+
+
+def _min_packet(cfg, K: int, nfr: int, huff: bool) -> int:
+    return (_head_size(K, huff) + _side_bytes(cfg, nfr) + CRC_BYTES * K
+            + sum(_min_section(cfg, n, nfr, huff) for n in range(K)))
 
 
 def _min_stream_size(h, cfg, huff) -> int:
@@ -518,25 +609,54 @@ def _min_stream_size(h, cfg, huff) -> int:
     full, rest = divmod(T, pf)
     for nfr, count in ((pf, full), (rest, 1 if rest else 0)):
         if count:
-            per = (_PKT_HEAD.size + 2 * K + 2 + _min_side(cfg, nfr, h["side_huffman"]) + 4
-                   + sum(_min_section(cfg, n, nfr, huff) for n in range(K)))
-            total += per * count
+            total += _min_packet(cfg, K, nfr, huff) * count
     return total
 
 
+RAW_DAMAGE = ("use", "drop")
+
+
+def _decode_packet(pkt, cfg, codebooks, K: int, huff: bool, raw_damage: str, widths):
+    """A whole packet -> (side values, side ok (F,), [codes of the usable stages], usable stages,
+    failed checks)."""
+    _, index, nfr, side_sec, secs, _ = pkt
+    vals, ok = _unpack_side(side_sec, nfr, widths)
+    bad = int((~ok).sum())
+    dec = []
+    for n, (sec, good) in enumerate(secs):
+        if not good:
+            bad += 1
+            if huff or raw_damage == "drop":
+                bad += sum(not g for _, g in secs[n + 1:])
+                break
+        if huff:
+            try:
+                dec.append(codebooks[n].decode_bits(sec, nfr, cfg.network.code_bits[n]))
+            except HuffmanError:
+                bad += 1
+                break
+        else:
+            dec.append(np.unpackbits(np.frombuffer(sec, np.uint8))[:nfr * cfg.network.code_bits[n]].reshape(nfr, -1))
+    return vals, ok, dec, len(dec), bad
+
+
 def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: bool = True,
-                side: SideCoder | None = None) -> Frames:
-    """Stream bytes -> :class:`Frames` (with ``lost`` set).  See the module docstring for errors
-    and concealment.  ``codebooks`` must be the list the writer was given (checked through the
-    header's codebooks id); they are not needed for a raw stream.
+                side: SideCoder | None = None, raw_damage: str = "use") -> Frames:
+    """Stream bytes -> :class:`Frames` (with ``lost``, ``stages`` and ``bad_checks`` set).  See the
+    module docstring for errors and what damage costs.  ``codebooks`` must be the list the writer
+    was given (checked through the header's codebooks id); they are not needed for a raw stream.
+    ``side`` is not used (version 3 side information is not Huffman coded).  ``raw_damage``:
+    ``"use"`` keeps a raw stage section that fails its check, ``"drop"`` drops it and the stages
+    after it, as a Huffman section is dropped.
 
     The packets are found and decoded first; arrays of the header's frame count are allocated
-    only once the packets in the stream are known to hold (intact or damaged) all but
+    only once the packets in the stream are known to hold (whole or short) all but
     ``LIMITS["missing_share"]`` of those frames."""
+    if raw_damage not in RAW_DAMAGE:
+        raise ValueError(f"raw_damage must be one of {RAW_DAMAGE}")
     h = _open(data, cfg, codebooks, side)
     data = bytes(data)
     huff = h["huffman"]
-    side_huff = h["side_huffman"]
     T, pf, K = h["frames"], h["packet_frames"], h["stages"]
     if len(data) < _min_stream_size(h, cfg, huff):
         raise BitstreamError(f"stream truncated: {len(data)} bytes, its header needs at least "
@@ -544,14 +664,31 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
     npk = -(-T // pf)
     widths = _side_widths(cfg)
 
-    good = []            # (index, frames, side values, [codes]) of the intact packets, in order
-    damaged = set()      # indexes of packets whose header is there but whose data is not intact
-    pos, nxt, used, claimed = HEADER_SIZE, 0, HEADER_SIZE, HEADER_SIZE
+    def next_is_packet(end: int, index: int) -> bool:
+        """Whether a packet of ``index + 1`` starts at ``end`` (or the stream ends there after its last)."""
+        if index == npk - 1:
+            return end == len(data)
+        nxt_pkt = _scan_packet(data, end, K, cfg, pf, huff)
+        return nxt_pkt is not None and nxt_pkt[1] == index + 1
+
+    good = []            # (index, frames, side values, side ok, [codes], usable stages) of whole packets
+    short = set()        # indexes of packets whose head is good but whose data runs past the stream
+    bad_checks = 0
+    pos, nxt, used, claimed, last_end = HEADER_SIZE, 0, HEADER_SIZE, HEADER_SIZE, HEADER_SIZE
     while pos < len(data):
-        pkt = _scan_packet(data, pos, K, cfg, pf, huff, side_huff)
-        if pkt is not None and pkt[0] == "intact":
-            _, index, nfr, side_sec, secs, end = pkt
-            # a packet with a good CRC that the header has no room for: the header's frame
+        pkt = _scan_packet(data, pos, K, cfg, pf, huff)
+        if pkt is None and not huff and pos == last_end and nxt < npk:
+            # a damaged head of a raw stream, where packet nxt must start: recovered from its place
+            # when the packet after it is where the header's frame count puts it
+            guess = _scan_packet(data, pos, K, cfg, pf, huff, infer=(nxt, _packet_frames(pf, T, nxt)))
+            if guess is not None and guess[0] == "whole" and next_is_packet(guess[5], nxt):
+                pkt = guess
+                bad_checks += 1
+                if not conceal:
+                    raise BitstreamError(f"packet {nxt} is damaged (its head, at byte {pos})")
+        if pkt is not None and pkt[0] == "whole":
+            _, index, nfr, _, _, end = pkt
+            # a packet with a good head that the header has no room for: the header's frame
             # count is wrong (a shorter count would silently drop the packets after it)
             if index >= npk:
                 raise BitstreamError(f"stream header claims {T} frames ({npk} packets), the stream holds "
@@ -560,31 +697,25 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
                 raise BitstreamError(f"stream header claims {T} frames, packet {index} holds {nfr} "
                                      f"(the header gives it {_packet_frames(pf, T, index)})")
             if index >= nxt:
-                try:
-                    vals = side.decode(side_sec, nfr, widths) if side_huff else _unpack_fields(side_sec, nfr, widths)
-                    dec = [codebooks[n].decode_bits(secs[n], nfr, cfg.network.code_bits[n]) if huff else
-                           np.unpackbits(np.frombuffer(secs[n], np.uint8))[:nfr * cfg.network.code_bits[n]]
-                           .reshape(nfr, -1) for n in range(K)]
-                except HuffmanError:
-                    pkt = ("damaged", index, nfr)
-                else:
-                    if index > nxt and not conceal:
-                        raise BitstreamError(f"packet {nxt} is damaged or missing")
-                    good.append((index, nfr, vals, dec))
-                    nxt = index + 1
-                    used += end - pos
-                    pos = claimed = end
-                    if index == npk - 1 and pos != len(data):   # as truncate_stream refuses them
-                        raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
-                    continue
-        # a damaged packet holds its frames if its header is plausible and it starts after the
-        # smallest packet the one before could be (so each costs at least the smallest packet's
-        # bytes, as an intact one does; a damaged length field cannot hide the packets after it)
-        if (pkt is not None and pkt[0] == "damaged" and nxt <= pkt[1] < npk and pos >= claimed
+                if index > nxt and not conceal:
+                    raise BitstreamError(f"packet {nxt} is damaged or missing")
+                vals, ok, dec, usable, bad = _decode_packet(pkt, cfg, codebooks, K, huff, raw_damage, widths)
+                if bad and not conceal:
+                    raise BitstreamError(f"packet {index} is damaged ({bad} failed checks)")
+                bad_checks += bad
+                good.append((index, nfr, vals, ok, dec, usable))
+                nxt = index + 1
+                used += end - pos
+                pos = claimed = last_end = end
+                if index == npk - 1 and pos != len(data):   # as truncate_stream refuses them
+                    raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
+                continue
+        # a short packet holds its frames if it starts after the smallest packet the one before
+        # could be (so each costs at least the smallest packet's bytes, as a whole one does)
+        if (pkt is not None and pkt[0] == "short" and nxt <= pkt[1] < npk and pos >= claimed
                 and pkt[2] == _packet_frames(pf, T, pkt[1])):
-            damaged.add(pkt[1])
-            (slo, _), sec_bounds = packet_bounds(cfg, K, pkt[2], huff, side_huff)
-            claimed = pos + _PKT_HEAD.size + 2 * K + 2 + slo + sum(lo for lo, _ in sec_bounds) + 4
+            short.add(pkt[1])
+            claimed = pos + _min_packet(cfg, K, pkt[2], huff)
         if not conceal:
             if nxt == npk:
                 raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
@@ -599,9 +730,9 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         raise BitstreamError(f"{len(data) - used} stray bytes outside the packets")
     if npk == 0 and len(data) > HEADER_SIZE:
         raise BitstreamError(f"{len(data) - HEADER_SIZE} stray bytes after the header of a stream of 0 frames")
-    held = sum(g[1] for g in good) + sum(_packet_frames(pf, T, i) for i in damaged - {g[0] for g in good})
+    held = sum(g[1] for g in good) + sum(_packet_frames(pf, T, i) for i in short - {g[0] for g in good})
     if T - held > LIMITS["missing_share"] * T:
-        raise BitstreamError(f"stream header claims {T} frames, its packets hold {held} (intact or damaged); "
+        raise BitstreamError(f"stream header claims {T} frames, its packets hold {held} (whole or short); "
                              f"the rest are in no packet of the stream")
 
     order = cfg.lpc.order if cfg.lpc.enabled else 0
@@ -610,48 +741,61 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
     pitch = np.zeros((T, 2), np.int64) if cfg.pitch.enabled else None
     codes = [np.zeros((T, cfg.network.code_bits[n]), np.uint8) for n in range(K)]
     lost = np.ones(T, bool)
-    for index, nfr, vals, dec in good:
+    stages = np.zeros(T, np.int64)
+    for index, nfr, vals, ok, dec, usable in good:
         a = index * pf
+        vals = np.where(ok[:, None], vals, 0)
         lsf[a:a + nfr], gain[a:a + nfr], p_vals = split_side_columns(vals, cfg)
         if pitch is not None:
             pitch[a:a + nfr] = p_vals
-        for n in range(K):
+        for n in range(usable):
             codes[n][a:a + nfr] = dec[n]
-        lost[a:a + nfr] = False
+        lost[a:a + nfr] = ~ok
+        stages[a:a + nfr] = usable
     return Frames(num_samples=h["samples"], lsf_idx=lsf, gain_idx=gain, codes=codes, lost=lost,
-                  pitch=pitch, stray_bytes=len(data) - used)
+                  pitch=pitch, stray_bytes=len(data) - used, stages=stages, bad_checks=bad_checks)
+
+
+def _whole_packets(data: bytes, h: dict, cfg):
+    """The packets of an intact stream, in order, each checked (head, side units, sections):
+    ``[(start, end, pkt)]``.  BitstreamError at the first damaged or missing one."""
+    K, T, pf, huff = h["stages"], h["frames"], h["packet_frames"], h["huffman"]
+    widths = _side_widths(cfg)
+    out, pos = [], HEADER_SIZE
+    for p in range(-(-T // pf)):
+        pkt = _scan_packet(data, pos, K, cfg, pf, huff)
+        if (pkt is None or pkt[0] != "whole" or pkt[1] != p or pkt[2] != _packet_frames(pf, T, p)
+                or not all(g for _, g in pkt[4]) or not _unpack_side(pkt[3], pkt[2], widths)[1].all()):
+            raise BitstreamError(f"packet {p} is damaged or missing (at byte {pos})")
+        out.append((pos, pkt[5], pkt))
+        pos = pkt[5]
+    if pos != len(data):
+        raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
+    return out
+
+
+def packet_spans(data: bytes, cfg) -> list[tuple[int, int]]:
+    """``[(start, end)]`` byte ranges of the packets of an intact stream, in order (what
+    ``model.damage`` hits when it damages a share of packets).  Raises BitstreamError for a
+    stream that is not intact."""
+    h = _open(data, cfg, None, check_books=False)
+    return [(a, b) for a, b, _ in _whole_packets(bytes(data), h, cfg)]
 
 
 def truncate_stream(data: bytes, stages: int, cfg) -> bytes:
     """Keep the first ``stages`` stage sections of every packet (no re-encoding).
 
-    The header's K becomes ``stages``; every packet is rewritten with its first sections and a
-    new CRC.  A damaged or missing packet, or bytes after the last one, cannot be cut:
-    BitstreamError.
+    The header's K becomes ``stages``; every packet is rewritten with its first sections (and
+    their CRC-8s) and a new head.  A damaged or missing packet, or bytes after the last one,
+    cannot be cut: BitstreamError.
     """
     h = _open(data, cfg, None, check_books=False)
     data = bytes(data)
-    K, T, pf = h["stages"], h["frames"], h["packet_frames"]
+    K = h["stages"]
     stages = int(stages)
     if not 1 <= stages <= K:
         raise BitstreamError(f"cannot cut a stream of {K} stages to {stages}")
-    npk = -(-T // pf)
     out = bytearray(_make_header({**h, "stages": stages}))
-    pos = HEADER_SIZE
-    for p in range(npk):
-        pkt = _scan_packet(data, pos, K, cfg, pf, h["huffman"], h["side_huffman"])
-        if pkt is None or pkt[0] != "intact" or pkt[1] != p or pkt[2] != _packet_frames(pf, T, p):
-            raise BitstreamError(f"packet {p} is damaged or missing (at byte {pos}); cannot cut the stream")
-        _, index, nfr, side, secs, end = pkt
-        new = bytearray(_PKT_HEAD.pack(SYNC, index, nfr))
-        for sec in secs[:stages]:
-            new += _U16.pack(len(sec))
-        new += _U16.pack(len(side)) + side
-        for sec in secs[:stages]:
-            new += sec
-        new += _U32.pack(zlib.crc32(new))
-        out += new
-        pos = end
-    if pos != len(data):
-        raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
+    for _, _, (_, index, nfr, side, secs, _) in _whole_packets(data, h, cfg):
+        out += _make_packet(index, side, [sec for sec, _ in secs[:stages]], h["huffman"], nfr)
     return bytes(out)

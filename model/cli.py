@@ -269,6 +269,9 @@ def cmd_decode(a):
     msg = f"{a.input} -> {out}: {len(frames.codes)} stages, {len(frames.gain_idx)} frames"
     if lost:
         msg += f", {lost} damaged frames concealed"
+    fewer = int((frames.stages < len(frames.codes)).sum()) if frames.stages is not None else 0
+    if fewer:
+        msg += f", {fewer} frames decoded with fewer stages (damaged sections)"
     if frames.stray_bytes:
         msg += f", {frames.stray_bytes} bytes outside good packets ignored"
     print(msg)

@@ -34,6 +34,11 @@ __all__ = ["Codec", "ModelError", "DEFAULT_MODEL", "ARITHS"]
 ARITHS = ("float", "fixed")
 
 
+#: Huffman-code the stage sections of a stream only when it saves at least this share of their
+#: bits (``Codec.stage_codebooks``): a bit error in a Huffman section costs the rest of the
+#: section (its stage and the later ones of the packet's frames), in a raw one the bit it hits.
+HUFFMAN_MIN_SAVING = 0.05
+
 #: ``num_gamma`` values ``Codec.tune_postfilter`` tries by default (``cascade tune-postfilter``).
 POSTFILTER_GAMMAS = (0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 
@@ -231,14 +236,20 @@ class Codec:
                 r = r - stage.decode(torch.from_numpy(bits.astype(np.float32) * 2 - 1))
         return codes
 
-    def decode_frames(self, codes: list[np.ndarray], arith: str = "float") -> np.ndarray:
-        """Per-stage code bits of the first K stages -> normalized frames (T, D)."""
+    def decode_frames(self, codes: list[np.ndarray], arith: str = "float",
+                      frame_stages: np.ndarray | None = None) -> np.ndarray:
+        """Per-stage code bits of the first K stages -> normalized frames (T, D).  ``frame_stages``
+        (T,): frame t is decoded from its first ``frame_stages[t]`` stages only (zeros for 0)."""
         self._check_arith(arith)
         if arith == "fixed":
-            return golden.dequantize_frames(golden.decode(self.int_model(), codes), self.cfg)
+            return golden.dequantize_frames(golden.decode(self.int_model(), codes, frame_stages=frame_stages),
+                                            self.cfg)
         with torch.no_grad():
             pm = [torch.from_numpy(c.astype(np.float32) * 2 - 1) for c in codes]
-            return self.net.decode(pm).double().numpy()
+            if frame_stages is None:
+                return self.net.decode(pm).double().numpy()
+            fs = torch.from_numpy(np.asarray(frame_stages))
+            return sum(self.net.stages[n].decode(c) * (fs > n)[:, None] for n, c in enumerate(pm)).double().numpy()
 
     # ---- signals and bitstreams -------------------------------------------------------------
     def encode(self, signal: np.ndarray, arith: str = "float", stages: int | None = None,
@@ -251,39 +262,64 @@ class Codec:
         return Frames(an.num_samples, an.lsf_idx, an.gain_idx, codes, pitch=an.pitch)
 
     def decode(self, frames: Frames, arith: str = "float", stages: int | None = None) -> np.ndarray:
+        """Frames -> speech with the first ``stages`` stages (default all the stream holds).  A
+        frame whose later stages were damaged (``frames.stages``) decodes with the stages before
+        them; one with none repeats the frame before's decoded frame; one whose side information
+        is lost (``frames.lost``) keeps its own stages and takes the LSFs and pitch lag of the
+        frame before and its gain 3 dB lower (``_conceal``)."""
         if stages is not None and not 1 <= stages <= len(frames.codes):
             raise ValueError(f"stages must be 1..{len(frames.codes)} for this stream, not {stages}")
         codes = frames.codes if stages is None else frames.codes[:stages]
         if not codes:
             raise ValueError("no stage to decode")
-        y = self.decode_frames(codes, arith)
+        K = len(codes)
+        fs = None if frames.stages is None else np.minimum(np.asarray(frames.stages), K)
+        if fs is not None and (fs >= K).all():
+            fs = None
+        y = self.decode_frames(codes, arith, fs)
         lsf_idx, gain_idx = frames.lsf_idx.copy(), frames.gain_idx.copy()
         pitch = None if frames.pitch is None else frames.pitch.copy()
-        if frames.lost is not None and frames.lost.any():
-            y, lsf_idx, gain_idx = _conceal(y, lsf_idx, gain_idx, frames.lost, self.cfg)
-            if pitch is not None:
-                pitch[frames.lost, 1] = 0          # no comb on concealed frames
-        return dsp.synthesize(y, lsf_idx, gain_idx, frames.num_samples, self.cfg, self.lsf_q, len(codes),
-                              pitch)
+        lost = np.zeros(len(gain_idx), bool) if frames.lost is None else np.asarray(frames.lost, bool)
+        none = np.zeros_like(lost) if fs is None else fs == 0
+        if lost.any() or none.any():
+            y, lsf_idx, gain_idx, pitch = _conceal(y, lsf_idx, gain_idx, pitch, lost, none, self.cfg)
+        return dsp.synthesize(y, lsf_idx, gain_idx, frames.num_samples, self.cfg, self.lsf_q,
+                              K if fs is None else np.maximum(fs, 1), pitch)
+
+    def stage_codebooks(self, frames: Frames) -> list | None:
+        """The codebooks to write ``frames`` with: the model's when Huffman makes the stage
+        sections at least ``HUFFMAN_MIN_SAVING`` smaller than raw, else None (raw sections, where
+        a bit error costs the code bit it hits instead of the rest of the section)."""
+        if not self.codebooks:
+            return None
+        raw = sum(c.size for c in frames.codes)
+        coded = sum(self.codebooks[n].cost(c) for n, c in enumerate(frames.codes))
+        return self.codebooks if raw and coded <= (1 - HUFFMAN_MIN_SAVING) * raw else None
 
     def encode_bytes(self, signal: np.ndarray, arith: str = "float", stages: int | None = None,
                      search: int | None = None) -> bytes:
-        return write_stream(self.encode(signal, arith, stages, search), self.cfg, self.codebooks, self.side)
+        frames = self.encode(signal, arith, stages, search)
+        return write_stream(frames, self.cfg, self.stage_codebooks(frames))
 
     def decode_bytes(self, data: bytes, arith: str = "float", stages: int | None = None) -> tuple[np.ndarray, Frames]:
         frames = read_stream(data, self.cfg, self.codebooks, side=self.side)
         return self.decode(frames, arith, stages), frames
 
 
-def _conceal(y, lsf_idx, gain_idx, lost, cfg):
-    """Lost frames repeat the last good frame, 3 dB quieter for each further loss."""
+def _conceal(y, lsf_idx, gain_idx, pitch, lost, none, cfg):
+    """Frames without stages (``none``) repeat the decoded frame before; frames without side
+    information (``lost``) take the LSFs and pitch lag of the frame before, no pitch comb, and
+    its gain 3 dB lower (each further lost frame 3 dB more)."""
     step = max(1, int(round(3.0 / cfg.gain.step_db)))
-    for t in np.flatnonzero(lost):
-        if t == 0:
-            y[t] = 0
-            gain_idx[t] = 0
-            continue
-        y[t] = y[t - 1]
-        lsf_idx[t] = lsf_idx[t - 1]
-        gain_idx[t] = max(0, gain_idx[t - 1] - step)
-    return y, lsf_idx, gain_idx
+    for t in np.flatnonzero(lost | none):
+        if none[t]:
+            y[t] = y[t - 1] if t else 0
+        if lost[t]:
+            if t == 0:
+                gain_idx[t] = 0
+                continue
+            lsf_idx[t] = lsf_idx[t - 1]
+            gain_idx[t] = max(0, gain_idx[t - 1] - step)
+            if pitch is not None:
+                pitch[t] = (pitch[t - 1, 0], 0)
+    return y, lsf_idx, gain_idx, pitch

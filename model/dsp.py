@@ -412,8 +412,8 @@ def synthesize(frames: np.ndarray, lsf_idx: np.ndarray, gain_idx: np.ndarray, nu
     transform, the inverse pitch comb (residual domain), LPC synthesis, the inverse pitch comb
     (signal domain; ``pitch``: the stream's (T, 2) lag and gain indices), then the formant and
     pitch postfilters.  ``stages``: how many stages
-    the frames were decoded from (default all), which picks the formant postfilter's
-    ``num_gamma`` (``PostfilterConfig.num_gamma_for``)."""
+    the frames were decoded from (default all; or one number per frame), which picks the formant
+    postfilter's ``num_gamma`` (``PostfilterConfig.num_gamma_for``)."""
     X = noise_fill(frames, cfg) * gain_dequantize(gain_idx, cfg)[:, None]
     e = inverse_transform(X, cfg, num_samples)
     comb = cfg.pitch.enabled and pitch is not None
@@ -436,7 +436,10 @@ def postfilter(y: np.ndarray, A: np.ndarray, cfg: CodecConfig, stages: int | Non
     ``num_gamma``); filter states carry across frames; each frame's output is scaled to the
     energy of its input."""
     pf, hop = cfg.postfilter, cfg.signal.hop
-    num_gamma = pf.num_gamma_for(cfg.network.stages if stages is None else stages)
+    if stages is not None and np.ndim(stages):      # per frame (a stream with damaged sections)
+        gammas = [pf.num_gamma_for(int(k)) for k in np.asarray(stages)]
+    else:
+        gammas = [pf.num_gamma_for(cfg.network.stages if stages is None else int(stages))] * len(A)
     p = A.shape[1] - 1
     powers = np.arange(p + 1)
     z_num, z_den, last = np.zeros(p), np.zeros(p), 0.0
@@ -446,7 +449,7 @@ def postfilter(y: np.ndarray, A: np.ndarray, cfg: CodecConfig, stages: int | Non
         if lo >= hi:
             break
         seg = y[lo:hi]
-        v, z_num = lfilter(A[t] * num_gamma ** powers, [1.0], seg, zi=z_num)
+        v, z_num = lfilter(A[t] * gammas[t] ** powers, [1.0], seg, zi=z_num)
         w, z_den = lfilter([1.0], A[t] * pf.den_gamma ** powers, v, zi=z_den)
         if pf.tilt:
             w, last = w - pf.tilt * np.concatenate([[last], w[:-1]]), w[-1]

@@ -267,8 +267,12 @@ def encode(model: IntModel, x: np.ndarray, trace: list | None = None, search: in
 
 
 def decode(model: IntModel, codes: list[np.ndarray], stages: int | None = None,
-           trace: list | None = None) -> np.ndarray:
-    """The decoder core: code bits of the first K stages -> integer frames (T, D)."""
+           trace: list | None = None, frame_stages: np.ndarray | None = None) -> np.ndarray:
+    """The decoder core: code bits of the first K stages -> integer frames (T, D).
+
+    ``frame_stages`` (T,) int: frame t sums only its first ``frame_stages[t]`` stages (a stream
+    whose later sections were damaged, ``bitstream.Frames.stages``; 0 gives zeros), so each frame
+    is bit for bit what a decode with that many stages gives it (frames are independent)."""
     cfg = model.config
     A = cfg.fixed.act_bits
     k = len(codes) if stages is None else stages
@@ -278,7 +282,12 @@ def decode(model: IntModel, codes: list[np.ndarray], stages: int | None = None,
     for s in range(k):
         t = [] if trace is not None else None
         y = decoder_forward(model.stages[s], codes[s], cfg, t)
-        total = y if total is None else sat(total + y, A)
+        if frame_stages is None:
+            total = y if total is None else sat(total + y, A)
+        else:                       # frames past their usable stages keep the sum they have
+            use = (np.asarray(frame_stages) > s)[:, None]
+            y = np.where(use, y, 0)
+            total = y if total is None else np.where(use, sat(total + y, A), total)
         if t is not None:
             t.append(("sum", -1, "add", total))
             trace.extend((s,) + item for item in t)

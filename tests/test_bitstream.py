@@ -1,4 +1,5 @@
-"""The CASC bitstream (model/bitstream.py): round trips, truncation, robustness, fuzzing."""
+"""The CASC bitstream (model/bitstream.py): round trips, truncation, robustness, what damage
+costs (format version 3: a check per side unit, per stage section and per packet head), fuzzing."""
 
 import numpy as np
 import pytest
@@ -62,30 +63,24 @@ def test_roundtrip(cbs, T):
     fr = make_frames(T=T)
     data = write_stream(fr, CFG, cbs)
     out = read_stream(data, CFG, cbs)
-    assert same(fr, out) and not out.lost.any()
+    assert same(fr, out) and not out.lost.any() and (out.stages == CFG.network.stages).all()
+    assert out.bad_checks == 0
     info = stream_info(data)
     assert info["frames"] == T and info["huffman"] == (cbs is not None)
     assert info["config_hash"] == CFG.config_hash and info["stages"] == CFG.network.stages
 
 
 @pytest.mark.parametrize("T", [1, 25, 60])
-def test_side_information_huffman(T):
-    """Delta + Huffman coded side information: exact round trip, cut to fewer stages, smaller than
-    raw on slowly moving values, and refused without its codebooks."""
+def test_side_coder_is_not_used_by_version_3(T):
+    """Version 3 carries the side information raw with a CRC-8 per frame: a side coder given to
+    the writer or the reader changes nothing (it is accepted for version-2 callers)."""
     fr = slow_frames(T, 4)
     raw = write_stream(fr, CFG, CODEBOOKS)
-    coded = write_stream(fr, CFG, CODEBOOKS, SIDE)
-    assert same(fr, read_stream(coded, CFG, CODEBOOKS, side=SIDE))
-    assert stream_info(coded)["side_huffman"] and not stream_info(raw)["side_huffman"]
-    cut = truncate_stream(coded, 1, CFG)
-    assert same(fr, read_stream(cut, CFG, CODEBOOKS, side=SIDE), stages=1)
-    if T >= 25:
-        assert len(coded) < len(raw)
-    with pytest.raises(BitstreamError):
-        read_stream(coded, CFG, CODEBOOKS)
-    other = SideCoder.train([side_values(make_frames(T=200, seed=1))], CFG)
-    with pytest.raises(BitstreamError):
-        read_stream(coded, CFG, CODEBOOKS, side=other)
+    assert write_stream(fr, CFG, CODEBOOKS, SIDE) == raw
+    assert same(fr, read_stream(raw, CFG, CODEBOOKS, side=SIDE)) and same(fr, read_stream(raw, CFG, CODEBOOKS))
+    assert not stream_info(raw)["side_huffman"]
+    cut = truncate_stream(raw, 1, CFG)
+    assert same(fr, read_stream(cut, CFG, CODEBOOKS), stages=1)
 
 
 def test_lpc_disabled_and_fewer_stages():
@@ -126,16 +121,141 @@ def test_header_errors():
         read_stream(data, CFG, other)
 
 
+def _layout(data: bytes):
+    """(packet spans, head bytes, side bytes, [stage section bytes + CRC-8]) of a good stream's
+    first packet (tiny config, 25 frames)."""
+    from model.bitstream import packet_layout, packet_spans
+    info = stream_info(data)
+    lay = packet_layout(CFG, info["stages"], 25, info["huffman"])
+    assert lay["sections"][0][0] == lay["sections"][0][1] or info["huffman"]
+    return packet_spans(data, CFG), lay
+
+
+def _section_start(data: bytes, packet: int, stage: int) -> int:
+    """Where stage ``stage``'s section of ``packet`` starts (from the packet head's lengths)."""
+    import struct
+    from model.bitstream import packet_spans
+    info = stream_info(data)
+    a, _ = packet_spans(data, CFG)[packet]
+    K, huff = info["stages"], info["huffman"]
+    nfr = min(25, info["frames"] - 25 * packet)
+    from model.bitstream import packet_layout
+    lay = packet_layout(CFG, K, nfr, huff)
+    lens = struct.unpack_from(f"<{K}H", data, a + 8) if huff else [lo for lo, _ in lay["sections"]]
+    return a + lay["head"] + lay["side"] + sum(ln + 1 for ln in lens[:stage])
+
+
+def test_crc_definitions():
+    """The checks are the standard CRC-8/SMBUS and CRC-16/CCITT-FALSE (check values of "123456789")."""
+    from model.bitstream import crc8, crc16
+    assert crc8(b"123456789") == 0xF4 and crc16(b"123456789") == 0x29B1
+
+
 @pytest.mark.parametrize("cbs", [None, CODEBOOKS], ids=["raw", "huffman"])
-def test_damaged_packet_is_concealed(cbs):
+def test_damaged_side_unit_costs_only_its_frame(cbs):
+    """A bit error in frame j's side unit loses frame j's side information only: every other frame
+    and every stage code (frame j's too) reads back exactly."""
+    fr = make_frames(T=75)
+    data = write_stream(fr, CFG, cbs)
+    spans, lay = _layout(data)
+    for packet, j in ((0, 0), (0, 7), (1, 24), (2, 3)):
+        bit = j * lay["unit_bits"] + 5                            # a bit of frame j's unit
+        d = bytearray(data)
+        d[spans[packet][0] + lay["head"] + bit // 8] ^= 0x80 >> (bit % 8)
+        out = read_stream(bytes(d), CFG, cbs)
+        t = 25 * packet + j
+        assert np.flatnonzero(out.lost).tolist() == [t] and out.bad_checks == 1
+        assert (out.stages == CFG.network.stages).all()
+        keep = np.arange(75) != t
+        assert np.array_equal(out.gain_idx[keep], fr.gain_idx[keep]) and np.array_equal(out.lsf_idx[keep], fr.lsf_idx[keep])
+        assert all(np.array_equal(a, b) for a, b in zip(out.codes, fr.codes))
+        with pytest.raises(BitstreamError, match="damaged"):
+            read_stream(bytes(d), CFG, cbs, conceal=False)
+
+
+@pytest.mark.parametrize("stage", [0, 1])
+def test_damaged_huffman_section_keeps_the_stages_before_it(stage):
+    """A bit error in stage section k of a Huffman packet: the packet's frames keep stages
+    1..k-1 (bit for bit) and lose k..K; no frame is lost and the other packets are whole."""
+    fr = make_frames(T=75)
+    data = bytearray(write_stream(fr, CFG, CODEBOOKS))
+    data[_section_start(bytes(data), 1, stage) + 1] ^= 0x04
+    out = read_stream(bytes(data), CFG, CODEBOOKS)
+    assert not out.lost.any() and out.bad_checks >= 1
+    assert (out.stages[25:50] == stage).all() and (out.stages[:25] == 2).all() and (out.stages[50:] == 2).all()
+    for n in range(2):
+        rows = np.r_[0:25, 50:75] if n >= stage else np.arange(75)
+        assert np.array_equal(out.codes[n][rows], fr.codes[n][rows])
+        if n >= stage:
+            assert not out.codes[n][25:50].any()
+    assert np.array_equal(out.gain_idx, fr.gain_idx) and np.array_equal(out.pitch, fr.pitch)
+
+
+def test_damaged_section_decodes_as_a_clean_decode_with_fewer_stages():
+    """The decoder core runs stages 1..stages[t] per frame: the frames of a packet whose stage-k
+    section is damaged are bit-identical to a clean decode with k-1 stages (the golden model,
+    i.e. the hardware's arithmetic), the others to the clean decode with all stages."""
+    from model import golden
+    im = golden.random_model(CFG, seed=3)
+    fr = make_frames(T=75)
+    data = bytearray(write_stream(fr, CFG, CODEBOOKS))
+    data[_section_start(bytes(data), 2, 1) + 2] ^= 0x40          # packet 2 (frames 50..74), stage 2 of 2
+    out = read_stream(bytes(data), CFG, CODEBOOKS)
+    y = golden.decode(im, out.codes, frame_stages=out.stages)
+    clean_k1 = golden.decode(im, fr.codes[:1])
+    clean = golden.decode(im, fr.codes)
+    assert np.array_equal(y[50:], clean_k1[50:]) and np.array_equal(y[:50], clean[:50])
+    assert not np.array_equal(clean[50:], clean_k1[50:])
+
+
+def test_damaged_raw_section_keeps_its_bits_or_drops_them():
+    """A raw section's bit error moves no other bit: by default (``raw_damage="use"``) the
+    section is kept and only the flipped code bit differs; ``"drop"`` drops the stage and the
+    ones after it for the packet's frames, as for Huffman."""
+    fr = make_frames(T=75)
+    data = bytearray(write_stream(fr, CFG, None))
+    at = _section_start(bytes(data), 0, 0) + 3
+    data[at] ^= 0x01
+    out = read_stream(bytes(data), CFG, None)
+    assert not out.lost.any() and (out.stages == 2).all() and out.bad_checks == 1
+    diff = out.codes[0] != fr.codes[0]
+    assert diff.sum() == 1 and np.array_equal(out.codes[1], fr.codes[1])
+    drop = read_stream(bytes(data), CFG, None, raw_damage="drop")
+    assert (drop.stages[:25] == 0).all() and (drop.stages[25:] == 2).all() and not drop.lost.any()
+    with pytest.raises(BitstreamError, match="damaged"):
+        read_stream(bytes(data), CFG, None, conceal=False)
+
+
+@pytest.mark.parametrize("cbs", [None, CODEBOOKS], ids=["raw", "huffman"])
+def test_damaged_packet_head(cbs):
+    """A bit error in a packet head: a raw stream's head is recovered from its place (nothing is
+    lost); a Huffman stream's packet, whose section lengths are in the head, is lost alone."""
     fr = make_frames(T=75)
     data = bytearray(write_stream(fr, CFG, cbs))
-    data[HEADER_SIZE + 30] ^= 0x10                                           # inside packet 0
+    spans, _ = _layout(bytes(data))
+    data[spans[1][0] + 5] ^= 0x10                                    # packet 1's index
     out = read_stream(bytes(data), CFG, cbs)
-    assert out.lost[:25].all() and not out.lost[25:].any()
-    assert not out.codes[0][:25].any() and np.array_equal(out.codes[0][25:], fr.codes[0][25:])
+    if cbs is None:
+        assert same(fr, out) and not out.lost.any() and out.bad_checks == 1
+    else:
+        assert out.lost[25:50].all() and not out.lost[:25].any() and not out.lost[50:].any()
+        assert (out.stages[25:50] == 0).all() and np.array_equal(out.codes[0][50:], fr.codes[0][50:])
     with pytest.raises(BitstreamError, match="damaged"):
         read_stream(bytes(data), CFG, cbs, conceal=False)
+
+
+def test_version_2_streams_are_refused_in_one_line():
+    """Format version 2 (one CRC-32 per packet, Huffman side information) is refused clearly."""
+    import struct
+    import zlib
+    good = write_stream(make_frames(T=60), CFG, CODEBOOKS)
+    head = bytearray(good[:36])
+    head[4] = 2
+    old = bytes(head) + struct.pack("<I", zlib.crc32(bytes(head))) + good[HEADER_SIZE:]
+    for fn in (lambda: read_stream(old, CFG, CODEBOOKS), lambda: stream_info(old), lambda: truncate_stream(old, 1, CFG)):
+        with pytest.raises(BitstreamError, match="version 2.*re-encode") as e:
+            fn()
+        assert "\n" not in str(e.value)
 
 
 def test_truncated_stream():
@@ -157,7 +277,8 @@ def _check(data, cbs, side=None):
             assert "\n" not in str(e)
             continue
         T = out.gain_idx.shape[0]
-        assert out.lost.shape == (T,) and all(c.shape[0] == T for c in out.codes)
+        assert out.lost.shape == (T,) and out.stages.shape == (T,) and all(c.shape[0] == T for c in out.codes)
+        assert ((out.stages >= 0) & (out.stages <= len(out.codes))).all()
     for fn in (lambda: stream_info(data), lambda: truncate_stream(data, 1, CFG)):
         try:
             fn()
@@ -184,7 +305,7 @@ def test_fuzz_random_bytes(data):
        st.integers(0, 10**6), st.booleans())
 def test_fuzz_mutated_streams(which, flips, cut, do_cut):
     """Bit flips and truncations of good streams (raw and Huffman): only BitstreamError escapes,
-    and frames outside damaged packets decode unchanged.  Inputs tried per run: see FUZZ_COUNT
+    and the side information of every frame not marked lost reads back unchanged.  Inputs tried per run: see FUZZ_COUNT
     (about 1,000 with 300 + 2 x 400 examples, plus the two _check calls per random-bytes example)."""
     good = GOOD[which]
     cbs = CODEBOOKS if which else None
@@ -201,8 +322,7 @@ def test_fuzz_mutated_streams(which, flips, cut, do_cut):
         return
     ref = make_frames(T=60)
     ok = ~out.lost
-    assert np.array_equal(out.codes[0][ok], ref.codes[0][ok])
-    assert np.array_equal(out.gain_idx[ok], ref.gain_idx[ok])
+    assert np.array_equal(out.gain_idx[ok], ref.gain_idx[ok]) and np.array_equal(out.lsf_idx[ok], ref.lsf_idx[ok])
 
 
 def test_fuzz_count_reported():
@@ -252,15 +372,8 @@ def test_stray_bytes_are_counted_and_refused_when_strict():
 
 def _packet_ends(data: bytes) -> list[int]:
     """Byte offsets where each packet of a good stream ends."""
-    from model.bitstream import _scan_packet
-    h = stream_info(data)
-    pos, ends = HEADER_SIZE, []
-    for _ in range(h["packets"]):
-        pkt = _scan_packet(data, pos, h["stages"], CFG, h["packet_frames"], h["huffman"], h["side_huffman"])
-        assert pkt[0] == "intact"
-        pos = pkt[-1]
-        ends.append(pos)
-    return ends
+    from model.bitstream import packet_spans
+    return [b for _, b in packet_spans(data, CFG)]
 
 
 # ---- hostile headers (issue 19): every field bounded before anything is allocated -----------------
@@ -283,6 +396,7 @@ HOSTILE_HEADERS = {
     "symbol_bits=0": dict(symbol_bits=0), "symbol_bits=17": dict(symbol_bits=17),
     "other symbol_bits": dict(symbol_bits=4), "rate=0": dict(rate=0), "rate 8000": dict(rate=8000),
     "rate above the limit": dict(rate=10 ** 9), "unknown flag": dict(flags=0x83), "reserved": dict(reserved=1),
+    "version 2 side Huffman flag": dict(flags=0x03),
     "samples without frames": dict(frames=0), "frames without samples": dict(samples=0),
     "frames beyond the file": dict(frames=10 ** 7, samples=10 ** 7 * 64),
     "max frames": dict(frames=(1 << 32) - 1, samples=(1 << 32) - 1),
@@ -361,27 +475,33 @@ def test_header_with_fewer_frames_than_the_packets_hold_is_refused():
 
 
 def test_damaged_packets_still_count_as_held():
-    """A stream whose packets are all damaged in their data (headers readable) is concealed, not
-    refused: only frames in no packet at all count against the header."""
+    """A stream whose packets are all damaged in their data (heads readable) is concealed, not
+    refused: each packet's last stage section is dropped, its frames keep the stages before it."""
     fr = make_frames(T=75)
     data = bytearray(write_stream(fr, CFG, CODEBOOKS))
-    ends = [HEADER_SIZE] + _packet_ends(bytes(data))
-    for a, b in zip(ends, ends[1:]):
-        data[b - 6] ^= 0x01                                          # inside each packet's last section
+    ends = _packet_ends(bytes(data))
+    for b in ends:
+        data[b - 3] ^= 0x01                                          # inside each packet's last section
     out = read_stream(bytes(data), CFG, CODEBOOKS)
-    assert out.lost.all() and out.gain_idx.shape == (75,)
+    assert (out.stages == 1).all() and not out.lost.any() and out.gain_idx.shape == (75,)
+    short = read_stream(bytes(data[:-3]), CFG, CODEBOOKS)              # the last packet cut short
+    assert short.lost[50:].all() and (short.stages[50:] == 0).all()
 
 
 def test_packet_lengths_are_bounded():
-    """A packet that declares a section longer than its frames can code to is no packet: the reader
-    never checksums more than a fixed size per candidate sync word."""
-    from model.bitstream import packet_bounds
-    (slo, shi), secs = packet_bounds(CFG, 2, 25, True, True)
-    assert 0 < slo <= shi < 65536 and all(0 < lo <= hi < 65536 for lo, hi in secs)
-    (slo, shi), secs = packet_bounds(CFG, 2, 25, False, False)
+    """A packet that declares a section longer than its frames can code to is no packet (even with
+    a good head CRC, as a hostile writer makes it): the reader never checksums more than a fixed
+    size per candidate sync word."""
+    import struct
+    from model.bitstream import crc16, packet_bounds
+    (slo, shi), secs = packet_bounds(CFG, 2, 25, True)
+    assert 0 < slo == shi < 65536 and all(0 < lo <= hi < 65536 for lo, hi in secs)
+    (slo, shi), secs = packet_bounds(CFG, 2, 25, False)
     assert slo == shi and all(lo == hi for lo, hi in secs)
     good = bytearray(write_stream(make_frames(T=60), CFG, CODEBOOKS))
-    good[HEADER_SIZE + 8:HEADER_SIZE + 10] = (65535).to_bytes(2, "little")   # packet 0, stage 0 length
+    at = HEADER_SIZE
+    good[at + 8:at + 10] = (65535).to_bytes(2, "little")              # packet 0, stage 0 length
+    good[at + 12:at + 14] = struct.pack("<H", crc16(bytes(good[at:at + 12])))
     out = read_stream(bytes(good), CFG, CODEBOOKS)
     assert out.lost[:25].all() and not out.lost[25:].any()
 
@@ -395,3 +515,22 @@ def test_limits_table_in_the_docs_is_the_code_table():
     section = text[text.index("## Limits"):text.index("## Errors and concealment")]
     rows = dict(re.findall(r"^\| `(\w+)` \| ([0-9.]+) \|", section, re.M))
     assert rows == {k: str(v) for k, v in LIMITS.items()}
+
+
+@pytest.mark.parametrize("arith", ["float", "fixed"])
+def test_codec_decodes_each_frame_with_its_usable_stages(tiny_codec, speech, arith):
+    """``Codec.decode`` of a Huffman stream whose packet-0 stage-2 section is damaged: those
+    frames' decoded frames are bit-identical to a clean decode with 1 stage, the rest to the clean
+    decode with 2; the speech decodes (finite, full length)."""
+    c = tiny_codec
+    fr = c.encode(speech[:16000], arith)
+    data = bytearray(write_stream(fr, c.cfg, c.codebooks))
+    data[_section_start(bytes(data), 0, 1) + 1] ^= 0x20
+    out = read_stream(bytes(data), c.cfg, c.codebooks)
+    assert (out.stages[:25] == 1).all() and (out.stages[25:] == 2).all() and not out.lost.any()
+    y = c.decode_frames(out.codes, arith, out.stages)
+    assert np.array_equal(y[:25], c.decode_frames(fr.codes[:1], arith)[:25])
+    assert np.array_equal(y[25:], c.decode_frames(fr.codes, arith)[25:])
+    pcm = c.decode(out, arith)
+    assert pcm.shape == c.decode(fr, arith).shape and np.isfinite(pcm).all()
+
