@@ -711,7 +711,9 @@ def cmd_report(a):
     _folder(a.out, "--out")
     if a.float_model:
         _input_file(a.float_model)
-    from .report_cmd import run_report
+    from .report_cmd import run_damage_report, run_report
+    if a.damage_only:
+        return run_damage_report(a)
     run_report(a)
 
 
@@ -1055,6 +1057,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="activation widths for the fixed-point sweep (default 6,8,10,12,16; '' for none)")
     sp.add_argument("--no-baselines", action="store_true")
     sp.add_argument("--float-model", help="a float-weight model (network.binary=false) to draw beside")
+    sp.add_argument("--damage-seeds", type=_ranged(int, 0, 1000), default=8,
+                    help="seeds of the damage section (model/damage.py; default 8, 0: no damage section)")
+    sp.add_argument("--damage-before", help="an earlier layout's damage.json to show beside (same command)")
+    sp.add_argument("--damage-only", action="store_true", help="write only the damage section: OUT/damage.md, .json")
 
     sp = add("ablate", cmd_ablate, "ablation study: train variants of the codec (transform, LPC, "
              "training, stage shape, loss) with one budget, measure each at every K with --arith "

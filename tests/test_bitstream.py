@@ -534,3 +534,19 @@ def test_codec_decodes_each_frame_with_its_usable_stages(tiny_codec, speech, ari
     pcm = c.decode(out, arith)
     assert pcm.shape == c.decode(fr, arith).shape and np.isfinite(pcm).all()
 
+
+def test_damage_channels():
+    """model.damage: a damaged packet has exactly one flipped bit inside it; random bit errors
+    never touch the header and come at about their rate."""
+    from model.damage import damage_bits, damage_packets
+    rng = np.random.default_rng(0)
+    streams = [bytes(1000), bytes(600)]
+    spans = [[(40, 500), (500, 1000)], [(40, 600)]]
+    out = damage_packets(streams, spans, 1.0, rng)
+    for s, sp in zip(out, spans):
+        bits = np.unpackbits(np.frombuffer(s, np.uint8))
+        assert all(bits[8 * a:8 * b].sum() == 1 for a, b in sp) and not bits[:8 * 40].any()
+    assert sum(np.unpackbits(np.frombuffer(s, np.uint8)).sum() for s in damage_packets(streams, spans, 0.5, rng)) in (1, 2)
+    hit = damage_bits(bytes(10_040), 0.01, 40, rng)
+    bits = np.unpackbits(np.frombuffer(hit, np.uint8))
+    assert not bits[:320].any() and 650 < bits.sum() < 950
