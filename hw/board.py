@@ -1,35 +1,36 @@
-"""Board top level: the encoder and/or decoder core behind a UART link to a host.
+"""Board top level: the encoder and/or decoder core behind a framed UART link to a host.
 
-The protocol (``docs/board.md``) is request/response, commands answered in order; the receive
-FIFO holds a whole request, so a host may send the next ``E`` or ``D`` before the answer to the
-previous one (INFO flag bit 4) and the link time hides behind the core's; all multi-byte values
-are little-endian and code bits are packed least significant bit first (``np.packbits(...,
-bitorder="little")``), stage 0 first:
+The protocol (``docs/board.md``; command bytes, status codes, INFO layout, frame layout and
+lengths in ``hw/protocol.py``, shared with the host side ``hw/host.py``) is request/response,
+answered in order.  Every request is a frame with a length and a CRC-16; the receiver
+(``hw/link.py``) checks it into a buffer that holds a whole ``E`` or ``D`` request, so a host may
+send the next one before the answer to the previous (INFO flag ``TWO_IN_FLIGHT``) and the link time
+hides behind the core's, and the command logic here never sees a byte of a malformed, truncated or
+corrupted request: those are answered with an error status instead.  Payloads (all multi-byte
+values little-endian; code bits packed least significant bit first, stage 0 first,
+``np.packbits(..., bitorder="little")``):
 
 ========  ===========================================  ========================================
-command   host sends after the command byte            board answers
+command   request payload                              ``OK`` reply payload
 ========  ===========================================  ========================================
-``E``     D words, 2 bytes each (signed, low A bits     ``E``, ceil(B/8) bytes of code bits
+``E``     D words, 2 bytes each (signed, low A bits     ceil(B/8) bytes of code bits
           used)                                         (B = sum(code_bits))
-``D``     K (1 byte, 1..N), ceil(B_K/8) bytes of code   ``D``, D words, 2 bytes each,
-          bits (B_K = sum(code_bits[:K]))               sign-extended
-``T``     nothing                                       ``T``, flags (bit 0: encoder mismatch,
+``D``     K (1 byte, 1..N), ceil(B_K/8) bytes of code   D words, 2 bytes each, sign-extended
+          bits (B_K = sum(code_bits[:K]))
+``T``     nothing                                       flags (bit 0: encoder mismatch,
                                                         bit 1: decoder mismatch; 0 = pass)
-``I``     nothing                                       ``I``, 8 bytes config hash, 1 byte flags
-                                                        (bit 0 encoder, bit 1 decoder, bit 2 the
-                                                        cores need a weight load, bit 3 they
-                                                        have one, bit 4 two requests may be in
-                                                        flight), 1 byte lanes P
-``W``     the load image of each RAM-stored core,       ``W`` once every word is written
-          encoder first (``Schedule.load_words()``,
+``I``     nothing                                       8 bytes config hash, 1 byte flags
+                                                        (``protocol.InfoFlag``), 1 byte lanes P,
+                                                        1 byte protocol version
+``W``     the load image of each RAM-stored core,       nothing (status ``OK`` once every word
+          encoder first (``Schedule.load_words()``,     is written and the CRC matched)
           ceil(L/8) bytes per word, L =
           ``load_word_bits``)
 ========  ===========================================  ========================================
 
-``E`` without an encoder, ``D`` without a decoder, or ``D`` with K outside 1..N answer ``!`` and
-nothing else (for a bad K the code bytes that follow are read as commands: the host library
-checks K first).  So do ``E``, ``D`` and ``T`` while RAM-stored cores wait for their weights, and
-``W`` on a board whose weights are in ROM.  Other bytes are ignored.
+``E`` without an encoder and ``D`` without a decoder answer ``NO_CORE``; ``E``, ``D`` and ``T``
+while RAM-stored cores wait for their weights answer ``NOT_LOADED``; ``W`` on a board whose weights
+are in ROM answers ``NOT_WRITABLE`` (each after the whole request has arrived).
 
 Weights in ROM (``storage="rom"``, the bitstream carries them): after reset the board runs the
 self-test once without answering, then lights ``led_pass`` or ``led_fail``.  Weights in RAM
@@ -46,22 +47,19 @@ import numpy as np
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.build import ResourceError
 from amaranth.lib import io, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from model import golden
 from model.golden import IntModel
 
-from . import host
-from .host import decode_request_len, encode_request_len
+from . import protocol
+from .link import CommandRule, PacketFIFO, ReplyFramer, RequestDeframer
+from .protocol import Command, InfoFlag, Status
 from .uart import UARTRx, UARTTx, baud_divisor
 
-__all__ = ["BoardCore", "BoardTop", "selftest_vectors", "CMD_ENCODE", "CMD_DECODE", "CMD_SELFTEST",
-           "CMD_INFO", "CMD_LOAD", "REPLY_REFUSED", "CORE_NAMES"]
+__all__ = ["BoardCore", "BoardTop", "selftest_vectors", "CORE_NAMES"]
 
-CMD_ENCODE, CMD_DECODE, CMD_SELFTEST, CMD_INFO, CMD_LOAD = b"E"[0], b"D"[0], b"T"[0], b"I"[0], b"W"[0]
-REPLY_REFUSED = b"!"[0]
 CORE_NAMES = ("encoder", "decoder")
 
 
@@ -107,7 +105,7 @@ class _Rom:
 
 
 class BoardCore(wiring.Component):
-    """The board's logic without I/O buffers: UART, command decoder, cores, self-test.
+    """The board's logic without I/O buffers: UART, framed link, command decoder, cores, self-test.
 
     Parameters
     ----------
@@ -116,10 +114,15 @@ class BoardCore(wiring.Component):
     lanes : int
         Passed to the cores.
     clk_freq : float
-        Clock frequency in Hz (sets the UART divisor together with ``baud``).
+        Clock frequency in Hz (sets the UART divisor together with ``baud``, and the inter-byte
+        timeout together with ``byte_timeout``).
     baud : int
         UART bit rate.  Alternatively ``divisor`` (clock cycles per bit) overrides both, e.g. for a
         fast simulation.
+    byte_timeout : float
+        Seconds of silence inside a request after which the board drops it and answers
+        ``TIMEOUT`` (and, after a malformed request, the silence it waits for before answering).
+        Alternatively ``timeout_cycles`` gives it in clock cycles, e.g. for a fast simulation.
     cores : tuple of str
         Which cores to build: ``"encoder"``, ``"decoder"`` or both.
     selftest_frames : int
@@ -143,7 +146,8 @@ class BoardCore(wiring.Component):
     busy: Out(1)
 
     def __init__(self, model: IntModel, lanes: int = 1, *, clk_freq: float = 12e6, baud: int = 1_000_000,
-                 divisor: int | None = None, cores=CORE_NAMES, selftest_frames: int = 2,
+                 divisor: int | None = None, byte_timeout: float = protocol.BYTE_TIMEOUT,
+                 timeout_cycles: int | None = None, cores=CORE_NAMES, selftest_frames: int = 2,
                  encoder_cls=None, decoder_cls=None, selftest=None, storage: str = "rom"):
         if not isinstance(model, IntModel):
             raise TypeError(f"model must be an IntModel, not {model!r}")
@@ -156,10 +160,15 @@ class BoardCore(wiring.Component):
             raise ValueError(f"cores must be a non-empty subset of {CORE_NAMES}, not {cores!r}")
         self._model = model
         self._lanes = operator.index(lanes)
-        if not 1 <= self._lanes <= host.MAX_BOARD_LANES:
-            raise ValueError(f"a board top has 1..{host.MAX_BOARD_LANES} lanes (its info reply carries P "
+        if not 1 <= self._lanes <= protocol.MAX_BOARD_LANES:
+            raise ValueError(f"a board top has 1..{protocol.MAX_BOARD_LANES} lanes (its info reply carries P "
                              f"in one byte), not {self._lanes}")
         self._divisor = operator.index(divisor) if divisor is not None else baud_divisor(clk_freq, baud)
+        self._timeout = (operator.index(timeout_cycles) if timeout_cycles is not None
+                         else max(1, round(clk_freq * byte_timeout)))
+        if self._timeout < 20 * self._divisor:
+            raise ValueError(f"the inter-byte timeout ({self._timeout} cycles) must last at least two "
+                             f"bytes on the line ({20 * self._divisor} cycles)")
         self._frames = operator.index(selftest_frames)
         if self._frames < 1:
             raise ValueError("selftest_frames must be at least 1")
@@ -189,6 +198,11 @@ class BoardCore(wiring.Component):
         return self._divisor
 
     @property
+    def timeout_cycles(self) -> int:
+        """Clock cycles of silence inside a request after which it is dropped."""
+        return self._timeout
+
+    @property
     def storage(self) -> str:
         return self._storage
 
@@ -197,13 +211,39 @@ class BoardCore(wiring.Component):
         return tuple(n for n in CORE_NAMES if getattr(self, n) is not None)
 
     @property
-    def rx_fifo_depth(self) -> int:
-        """Bytes the receive FIFO holds: the longest ``E`` or ``D`` request plus 16, to a power
-        of two.  While the board computes one request the next arrives here whole, so a host
-        may keep two requests in flight (INFO flag bit 4); ``W`` is read as fast as it comes."""
+    def load_bytes(self) -> int:
+        """Payload bytes of this board's ``W`` request: the load images of its cores (what a RAM
+        board needs; a ROM board answers a ``W`` of this length ``NOT_WRITABLE``)."""
+        from .schedule import Schedule
+        return protocol.load_image_bytes([Schedule(self._model, self._lanes, side) for side in self.cores])
+
+    def command_rules(self) -> dict:
+        """:class:`hw.link.CommandRule` per command: the lengths and the handling the receiver
+        checks every request against (``hw/protocol.py``'s lengths for this board's cores)."""
         cfg = self._model.config
-        longest = max(([encode_request_len(cfg)] if self.encoder is not None else [])
-                      + ([decode_request_len(cfg)] if self.decoder is not None else []))
+        ram = self._storage != "rom"
+
+        def mode(core):
+            return "store" if core is not None else Status.NO_CORE
+        k_len = {k: protocol.request_payloads(cfg, Command.DECODE)[k - 1] for k in range(1, cfg.network.stages + 1)}
+        return {
+            Command.ENCODE: CommandRule(protocol.request_payloads(cfg, Command.ENCODE), mode(self.encoder), ram),
+            Command.DECODE: CommandRule(protocol.request_payloads(cfg, Command.DECODE), mode(self.decoder), ram,
+                                        first_byte=k_len),
+            Command.SELFTEST: CommandRule((0,), "store", ram),
+            Command.INFO: CommandRule((0,), "store"),
+            Command.LOAD: CommandRule((self.load_bytes,), "stream" if ram else Status.NOT_WRITABLE),
+        }
+
+    @property
+    def rx_fifo_depth(self) -> int:
+        """Bytes the receive buffer holds: the longest ``E`` or ``D`` request's record (command, tag
+        and payload) plus 16, to a power of two.  While the board computes one request the next
+        arrives here whole, so a host may keep two requests in flight (``InfoFlag.TWO_IN_FLIGHT``);
+        ``W`` streams through as fast as it comes."""
+        cfg = self._model.config
+        longest = max(([2 + max(protocol.request_payloads(cfg, Command.ENCODE))] if self.encoder is not None else [])
+                      + ([2 + max(protocol.request_payloads(cfg, Command.DECODE))] if self.decoder is not None else []))
         return 1 << (longest + 16 - 1).bit_length()
 
     def elaborate(self, platform):
@@ -215,14 +255,21 @@ class BoardCore(wiring.Component):
         T = self._frames
         enc, dec = self.encoder, self.decoder
 
-        # ---- UART and receive FIFO ----------------------------------------------------------------
+        # ---- UART, framed link: requests checked into the packet FIFO, replies framed -------------
+        loadable = [c for c in (enc, dec) if c is not None and self._storage != "rom"]
+        all_loaded = Signal(init=1)
         m.submodules.uart_rx = urx = UARTRx(self._divisor)
         m.submodules.uart_tx = utx = UARTTx(self._divisor)
-        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
-        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
-                     fifo.w_data.eq(urx.o.payload), fifo.w_en.eq(urx.o.valid), urx.o.ready.eq(fifo.w_rdy)]
-        rx_data, rx_valid, rx_ready = fifo.r_data, fifo.r_rdy, fifo.r_en
-        tx_data, tx_valid, tx_ready = utx.i.payload, utx.i.valid, utx.i.ready
+        m.submodules.deframer = deframer = RequestDeframer(self.command_rules(), self._timeout)
+        m.submodules.rx_fifo = fifo = PacketFIFO(8, self.rx_fifo_depth)
+        m.submodules.framer = framer = ReplyFramer()
+        wiring.connect(m, urx.o, deframer.i)
+        wiring.connect(m, deframer.o, fifo.w)
+        wiring.connect(m, framer.o, utx.i)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), fifo.commit.eq(deframer.commit),
+                     fifo.rollback.eq(deframer.rollback), deframer.loaded.eq(all_loaded)]
+        rx_data, rx_valid, rx_ready = fifo.r.payload, fifo.r.valid, fifo.r.ready
+        tx_data, tx_valid, tx_ready = framer.i.payload, framer.i.valid, framer.i.ready
 
         if enc is not None:
             m.submodules.encoder = enc
@@ -250,16 +297,21 @@ class BoardCore(wiring.Component):
         flags = Signal(2)
         tested = Signal()
         reply = Signal()
-        idx = Signal(range(10))
+        idx = Signal(range(protocol.INFO_PAYLOAD))
+        tag = Signal(8)                 # of the request being answered
+        command = Signal(8)             # its command (an error record's: what the request said)
+        status = Signal(Status)
 
-        loadable = [c for c in (enc, dec) if c is not None and self._storage != "rom"]
-        all_loaded = Signal(init=1)
+        weights_ok = Signal()           # the last W's CRC matched
         if loadable:
-            m.d.comb += all_loaded.eq(Cat(c.loaded for c in loadable).all())
+            m.d.comb += all_loaded.eq(Cat(c.loaded for c in loadable).all() & weights_ok)
         flags_byte = Signal(8)
-        m.d.comb += flags_byte.eq((enc is not None) | ((dec is not None) << 1)
-                                  | (bool(loadable) << 2) | (all_loaded << 3) | (1 << 4))
-        info = [CMD_INFO, *bytes.fromhex(cfg.config_hash), 0, self._lanes]
+        m.d.comb += flags_byte.eq((InfoFlag.ENCODER if enc is not None else 0)
+                                  | (InfoFlag.DECODER if dec is not None else 0)
+                                  | (InfoFlag.NEEDS_LOAD if loadable else 0)
+                                  | Mux(all_loaded, InfoFlag.LOADED, 0) | InfoFlag.TWO_IN_FLIGHT)
+        info = [*bytes.fromhex(cfg.config_hash), 0, self._lanes, protocol.VERSION]
+        assert len(info) == protocol.INFO_PAYLOAD
         info_rom = Array(Const(b, 8) for b in info)
         prefix_rom = Array(Const(p, range(B + 1)) for p in prefix)
 
@@ -270,6 +322,14 @@ class BoardCore(wiring.Component):
             with m.If(dec.k.valid & dec.k.ready):
                 m.d.sync += k_pending.eq(0)
 
+        def send_header(cmd, st, length, then):
+            """Hand the reply's header (the request's tag) to the framer, then go to ``then``."""
+            m.d.comb += [framer.hdr.valid.eq(1), framer.hdr.payload.tag.eq(tag),
+                         framer.hdr.payload.command.eq(cmd), framer.hdr.payload.status.eq(st),
+                         framer.hdr.payload.length.eq(length)]
+            with m.If(framer.hdr.ready):
+                m.next = then
+
         with m.FSM(init="BOOT") as fsm:
             m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
 
@@ -277,39 +337,55 @@ class BoardCore(wiring.Component):
                 m.d.sync += reply.eq(0)
                 m.next = "IDLE" if loadable else "T_START"   # RAM weights: nothing to test yet
 
+            # a record of the packet FIFO: command (or ERROR_RECORD), tag, the rest
             with m.State("IDLE"):
                 m.d.comb += rx_ready.eq(1)
                 with m.If(rx_valid):
-                    with m.Switch(rx_data):
-                        with m.Case(CMD_ENCODE):
-                            m.next = "E_ECHO" if enc is not None else "NAK"
-                            with m.If(~all_loaded):
-                                m.next = "NAK"
-                        with m.Case(CMD_DECODE):
-                            m.next = "D_K" if dec is not None else "NAK"
-                            with m.If(~all_loaded):
-                                m.next = "NAK"
-                        with m.Case(CMD_SELFTEST):
+                    m.d.sync += command.eq(rx_data)
+                    m.next = "TAG"
+            with m.State("TAG"):
+                m.d.comb += rx_ready.eq(1)
+                with m.If(rx_valid):
+                    m.d.sync += tag.eq(rx_data)
+                    with m.Switch(command):
+                        if enc is not None:
+                            with m.Case(Command.ENCODE):
+                                m.next = "E_HDR"
+                        if dec is not None:
+                            with m.Case(Command.DECODE):
+                                m.next = "D_K"
+                        with m.Case(Command.SELFTEST):
                             m.d.sync += reply.eq(1)
                             m.next = "T_START"
-                            with m.If(~all_loaded):
-                                m.next = "NAK"
-                        with m.Case(CMD_INFO):
+                        with m.Case(Command.INFO):
                             m.d.sync += idx.eq(0)
-                            m.next = "I_SEND"
-                        with m.Case(CMD_LOAD):
-                            m.next = "W_START" if loadable else "NAK"
+                            m.next = "I_HDR"
+                        if loadable:
+                            with m.Case(Command.LOAD):
+                                m.next = "W_START"
+                        with m.Default():        # ERROR_RECORD: the command and status follow
+                            m.next = "ERR_CMD"
+            with m.State("ERR_CMD"):
+                m.d.comb += rx_ready.eq(1)
+                with m.If(rx_valid):
+                    m.d.sync += command.eq(rx_data)
+                    m.next = "ERR_STATUS"
+            with m.State("ERR_STATUS"):
+                m.d.comb += rx_ready.eq(1)
+                with m.If(rx_valid):
+                    m.d.sync += status.eq(rx_data)
+                    m.next = "ERR_REPLY"
+            with m.State("ERR_REPLY"):
+                send_header(command, status, 0, "IDLE")
 
-            with m.State("NAK"):
-                m.d.comb += [tx_data.eq(REPLY_REFUSED), tx_valid.eq(1)]
-                with m.If(tx_ready):
-                    m.next = "IDLE"
-
+            with m.State("I_HDR"):
+                send_header(Command.INFO, Status.OK, protocol.INFO_PAYLOAD, "I_SEND")
             with m.State("I_SEND"):
-                m.d.comb += [tx_data.eq(Mux(idx == len(info) - 2, flags_byte, info_rom[idx])), tx_valid.eq(1)]
+                m.d.comb += [tx_data.eq(Mux(idx == protocol.INFO_HASH_BYTES, flags_byte, info_rom[idx])),
+                             tx_valid.eq(1)]
                 with m.If(tx_ready):
                     m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx == len(info) - 1):
+                    with m.If(idx == protocol.INFO_PAYLOAD - 1):
                         m.next = "IDLE"
 
             # ---- W: load the weight/parameter images of the RAM-stored cores -------------------------
@@ -324,7 +400,7 @@ class BoardCore(wiring.Component):
                 for c in loadable:
                     m.d.comb += c.load.payload.eq(lword)
                 with m.State("W_START"):
-                    m.d.sync += [lcore.eq(0), lcnt.eq(0), lbyte.eq(0)]
+                    m.d.sync += [lcore.eq(0), lcnt.eq(0), lbyte.eq(0), weights_ok.eq(0)]
                     m.next = "W_BYTE"
                 with m.State("W_BYTE"):
                     m.d.comb += rx_ready.eq(1)
@@ -344,21 +420,22 @@ class BoardCore(wiring.Component):
                                 with m.If(lcnt == size - 1):
                                     m.d.sync += [lcnt.eq(0), lcore.eq(n + 1)]
                                     if n == len(loadable) - 1:
-                                        m.next = "W_ECHO"
+                                        m.next = "W_STATUS"
                                 with m.Else():
                                     m.d.sync += lcnt.eq(lcnt + 1)
-                with m.State("W_ECHO"):
-                    m.d.comb += [tx_data.eq(CMD_LOAD), tx_valid.eq(1)]
-                    with m.If(tx_ready):
-                        m.next = "IDLE"
+                with m.State("W_STATUS"):       # the receiver's verdict on the whole image
+                    m.d.comb += rx_ready.eq(1)
+                    with m.If(rx_valid):
+                        m.d.sync += [status.eq(rx_data), weights_ok.eq(rx_data == Status.OK)]
+                        m.next = "W_REPLY"
+                with m.State("W_REPLY"):
+                    send_header(Command.LOAD, status, 0, "IDLE")
 
             # ---- E: encode one frame from the host --------------------------------------------------
             if enc is not None:
-                with m.State("E_ECHO"):
-                    m.d.comb += [tx_data.eq(CMD_ENCODE), tx_valid.eq(1)]
-                    with m.If(tx_ready):
-                        m.d.sync += word_cnt.eq(0)
-                        m.next = "E_LO"
+                with m.State("E_HDR"):
+                    m.d.sync += word_cnt.eq(0)
+                    send_header(Command.ENCODE, Status.OK, protocol.reply_payload(cfg, Command.ENCODE), "E_LO")
                 with m.State("E_LO"):
                     m.d.comb += rx_ready.eq(1)
                     with m.If(rx_valid):
@@ -394,21 +471,18 @@ class BoardCore(wiring.Component):
                         with m.Else():
                             m.next = "E_BITS"
 
-            # ---- D: decode K stages from the host -----------------------------------------------------
+            # ---- D: decode K stages from the host (K checked by the receiver) -------------------------
             if dec is not None:
                 with m.State("D_K"):
                     m.d.comb += rx_ready.eq(1)
                     with m.If(rx_valid):
                         m.d.sync += [k.eq(rx_data), nbits.eq(prefix_rom[rx_data[:len(k)]])]
-                        with m.If((rx_data >= 1) & (rx_data <= N)):
-                            m.next = "D_ECHO"
-                        with m.Else():
-                            m.next = "NAK"
-                with m.State("D_ECHO"):
-                    m.d.comb += [tx_data.eq(CMD_DECODE), tx_valid.eq(1)]
-                    with m.If(tx_ready):
-                        m.d.sync += [k_pending.eq(1), bit_cnt.eq(0), word_cnt.eq(0)]
-                        m.next = "D_BYTE"
+                        m.next = "D_HDR"
+                with m.State("D_HDR"):
+                    m.d.sync += [bit_cnt.eq(0), word_cnt.eq(0)]
+                    send_header(Command.DECODE, Status.OK, protocol.reply_payload(cfg, Command.DECODE), "D_BYTE")
+                    with m.If(framer.hdr.ready):
+                        m.d.sync += k_pending.eq(1)
                 with m.State("D_BYTE"):
                     m.d.comb += rx_ready.eq(1)
                     with m.If(rx_valid):
@@ -503,13 +577,11 @@ class BoardCore(wiring.Component):
             with m.State("T_DONE"):
                 m.d.sync += tested.eq(1)
                 with m.If(reply):
-                    m.next = "T_ECHO"
+                    m.next = "T_HDR"
                 with m.Else():
                     m.next = "IDLE"
-            with m.State("T_ECHO"):
-                m.d.comb += [tx_data.eq(CMD_SELFTEST), tx_valid.eq(1)]
-                with m.If(tx_ready):
-                    m.next = "T_FLAGS"
+            with m.State("T_HDR"):
+                send_header(Command.SELFTEST, Status.OK, protocol.reply_payload(cfg, Command.SELFTEST), "T_FLAGS")
             with m.State("T_FLAGS"):
                 m.d.comb += [tx_data.eq(flags), tx_valid.eq(1)]
                 with m.If(tx_ready):

@@ -1,68 +1,132 @@
-"""Host side of the board protocol (``docs/board.md``, ``hw/board.py``).
+"""Host side of the board protocol (``docs/board.md``; frames, commands, status codes and lengths
+in ``hw/protocol.py``, shared with the gateware ``hw/board.py``).
 
 The ``*_request`` / ``parse_*`` functions turn frames and codes into the bytes on the wire and back;
 they are pure and tested against the simulated board.  :class:`Board` sends them over any object
 with ``write(bytes)`` and ``read(n) -> bytes`` (a ``serial.Serial`` from pyserial, opened by
-:meth:`Board.open`).
+:meth:`Board.open`), with a deadline per reply, retries after a damaged, refused-as-damaged or
+missing answer (after waiting for the line to go quiet), and one :class:`ProtocolError` when the
+board stays silent or keeps failing.
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from typing import NamedTuple
+
 import numpy as np
 
-from model.errors import CascadeError
 from model.config import CodecConfig
+from model.errors import CascadeError
 
-__all__ = ["ProtocolError", "encode_request", "encode_request_len", "encode_reply_len",
-           "parse_encode_reply", "decode_request", "decode_request_len", "decode_reply_len",
-           "parse_decode_reply", "info_request",
-           "parse_info_reply", "INFO_REPLY_LEN", "MAX_BOARD_LANES", "selftest_request", "parse_selftest_reply",
-           "load_request", "Board"]
+from . import protocol
+from .protocol import MAX_BOARD_LANES, REPLY_OVERHEAD, REQUEST_OVERHEAD, Command, InfoFlag, Status
 
-_E, _D, _T, _I, _W, _NAK = b"E", b"D", b"T", b"I", b"W", b"!"
-INFO_REPLY_LEN = 11
-#: The info reply carries the lane count P in one byte (its last).
-MAX_BOARD_LANES = 255
+__all__ = ["ProtocolError", "Reply", "parse_reply", "encode_payload", "encode_request", "encode_request_len",
+           "encode_reply_len", "parse_encode_reply", "decode_payload", "decode_request", "decode_request_len",
+           "decode_reply_len", "parse_decode_reply", "info_request", "parse_info_reply", "INFO_REPLY_LEN",
+           "SELFTEST_REPLY_LEN", "ERROR_REPLY_LEN", "MAX_BOARD_LANES", "selftest_request", "parse_selftest_reply",
+           "load_payload", "load_request", "Board"]
+
+INFO_REPLY_LEN = REPLY_OVERHEAD + protocol.INFO_PAYLOAD
+SELFTEST_REPLY_LEN = REPLY_OVERHEAD + 1
+#: An error reply (a status other than OK) has no payload.
+ERROR_REPLY_LEN = REPLY_OVERHEAD
+
+_WHY = {Status.BAD_COMMAND: "unknown command", Status.BAD_LENGTH: "wrong request length",
+        Status.BAD_CRC: "request damaged (CRC)", Status.TIMEOUT: "request cut short (timeout)",
+        Status.OVERFLOW: "receive buffer full", Status.BAD_K: "K out of range",
+        Status.NO_CORE: "the board has no such core",
+        Status.NOT_LOADED: "its weights are not loaded (cascade board load)",
+        Status.NOT_WRITABLE: "its weights are in ROM"}
 
 
 class ProtocolError(CascadeError, RuntimeError):
-    """The board answered something the protocol does not allow (or nothing at all)."""
+    """The board answered something the protocol does not allow, refused a request, or did not
+    answer at all."""
 
 
-def _code_bytes(cfg: CodecConfig, k: int) -> int:
-    return (sum(cfg.network.code_bits[:k]) + 7) // 8
+class Reply(NamedTuple):
+    tag: int
+    command: int
+    status: int
+    payload: bytes
 
 
-def encode_request(cfg: CodecConfig, frame) -> bytes:
-    """``E`` and one integer frame (D values of the golden model's input format)."""
+def _name(command: int) -> str:
+    return repr(chr(command)) if 32 < command < 127 else f"0x{command:02x}"
+
+
+def _status_text(status: int) -> str:
+    try:
+        return f"{Status(status).name} ({_WHY[Status(status)]})"
+    except (ValueError, KeyError):
+        return f"status {status}"
+
+
+def parse_reply(data: bytes) -> Reply:
+    """One reply frame -> :class:`Reply`; ProtocolError unless it is exactly one intact frame."""
+    data = bytes(data)
+    if len(data) < REPLY_OVERHEAD or data[0] != protocol.REPLY_SOF:
+        raise ProtocolError(f"not a reply frame: {len(data)} bytes starting {data[:1]!r}")
+    n = int.from_bytes(data[4:6], "little")
+    if len(data) != REPLY_OVERHEAD + n:
+        raise ProtocolError(f"a reply frame of {n} payload bytes has {REPLY_OVERHEAD + n} bytes, got {len(data)}")
+    if protocol.crc16(data[1:-2]) != int.from_bytes(data[-2:], "little"):
+        raise ProtocolError("reply damaged (CRC)")
+    return Reply(data[1], data[2], data[3], data[6:-2])
+
+
+def _ok_payload(reply: Reply, command: int, length: int) -> bytes:
+    if reply.status != Status.OK:
+        raise ProtocolError(f"board refused {_name(command)}: {_status_text(reply.status)}")
+    if reply.command != command or len(reply.payload) != length:
+        raise ProtocolError(f"expected a {_name(command)} reply of {length} payload bytes, got "
+                            f"{_name(reply.command)} with {len(reply.payload)}")
+    return reply.payload
+
+
+def encode_payload(cfg: CodecConfig, frame) -> bytes:
+    """One integer frame (D values of the golden model's input format) as ``E``'s payload."""
     frame = np.asarray(frame, dtype=np.int64).reshape(-1)
     A = cfg.fixed.act_bits
     if frame.shape != (cfg.coefficients,):
         raise ValueError(f"a frame has {cfg.coefficients} values, got {frame.size}")
     if frame.min(initial=0) < -(1 << (A - 1)) or frame.max(initial=0) >= 1 << (A - 1):
         raise ValueError(f"frame values exceed signed {A}-bit")
-    return _E + frame.astype("<i2").tobytes()
+    return frame.astype("<i2").tobytes()
+
+
+def encode_request(cfg: CodecConfig, frame, tag: int = 0) -> bytes:
+    """The ``E`` request of one integer frame."""
+    return protocol.request_frame(Command.ENCODE, encode_payload(cfg, frame), tag)
 
 
 def encode_request_len(cfg: CodecConfig) -> int:
-    return 1 + 2 * cfg.coefficients
+    return REQUEST_OVERHEAD + max(protocol.request_payloads(cfg, Command.ENCODE))
 
 
 def encode_reply_len(cfg: CodecConfig) -> int:
-    return 1 + _code_bytes(cfg, cfg.network.stages)
+    return REPLY_OVERHEAD + protocol.reply_payload(cfg, Command.ENCODE)
+
+
+def _code_fields(cfg: CodecConfig, payload: bytes) -> list[np.ndarray]:
+    bits = np.unpackbits(np.frombuffer(payload, np.uint8), count=cfg.code_bits_total, bitorder="little")
+    edges = np.cumsum((0,) + cfg.network.code_bits)
+    return [bits[a:b].astype(np.int64) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def parse_encode_reply(cfg: CodecConfig, data: bytes) -> list[np.ndarray]:
     """The answer to ``E`` -> per-stage code bits ``[(B_n,)]`` in {0, 1} (as ``golden.encode``
     gives for one frame)."""
-    _expect(data, _E, encode_reply_len(cfg))
-    bits = np.unpackbits(np.frombuffer(data[1:], np.uint8), count=cfg.code_bits_total, bitorder="little")
-    edges = np.cumsum((0,) + cfg.network.code_bits)
-    return [bits[a:b].astype(np.int64) for a, b in zip(edges[:-1], edges[1:])]
+    payload = _ok_payload(parse_reply(data), Command.ENCODE, protocol.reply_payload(cfg, Command.ENCODE))
+    return _code_fields(cfg, payload)
 
 
-def decode_request(cfg: CodecConfig, codes, k: int | None = None) -> bytes:
-    """``D``, K and the code bits of stages 0..K-1 of one frame (``codes``: per-stage bit arrays)."""
+def decode_payload(cfg: CodecConfig, codes, k: int | None = None) -> bytes:
+    """K and the code bits of stages 0..K-1 of one frame (``codes``: per-stage bit arrays) as
+    ``D``'s payload."""
     n = cfg.network.stages
     k = len(codes) if k is None else k
     if not 1 <= k <= min(n, len(codes)):
@@ -70,44 +134,56 @@ def decode_request(cfg: CodecConfig, codes, k: int | None = None) -> bytes:
     bits = np.concatenate([np.asarray(c, dtype=np.uint8).reshape(-1) for c in codes[:k]])
     if bits.size != sum(cfg.network.code_bits[:k]):
         raise ValueError(f"{k} stages have {sum(cfg.network.code_bits[:k])} code bits, got {bits.size}")
-    return _D + bytes([k]) + np.packbits(bits, bitorder="little").tobytes()
+    return bytes([k]) + np.packbits(bits, bitorder="little").tobytes()
+
+
+def decode_request(cfg: CodecConfig, codes, k: int | None = None, tag: int = 0) -> bytes:
+    """The ``D`` request of one frame's first K stages."""
+    return protocol.request_frame(Command.DECODE, decode_payload(cfg, codes, k), tag)
 
 
 def decode_request_len(cfg: CodecConfig, k: int | None = None) -> int:
     """Bytes of a ``D`` request for K stages (default all: the longest)."""
-    return 2 + _code_bytes(cfg, cfg.network.stages if k is None else k)
+    k = cfg.network.stages if k is None else k
+    return REQUEST_OVERHEAD + protocol.request_payloads(cfg, Command.DECODE)[k - 1]
 
 
 def decode_reply_len(cfg: CodecConfig) -> int:
-    return 1 + 2 * cfg.coefficients
+    return REPLY_OVERHEAD + protocol.reply_payload(cfg, Command.DECODE)
 
 
 def parse_decode_reply(cfg: CodecConfig, data: bytes) -> np.ndarray:
     """The answer to ``D`` -> one decoded integer frame (D,)."""
-    _expect(data, _D, decode_reply_len(cfg))
-    return np.frombuffer(data[1:], "<i2").astype(np.int64)
+    payload = _ok_payload(parse_reply(data), Command.DECODE, protocol.reply_payload(cfg, Command.DECODE))
+    return np.frombuffer(payload, "<i2").astype(np.int64)
 
 
-def info_request() -> bytes:
-    return _I
+def info_request(tag: int = 0) -> bytes:
+    return protocol.request_frame(Command.INFO, b"", tag)
+
+
+def _info_fields(payload: bytes) -> dict:
+    h = protocol.INFO_HASH_BYTES
+    f = payload[h]
+    return {"config_hash": payload[:h].hex(), "encoder": bool(f & InfoFlag.ENCODER),
+            "decoder": bool(f & InfoFlag.DECODER), "needs_load": bool(f & InfoFlag.NEEDS_LOAD),
+            "loaded": bool(f & InfoFlag.LOADED), "lanes": payload[h + 1],
+            "in_flight": 2 if f & InfoFlag.TWO_IN_FLIGHT else 1, "protocol": payload[h + 2]}
 
 
 def parse_info_reply(data: bytes) -> dict:
     """``{"config_hash": 16 hex digits, "encoder": bool, "decoder": bool, "needs_load": bool,
-    "loaded": bool, "lanes": P, "in_flight": 1 or 2}`` (``needs_load``: the weights live in RAM
-    and come from ``W``; ``in_flight``: requests the board takes before answering the first)."""
-    _expect(data, _I, INFO_REPLY_LEN)
-    f = data[9]
-    return {"config_hash": data[1:9].hex(), "encoder": bool(f & 1), "decoder": bool(f & 2),
-            "needs_load": bool(f & 4), "loaded": bool(f & 8), "lanes": data[10],
-            "in_flight": 2 if f & 16 else 1}
+    "loaded": bool, "lanes": P, "in_flight": 1 or 2, "protocol": version}`` (``needs_load``: the
+    weights live in RAM and come from ``W``; ``in_flight``: requests the board takes before
+    answering the first)."""
+    return _info_fields(_ok_payload(parse_reply(data), Command.INFO, protocol.INFO_PAYLOAD))
 
 
-def load_request(model, lanes: int, cores) -> bytes:
-    """``W`` and the load images (``hw.schedule.Schedule.load_words``) of ``cores`` (names, in
-    the board's order: encoder first), each word little-endian in ceil(load_word_bits / 8) bytes."""
+def load_payload(model, lanes: int, cores) -> bytes:
+    """The load images (``hw.schedule.Schedule.load_words``) of ``cores`` (names, in the board's
+    order: encoder first), each word little-endian in ceil(load_word_bits / 8) bytes."""
     from hw.schedule import Schedule
-    out = [_W]
+    out = []
     for side in ("encoder", "decoder"):
         if side in cores:
             sc = Schedule(model, lanes, side)
@@ -116,67 +192,165 @@ def load_request(model, lanes: int, cores) -> bytes:
     return b"".join(out)
 
 
-def selftest_request() -> bytes:
-    return _T
+def load_request(model, lanes: int, cores, tag: int = 0) -> bytes:
+    """The ``W`` request of ``cores``' load images."""
+    return protocol.request_frame(Command.LOAD, load_payload(model, lanes, cores), tag)
+
+
+def selftest_request(tag: int = 0) -> bytes:
+    return protocol.request_frame(Command.SELFTEST, b"", tag)
+
+
+def _selftest_fields(payload: bytes) -> dict:
+    return {"encoder_ok": not payload[0] & 1, "decoder_ok": not payload[0] & 2}
 
 
 def parse_selftest_reply(data: bytes) -> dict:
     """``{"encoder_ok": bool, "decoder_ok": bool}`` (a core the board lacks reads as ok)."""
-    _expect(data, _T, 2)
-    return {"encoder_ok": not data[1] & 1, "decoder_ok": not data[1] & 2}
+    return _selftest_fields(_ok_payload(parse_reply(data), Command.SELFTEST, 1))
 
 
-def _expect(data: bytes, head: bytes, length: int) -> None:
-    if data[:1] == _NAK:
-        raise ProtocolError(f"board refused command {head.decode()!r} (core missing or K out of range)")
-    if len(data) != length or data[:1] != head:
-        raise ProtocolError(f"expected {length} bytes starting {head!r} from the board, got "
-                            f"{len(data)} bytes starting {bytes(data[:1])!r}")
+class _LinkError(Exception):
+    """A reply that did not come, came damaged, or says the request came damaged: retry."""
 
 
 class Board:
-    """A codec board on a byte link (``write``/``read``).  ``encode`` and ``decode`` keep as
-    many requests in flight as the board said it takes in its ``info`` reply (one until then),
-    so with two the next frame travels while the board computes."""
+    """A codec board on a byte link (``write``/``read``; ``read`` may return fewer bytes than asked,
+    or none, after a short wait).
 
-    def __init__(self, link, cfg: CodecConfig):
+    ``encode`` and ``decode`` keep as many requests in flight as the board said it takes in its
+    ``info`` reply (one until then), so with two the next frame travels while the board computes.
+    Each reply has a deadline: its bytes and the request's at ``baud``, plus ``margin`` seconds for
+    the board's computation and the operating system.  A missing or damaged reply, or an error
+    status that says the request came damaged (``protocol.RETRYABLE``), makes the host wait until
+    the line has been quiet for ``gap`` seconds (longer than the board's inter-byte timeout, so the
+    board is back to waiting for a request), then send again every request not yet answered; after
+    ``retries`` such failures in a row it raises :class:`ProtocolError`, so a dead board fails in
+    about ``(retries + 1) * (margin + gap)`` seconds.  Replies carry the request's tag: a late
+    answer to an earlier try is recognized and skipped.
+    """
+
+    def __init__(self, link, cfg: CodecConfig, *, baud: int | None = None, retries: int = 3,
+                 margin: float = 0.25, gap: float = 5 * protocol.BYTE_TIMEOUT):
         self.link, self.cfg = link, cfg
         self.in_flight = 1
+        self.baud = baud or getattr(link, "baudrate", None) or 1_000_000
+        self.retries, self.margin, self.gap = int(retries), float(margin), float(gap)
+        self.resyncs = 0          # times the host waited for a quiet line and sent again
+        self._tag = 0
+        self._junk = 0            # bytes seen outside reply frames
 
     @classmethod
-    def open(cls, port: str, cfg: CodecConfig, baud: int = 1_000_000, timeout: float = 2.0) -> "Board":
+    def open(cls, port: str, cfg: CodecConfig, baud: int = 1_000_000, **kwargs) -> "Board":
         try:
             import serial  # pyserial
         except ImportError:
             raise ImportError("talking to a board needs pyserial: pip install pyserial") from None
-        return cls(serial.Serial(port, baud, timeout=timeout), cfg)
+        return cls(serial.Serial(port, baud, timeout=0.01), cfg, baud=baud, **kwargs)
 
-    def _transact(self, request: bytes, length: int) -> bytes:
-        self.link.write(request)
-        return self._reply(length)
+    # ---- the byte link ---------------------------------------------------------------------------
+    def _read(self, n: int, deadline: float) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = self.link.read(n - len(out))
+            if chunk:
+                out += chunk
+            elif time.monotonic() >= deadline:
+                break
+            elif getattr(self.link, "timeout", None) is None:
+                time.sleep(0.002)   # a link whose read does not wait
+        return out
 
-    def _reply(self, length: int) -> bytes:
-        head = self.link.read(1)
-        if head == _NAK:
-            return head
-        return head + self.link.read(length - 1)
+    def _read_reply(self, deadline: float) -> Reply:
+        while True:
+            b = self._read(1, deadline)
+            if not b:
+                raise _LinkError("no answer")
+            if b[0] == protocol.REPLY_SOF:
+                break
+            self._junk += 1
+        head = self._read(protocol.REPLY_HEADER - 1, deadline)
+        rest = b""
+        if len(head) == protocol.REPLY_HEADER - 1:
+            n = int.from_bytes(head[3:5], "little")
+            rest = self._read(n + protocol.CRC_BYTES, deadline)
+            if len(rest) == n + protocol.CRC_BYTES:
+                try:
+                    return parse_reply(b + head + rest)
+                except ProtocolError as exc:
+                    raise _LinkError(str(exc)) from None
+        raise _LinkError(f"reply cut short after {1 + len(head) + len(rest)} bytes")
 
-    def _stream(self, requests, length: int) -> list[bytes]:
-        """Replies to ``requests`` in order, with up to ``in_flight`` of them sent ahead."""
-        replies, pending = [], 0
-        for req in requests:
-            self.link.write(req)
-            pending += 1
-            if pending == self.in_flight:
-                replies.append(self._reply(length))
-                pending -= 1
-        replies += [self._reply(length) for _ in range(pending)]
-        return replies
+    def _resync(self) -> None:
+        """Wait until nothing has arrived for ``gap`` seconds (discarding what does)."""
+        self.resyncs += 1
+        end = time.monotonic() + max(10 * self.gap, 2.0)
+        quiet = time.monotonic() + self.gap
+        while time.monotonic() < end:
+            if self._read(4096, quiet):
+                quiet = time.monotonic() + self.gap
+            elif time.monotonic() >= quiet:
+                return
+        raise ProtocolError("the board does not stop sending (wrong baud rate?)")
+
+    def _deadline(self, request: int, reply: int) -> float:
+        return time.monotonic() + self.margin + 10 * (request + reply) / self.baud
+
+    # ---- requests ----------------------------------------------------------------------------------
+    def _exchange(self, command: Command, payloads, reply_len: int, window: int = 1) -> list[bytes]:
+        """The ``OK`` payloads of ``reply_len`` bytes answering ``command`` requests with
+        ``payloads``, in order, with up to ``window`` requests sent ahead."""
+        payloads = list(payloads)
+        out: list[bytes] = []
+        pending: deque = deque()    # (index, tag, request length) sent, not yet answered
+        nxt, failures, started = 0, 0, time.monotonic()
+        while len(out) < len(payloads):
+            while nxt < len(payloads) and len(pending) < window:
+                self._tag = (self._tag + 1) & 0xFF
+                req = protocol.request_frame(command, payloads[nxt], self._tag)
+                self.link.write(req)
+                pending.append((nxt, self._tag, len(req)))
+                nxt += 1
+            index, tag, req_len = pending[0]
+            try:
+                deadline = self._deadline(req_len * len(pending), REPLY_OVERHEAD + reply_len)
+                while True:
+                    r = self._read_reply(deadline)
+                    if r.status in protocol.RETRYABLE:
+                        raise _LinkError(f"board says {_status_text(r.status)}")
+                    if r.tag == tag and r.command == command:
+                        break
+                    # a late answer to an earlier try (another tag): skip it
+                payload = _ok_payload(r, command, reply_len)
+            except _LinkError as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise ProtocolError(self._give_up(command, exc, failures, time.monotonic() - started)) from None
+                self._resync()
+                nxt = index                 # send again everything not answered
+                pending.clear()
+                continue
+            out.append(payload)
+            pending.popleft()
+            failures = 0
+        return out
+
+    def _give_up(self, command, exc, tries, seconds) -> str:
+        msg = (f"{_name(command)} failed {tries} times in {seconds:.1f} s (last: {exc}); is the board "
+               f"configured with a codec bitstream, at {self.baud} baud?")
+        if self._junk:
+            msg += (f" It sent {self._junk} bytes outside reply frames (an older, unframed bitstream or "
+                    f"another baud rate?)")
+        return msg
 
     def info(self, check: bool = True) -> dict:
-        """The board's config hash and cores; with ``check``, raise unless the hash is ours."""
-        info = parse_info_reply(self._transact(info_request(), INFO_REPLY_LEN))
+        """The board's config hash and cores; with ``check``, raise unless the hash is ours and the
+        board speaks this protocol version."""
+        info = _info_fields(self._exchange(Command.INFO, [b""], protocol.INFO_PAYLOAD)[0])
         self.in_flight = info["in_flight"]
+        if check and info["protocol"] != protocol.VERSION:
+            raise ProtocolError(f"board speaks protocol version {info['protocol']}, this host "
+                                f"{protocol.VERSION}: rebuild its bitstream")
         if check and info["config_hash"] != self.cfg.config_hash:
             raise ProtocolError(f"board runs codec {info['config_hash']}, host config is {self.cfg.config_hash}")
         return info
@@ -188,33 +362,23 @@ class Board:
         if not info["needs_load"]:
             return
         cores = [c for c in ("encoder", "decoder") if info[c]]
-        request = load_request(model, info["lanes"], cores)
-        old = getattr(self.link, "timeout", None)
-        baud = getattr(self.link, "baudrate", None)
-        if old is not None and baud:   # the answer comes after the last of ~100 kB: wait for it
-            self.link.timeout = old + 10 * len(request) / baud
-        try:
-            reply = self._transact(request, 1)
-        finally:
-            if old is not None and baud:
-                self.link.timeout = old
-        if reply != _W:
-            raise ProtocolError(f"board did not confirm the weight load (got {reply!r})")
+        self._exchange(Command.LOAD, [load_payload(model, info["lanes"], cores)], 0)
 
     def selftest(self) -> dict:
-        return parse_selftest_reply(self._transact(selftest_request(), 2))
+        return _selftest_fields(self._exchange(Command.SELFTEST, [b""], 1)[0])
 
     def encode(self, frames) -> list[np.ndarray]:
         """Integer frames (T, D) -> per-stage code bits [(T, B_n)], like ``golden.encode``."""
-        replies = self._stream((encode_request(self.cfg, f) for f in np.atleast_2d(frames)),
-                               encode_reply_len(self.cfg))
-        rows = [parse_encode_reply(self.cfg, r) for r in replies]
+        payloads = [encode_payload(self.cfg, f) for f in np.atleast_2d(frames)]
+        replies = self._exchange(Command.ENCODE, payloads, protocol.reply_payload(self.cfg, Command.ENCODE),
+                                 self.in_flight)
+        rows = [_code_fields(self.cfg, r) for r in replies]
         return [np.stack([r[s] for r in rows]) for s in range(self.cfg.network.stages)]
 
     def decode(self, codes, k: int | None = None) -> np.ndarray:
         """Per-stage code bits [(T, B_n)] -> integer frames (T, D), like ``golden.decode``."""
         k = len(codes) if k is None else k
-        frames = len(codes[0])
-        replies = self._stream((decode_request(self.cfg, [c[t] for c in codes[:k]], k)
-                                for t in range(frames)), decode_reply_len(self.cfg))
-        return np.stack([parse_decode_reply(self.cfg, r) for r in replies])
+        payloads = [decode_payload(self.cfg, [c[t] for c in codes[:k]], k) for t in range(len(codes[0]))]
+        replies = self._exchange(Command.DECODE, payloads, protocol.reply_payload(self.cfg, Command.DECODE),
+                                 self.in_flight)
+        return np.stack([np.frombuffer(r, "<i2").astype(np.int64) for r in replies])

@@ -509,8 +509,8 @@ def generator_hash() -> str:
     return h.hexdigest()[:16]
 
 
-_GENERATOR_SOURCES = ("board.py", "core.py", "decoder.py", "encoder.py", "host.py", "mac.py", "post.py",
-                      "schedule.py", "store.py", "uart.py")
+_GENERATOR_SOURCES = ("board.py", "core.py", "decoder.py", "encoder.py", "host.py", "link.py", "mac.py", "post.py",
+                      "protocol.py", "schedule.py", "store.py", "uart.py")
 
 
 def _synth_auto(model, board, out_dir, *, cores, mode, storage, selftest_frames, **kw) -> dict:

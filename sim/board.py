@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw import host
+from hw import host, protocol
 from hw.board import BoardCore
 from model import golden
 from model.golden import IntModel
@@ -42,57 +42,107 @@ def build_board(model: IntModel, lanes: int, build_dir, divisor: int = 4, **boar
 
 
 def board_transactions(model: IntModel, frames, ks, lanes: int = 1,
-                       storage: str = "rom") -> list[tuple[str, bytes, int, object]]:
-    """``(name, request, reply length, expected)`` for: info, self-test, ``E`` of every frame,
-    ``D`` of every frame's golden codes with the K given, and ``D`` with a bad K.  A board with
-    RAM-stored weights first refuses ``E``, then gets ``W`` with the load image."""
+                       storage: str = "rom") -> list[tuple[str, bytes, list]]:
+    """``(name, request bytes, [(tag, kind, expected) per reply frame])`` for: info, self-test,
+    ``E`` of every frame, ``D`` of every frame's golden codes with the K given, and requests that go
+    wrong, each followed by a valid one: truncated, corrupted, oversized, trailing bytes, a bad K,
+    and ``W`` on a ROM board (with a short payload; the full-length one is in
+    ``tests/test_board_protocol.py``) (a RAM board instead first refuses ``E``, gets a damaged and a truncated
+    ``W``, refuses ``E`` again, then gets the load image).  ``kind`` is ``info``, ``selftest``,
+    ``encode``, ``decode`` or ``status`` (expected: (command, status) of an error reply)."""
     cfg = model.config
     frames = np.asarray(frames, dtype=np.int64)
     codes = golden.encode(model, frames)
     ram = storage != "rom"
+    tags = iter(range(1, 256))
     info = {"config_hash": cfg.config_hash, "encoder": True, "decoder": True, "needs_load": ram,
-            "loaded": not ram, "lanes": lanes, "in_flight": 2}
-    tr = [("info", host.info_request(), host.INFO_REPLY_LEN, info)]
-    if ram:
-        tr += [("unloaded", host.encode_request(cfg, frames[0])[:1], 1, b"!"),
-               ("load", host.load_request(model, lanes, ("encoder", "decoder")), 1, b"W"),
-               ("info", host.info_request(), host.INFO_REPLY_LEN, dict(info, loaded=True))]
-    tr.append(("selftest", host.selftest_request(), 2, {"encoder_ok": True, "decoder_ok": True}))
-    for t, f in enumerate(frames):
-        tr.append((f"E{t}", host.encode_request(cfg, f), host.encode_reply_len(cfg), [c[t] for c in codes]))
-    if len(frames) > 1:   # two requests in flight: the second arrives while the first computes
-        n = host.encode_reply_len(cfg)
-        tr.append(("E01 in flight", host.encode_request(cfg, frames[0]) + host.encode_request(cfg, frames[1]),
-                   2 * n, [[c[t] for c in codes] for t in (0, 1)]))
-    for t, k in enumerate(ks):
-        per_stage = [c[t] for c in codes]
+            "loaded": not ram, "lanes": lanes, "in_flight": 2, "protocol": protocol.VERSION}
+    C, S = protocol.Command, protocol.Status
+
+    def req(kind, expected, make):
+        tag = next(tags)
+        return make(tag), [(tag, kind, expected)]
+
+    def status(command, st, make):
+        return req("status", (command, st), make)
+
+    def encode(t):
+        return req("encode", [c[t] for c in codes], lambda tag: host.encode_request(cfg, frames[t], tag))
+
+    def decode(t, k):
         expected = golden.decode(model, [c[t:t + 1] for c in codes], stages=k)[0]
-        tr.append((f"D{t}k{k}", host.decode_request(cfg, per_stage, k), host.decode_reply_len(cfg), expected))
-    tr.append(("badk", bytes([host._D[0], cfg.network.stages + 1]), 1, b"!"))
+        return req("decode", expected, lambda tag: host.decode_request(cfg, [c[t] for c in codes], k, tag))
+
+    tr = [("info", *req("info", info, host.info_request))]
+    if ram:
+        image = host.load_payload(model, lanes, ("encoder", "decoder"))
+        tr += [("unloaded", *status(C.ENCODE, S.NOT_LOADED, lambda tag: host.encode_request(cfg, frames[0], tag))),
+               ("load damaged", *status(C.LOAD, S.BAD_CRC, lambda tag: _flip(protocol.request_frame(
+                   C.LOAD, image, tag), len(image) // 2))),
+               ("load truncated", *status(C.LOAD, S.TIMEOUT, lambda tag: protocol.request_frame(
+                   C.LOAD, image, tag)[:len(image) // 3])),
+               ("still unloaded", *status(C.ENCODE, S.NOT_LOADED, lambda tag: host.encode_request(cfg, frames[0], tag))),
+               ("load", *req("status", (C.LOAD, S.OK), lambda tag: protocol.request_frame(C.LOAD, image, tag))),
+               ("info", *req("info", dict(info, loaded=True), host.info_request))]
+    tr.append(("selftest", *req("selftest", {"encoder_ok": True, "decoder_ok": True}, host.selftest_request)))
+    for t in range(len(frames)):
+        tr.append((f"E{t}", *encode(t)))
+    if len(frames) > 1:   # two requests in flight: the second arrives while the first computes
+        (r0, e0), (r1, e1) = encode(0), encode(1)
+        tr.append(("E01 in flight", r0 + r1, e0 + e1))
+    for t, k in enumerate(ks):
+        tr.append((f"D{t}k{k}", *decode(t, k)))
+    # requests that go wrong, each followed by a valid one
+    last = len(frames) - 1
+    tr += [("truncated D", *status(C.DECODE, S.TIMEOUT, lambda tag: host.decode_request(cfg, [c[last] for c in codes], None, tag)[:-3])),
+           (f"D{last} after truncated", *decode(last, cfg.network.stages))]
+    tr += [("corrupted E", *status(C.ENCODE, S.BAD_CRC, lambda tag: _flip(host.encode_request(cfg, frames[0], tag), 9))),
+           ("E0 after corrupted", *encode(0))]
+    tr += [("oversized E", *status(C.ENCODE, S.BAD_LENGTH, lambda tag: protocol.request_frame(
+               C.ENCODE, host.encode_payload(cfg, frames[0]) + bytes(16), tag))),
+           ("E0 after oversized", *encode(0))]
+    r, e = encode(last)
+    tr += [("trailing bytes", r + b"\x00E\x01\x02D\xff", e), ("E0 after trailing", *encode(0))]
+    tr += [("bad K", *status(C.DECODE, S.BAD_K, lambda tag: protocol.request_frame(
+               C.DECODE, bytes([cfg.network.stages + 1]) + bytes(protocol.code_bytes(cfg, 1)), tag))),
+           ("D0 after bad K", *decode(0, 1))]
+    if not ram:   # a W (here with a short payload that holds a whole request) is no command
+        inner = host.info_request(0)
+        tr += [("W on ROM", *status(C.LOAD, S.BAD_LENGTH, lambda tag: protocol.request_frame(
+                   C.LOAD, inner * 3, tag))), ("E0 after W", *encode(0))]
     return tr
 
 
-def _check(cfg, name, reply: bytes, expected) -> str | None:
+def _flip(request: bytes, at: int) -> bytes:
+    """``request`` with one bit of byte ``at`` of its payload flipped (the CRC no longer matches)."""
+    out = bytearray(request)
+    out[protocol.REQUEST_HEADER + at] ^= 0x08
+    return bytes(out)
+
+
+def _check(cfg, name, reply: bytes, tag: int, kind: str, expected) -> str | None:
     try:
-        if name == "info":
+        r = host.parse_reply(reply)
+        if r.tag != tag:
+            return f"{name}: reply tag {r.tag}, request tag {tag}"
+        if kind == "status":
+            got = (r.command, r.status)
+            want = tuple(int(v) for v in expected)
+            return None if got == want and r.payload == b"" else (
+                f"{name}: got command {r.command} status {r.status} ({len(r.payload)} bytes), expected {want}")
+        if kind == "info":
             got = host.parse_info_reply(reply)
-        elif name == "selftest":
+        elif kind == "selftest":
             got = host.parse_selftest_reply(reply)
-        elif name.endswith("in flight"):
-            n = len(reply) // 2
-            return (_check(cfg, "E0", reply[:n], expected[0]) or _check(cfg, "E1", reply[n:], expected[1])
-                    or None) if len(reply) == 2 * n else f"{name}: {len(reply)} bytes"
-        elif name.startswith("E"):
+        elif kind == "encode":
             got = host.parse_encode_reply(cfg, reply)
             bad = [s for s, (g, e) in enumerate(zip(got, expected)) if not np.array_equal(g, e)]
             return f"{name}: code bits of stage(s) {bad} differ from golden.encode" if bad else None
-        elif name.startswith("D"):
+        else:
             got = host.parse_decode_reply(cfg, reply)
             bad = np.flatnonzero(got != expected)
             return (f"{name}: word {bad[0]} is {got[bad[0]]}, golden.decode says {expected[bad[0]]} "
                     f"({len(bad)} words differ)") if len(bad) else None
-        else:
-            got = reply
     except host.ProtocolError as exc:
         return f"{name}: {exc}"
     return None if got == expected else f"{name}: got {got!r}, expected {expected!r}"
@@ -101,21 +151,23 @@ def _check(cfg, name, reply: bytes, expected) -> str | None:
 def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int = 4, built=None,
               **board_kwargs) -> dict:
     """Simulate the board on ``frames`` (``E`` each) and ``ks`` (``D`` of frame t's codes with
-    ``ks[t]`` stages).  Returns ``{"leds": [pass, fail] after the power-up self-test, "leds_end":
-    [pass, fail] after the last transaction, "errors":
-    [one line per wrong answer], "cycles": {transaction: cycles}, "boot_cycles": n}``."""
+    ``ks[t]`` stages), and on the bad requests of :func:`board_transactions`.  Returns ``{"leds":
+    [pass, fail] after the power-up self-test, "leds_end": [pass, fail] after the last transaction,
+    "errors": [one line per wrong answer], "cycles": {transaction: cycles}, "boot_cycles": n}``.
+    The board's inter-byte timeout is 40 byte times unless ``timeout_cycles`` is given."""
     build_dir = Path(build_dir).resolve()   # the simulator runs in build_dir: absolute paths
+    board_kwargs.setdefault("timeout_cycles", 400 * divisor)
     runner, top, board = built if built is not None else build_board(model, lanes, build_dir, divisor, **board_kwargs)
     cfg = model.config
     tr = board_transactions(model, frames, ks, lanes, board.storage)
-    reqs = [np.frombuffer(r, np.uint8) for _, r, _, _ in tr]
-    longest = max(len(r) + n for _, r, n, _ in tr)
+    reqs = [np.frombuffer(r, np.uint8) for _, r, _ in tr]
+    longest = max(len(r) for _, r, _ in tr) + 2 * max(host.encode_reply_len(cfg), host.decode_reply_len(cfg))
     cpf = max(getattr(board, c).cycles_per_frame for c in board.cores)
-    timeout = 20 * divisor * longest + 4 * cpf * (board._frames + 1) + 10_000
+    timeout = 20 * divisor * longest + 4 * cpf * (board._frames + 1) + 2 * board.timeout_cycles + 10_000
     vpath, rpath = build_dir / "board_vectors.npz", build_dir / "board_result.json"
-    np.savez(vpath, divisor=board.divisor, timeout_cycles=timeout,
+    np.savez(vpath, divisor=board.divisor, timeout_cycles=timeout, quiet_cycles=3 * board.timeout_cycles,
              request_bytes=np.concatenate(reqs), request_splits=np.cumsum([len(r) for r in reqs])[:-1],
-             reply_lengths=np.array([n for _, _, n, _ in tr]))
+             reply_frames=np.array([len(e) for _, _, e in tr]))
     if rpath.exists():
         rpath.unlink()
     env = {"CASCADE_BOARD": str(vpath), "CASCADE_RESULT": str(rpath),
@@ -125,7 +177,14 @@ def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int =
     if not rpath.exists():
         raise RuntimeError(f"simulation of {top} wrote no result (see {build_dir})")
     res = json.loads(rpath.read_text())
-    errors = [e for (name, _, _, exp), rep in zip(tr, res["replies"])
-              if (e := _check(cfg, name, bytes.fromhex(rep), exp))]
+    errors = []
+    for (name, _, expect), frames_hex in zip(tr, res["replies"]):
+        if len(frames_hex) != len(expect):
+            errors.append(f"{name}: {len(frames_hex)} reply frames, expected {len(expect)}")
+            continue
+        errors += [e for rep, (tag, kind, exp) in zip(frames_hex, expect)
+                   if (e := _check(cfg, name, bytes.fromhex(rep), tag, kind, exp))]
+    if res.get("extra"):
+        errors.append(f"bytes after the last reply: {res['extra']}")
     return {"leds": res["leds"], "leds_end": res["leds_end"], "errors": errors, "boot_cycles": res["boot_cycles"],
-            "cycles": {name: c for (name, _, _, _), c in zip(tr, res["cycles"])}}
+            "cycles": {name: c for (name, _, _), c in zip(tr, res["cycles"])}}

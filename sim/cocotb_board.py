@@ -2,9 +2,10 @@
 self-test, cores), imported inside the simulator.
 
 A byte mover: reads ``CASCADE_BOARD`` (an .npz written by ``sim/board.py``) with the UART divisor
-and the request byte strings with their reply lengths, bit-bangs each request into ``rx`` while it
-collects the reply from ``tx``, and writes the LED state after the power-up self-test, every reply
-(hex) and the cycles each took to ``CASCADE_RESULT`` (JSON).  The comparison with the golden model
+and the request byte strings with the number of reply frames each gets, bit-bangs each request into
+``rx`` while it collects the reply frames from ``tx`` (each as long as its header says), and writes
+the LED state after the power-up self-test, every reply frame (hex), the cycles each transaction
+took, and any byte that arrives after the last reply, to ``CASCADE_RESULT`` (JSON).  The comparison with the golden model
 happens outside, through ``hw.host``'s parse functions.
 """
 
@@ -46,12 +47,27 @@ async def recv_bytes(dut, n: int, div: int, timeout_cycles: int) -> bytes:
     return bytes(out)
 
 
+async def recv_frames(dut, n: int, div: int, timeout_cycles: int) -> list[str]:
+    """``n`` reply frames (``hw/protocol.py``: 6 header bytes, the payload length they give, CRC)."""
+    from hw.protocol import CRC_BYTES, REPLY_HEADER
+    out = []
+    for _ in range(n):
+        head = await recv_bytes(dut, REPLY_HEADER, div, timeout_cycles)
+        rest = b""
+        if len(head) == REPLY_HEADER:
+            rest = await recv_bytes(dut, int.from_bytes(head[4:6], "little") + CRC_BYTES, div, timeout_cycles)
+        out.append((head + rest).hex())
+        if len(head) < REPLY_HEADER:
+            break
+    return out
+
+
 @cocotb.test()
 async def board_transactions(dut):
     v = np.load(os.environ["CASCADE_BOARD"])
     div, timeout = int(v["divisor"]), int(v["timeout_cycles"])
     requests = [bytes(r) for r in np.split(v["request_bytes"].astype(np.uint8), v["request_splits"])]
-    lengths = [int(n) for n in v["reply_lengths"]]
+    counts = [int(n) for n in v["reply_frames"]]
     dut.rx.value = 1
     dut.rst.value = 1
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
@@ -69,14 +85,15 @@ async def board_transactions(dut):
     result["boot_cycles"] = cycles
     result["leds"] = [int(dut.led_pass.value), int(dut.led_fail.value)]
 
-    for req, n in zip(requests, lengths):
+    for req, n in zip(requests, counts):
         t0 = cocotb.utils.get_sim_time("ns")
-        receiver = cocotb.start_soon(recv_bytes(dut, n, div, timeout))
+        receiver = cocotb.start_soon(recv_frames(dut, n, div, timeout))
         await send_bytes(dut, req, div)
         reply = await receiver
-        result["replies"].append(reply.hex())
+        result["replies"].append(reply)
         result["cycles"].append(int((cocotb.utils.get_sim_time("ns") - t0) // PERIOD_NS))
         await ClockCycles(dut.clk, 2 * div)
+    result["extra"] = (await recv_bytes(dut, 1, div, int(v["quiet_cycles"]))).hex()   # nothing more may come
     result["leds_end"] = [int(dut.led_pass.value), int(dut.led_fail.value)]
     with open(os.environ["CASCADE_RESULT"], "w") as f:
         json.dump(result, f)

@@ -221,10 +221,12 @@ def test_core_timing_host_protocol():
     cfg = CodecConfig()
     cpf = Schedule(golden.random_model(cfg, 0), 16, "encoder").cycles_per_frame()
     e = core_timing(cfg, "encoder", cpf, 12e6, 1_000_000, 21.38)
-    compute, req, rep = cpf / 12e6, 10 * (1 + 2 * 320) / 1e6, 10 * (1 + cfg.code_bits_total // 8) / 1e6
+    from hw.protocol import REPLY_OVERHEAD, REQUEST_OVERHEAD
+    req_bytes = REQUEST_OVERHEAD + 2 * 320          # framed requests and replies (docs/board.md)
+    compute, req, rep = cpf / 12e6, 10 * req_bytes / 1e6, 10 * (REPLY_OVERHEAD + cfg.code_bits_total // 8) / 1e6
     assert e["host_real_time_factor"] == pytest.approx(1 / (50 * max(req, compute + rep)), abs=1e-3)
     assert 1 < e["host_real_time_factor"] < e["real_time_factor_at_board_clock"]
     assert 1 / (50 * (req + compute + rep)) < 1
     assert e["real_time_factor"] == pytest.approx(21.38e6 / (cpf * 50), abs=1e-3)
     slow_link = core_timing(cfg, "encoder", cpf, 12e6, 115_200)
-    assert slow_link["host_real_time_factor"] == pytest.approx(1 / (50 * 10 * 641 / 115_200), abs=1e-3)
+    assert slow_link["host_real_time_factor"] == pytest.approx(1 / (50 * 10 * req_bytes / 115_200), abs=1e-3)

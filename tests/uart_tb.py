@@ -28,3 +28,11 @@ async def uart_recv(ctx, line, n: int, divisor: int, timeout: int = 10**6) -> by
         assert ctx.get(line) == 1, "stop bit missing"
         out.append(b)
     return bytes(out)
+
+
+async def uart_recv_frame(ctx, line, divisor: int, timeout: int = 10**6) -> bytes:
+    """One reply frame (``hw/protocol.py``): its header, then as many bytes as it says."""
+    from hw.protocol import CRC_BYTES, REPLY_HEADER
+    head = await uart_recv(ctx, line, REPLY_HEADER, divisor, timeout)
+    n = int.from_bytes(head[4:6], "little")
+    return head + await uart_recv(ctx, line, n + CRC_BYTES, divisor, timeout)
