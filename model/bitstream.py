@@ -44,14 +44,16 @@ Errors (BitstreamError):
   (K = 0 or K > N, N, packet_frames, symbol_bits, sample rate, unknown flags), another codec's
   config hash, N, rate, packet_frames or symbol_bits, other codebooks (``codebooks id``) or no
   codebooks for a Huffman stream;
-* data shorter than the smallest stream its header allows: "truncated";
+* data shorter than ``1 - LIMITS["missing_share"]`` of the smallest stream its header allows
+  (bytes may be lost, not most of them): "truncated";
 * a frame count that cannot carry the header's sample count (``frames_fit_samples``), so the
   frames a header claims are bounded by the file's size;
 * a header whose frame count disagrees with a packet (one beyond its last packet, or a packet of
   another frame count), or one that claims more frames than the stream's packets hold (more
   than ``LIMITS["missing_share"]`` of them in no packet): refused before any array of the
   header's size is allocated;
-* bytes after the last packet when it is whole (trailing data), as ``truncate_stream`` refuses;
+* bytes after the last packet when it passes every check (trailing data), as ``truncate_stream``
+  refuses (after a damaged last packet they are counted as stray bytes);
 * other bytes outside every located packet (garbage between packets): counted in
   ``Frames.stray_bytes``; with ``conceal=False`` a BitstreamError, as is any failed check.
 
@@ -658,9 +660,12 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
     data = bytes(data)
     huff = h["huffman"]
     T, pf, K = h["frames"], h["packet_frames"], h["stages"]
-    if len(data) < _min_stream_size(h, cfg, huff):
-        raise BitstreamError(f"stream truncated: {len(data)} bytes, its header needs at least "
-                             f"{_min_stream_size(h, cfg, huff)}")
+    # a stream may lack bytes (lost ones, a cut last packet) but not more than the share of its
+    # frames that may lie in no packet: the frames decoded stay a fixed multiple of the bytes
+    least = HEADER_SIZE + int((1 - LIMITS["missing_share"]) * (_min_stream_size(h, cfg, huff) - HEADER_SIZE))
+    if len(data) < least:
+        raise BitstreamError(f"stream truncated: {len(data)} bytes, its header needs at least {least} "
+                             f"({1 - LIMITS['missing_share']:.0%} of the smallest stream of its frames)")
     npk = -(-T // pf)
     widths = _side_widths(cfg)
 
@@ -675,6 +680,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
     short = set()        # indexes of packets whose head is good but whose data runs past the stream
     bad_checks = 0
     pos, nxt, used, claimed, last_end = HEADER_SIZE, 0, HEADER_SIZE, HEADER_SIZE, HEADER_SIZE
+    last_start, last_bad, looked_back = HEADER_SIZE, False, -1
     while pos < len(data):
         pkt = _scan_packet(data, pos, K, cfg, pf, huff)
         if pkt is None and not huff and pos == last_end and nxt < npk:
@@ -705,9 +711,12 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
                 bad_checks += bad
                 good.append((index, nfr, vals, ok, dec, usable))
                 nxt = index + 1
-                used += end - pos
+                used += end - max(pos, last_end)
+                last_start, last_bad = pos, bool(bad)
                 pos = claimed = last_end = end
-                if index == npk - 1 and pos != len(data):   # as truncate_stream refuses them
+                # bytes after an intact last packet are trailing data, refused as truncate_stream
+                # refuses them; after a damaged one they may be its own bytes (a slipped byte)
+                if index == npk - 1 and pos != len(data) and not bad:
                     raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
                 continue
         # a short packet holds its frames if it starts after the smallest packet the one before
@@ -720,7 +729,12 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
             if nxt == npk:
                 raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
             raise BitstreamError(f"packet {nxt} is damaged (at byte {pos})")
-        found = data.find(SYNC, pos + 1)
+        # after a damaged packet its true end is unknown (a byte lost inside it moves the next
+        # packet's start before its parsed end): look for the next sync word once from inside it
+        start = pos + 1
+        if pos == last_end and last_bad and looked_back != last_end:
+            looked_back, start = last_end, last_start + _head_size(K, huff)
+        found = data.find(SYNC, start)
         if found < 0:
             break
         pos = found
@@ -753,7 +767,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         lost[a:a + nfr] = ~ok
         stages[a:a + nfr] = usable
     return Frames(num_samples=h["samples"], lsf_idx=lsf, gain_idx=gain, codes=codes, lost=lost,
-                  pitch=pitch, stray_bytes=len(data) - used, stages=stages, bad_checks=bad_checks)
+                  pitch=pitch, stray_bytes=max(0, len(data) - used), stages=stages, bad_checks=bad_checks)
 
 
 def _whole_packets(data: bytes, h: dict, cfg):

@@ -550,3 +550,24 @@ def test_damage_channels():
     hit = damage_bits(bytes(10_040), 0.01, 40, rng)
     bits = np.unpackbits(np.frombuffer(hit, np.uint8))
     assert not bits[:320].any() and 650 < bits.sum() < 950
+
+
+@pytest.mark.parametrize("cbs", [None, CODEBOOKS], ids=["raw", "huffman"])
+def test_slipped_bytes_cost_the_packet_they_are_in(cbs):
+    """A byte lost or added inside a packet (a slip, not a bit error) damages that packet's
+    sections; the packet after it is still found (the reader looks for its sync word from inside
+    the damaged packet), and bytes added to a damaged last packet are not refused as trailing."""
+    fr = make_frames(T=75)
+    data = write_stream(fr, CFG, cbs)
+    spans = [a for a, _ in _layout(data)[0]]
+    at = _section_start(data, 0, 1) + 2
+    lost_one = data[:at] + data[at + 1:]
+    out = read_stream(lost_one, CFG, cbs)
+    assert (out.stages[25:] == 2).all() and not out.lost[25:].any()
+    assert np.array_equal(out.codes[1][25:], fr.codes[1][25:]) and np.array_equal(out.gain_idx[25:], fr.gain_idx[25:])
+    at = _section_start(data, 2, 1) + 2
+    added = data[:at] + b"\x55" + data[at:]
+    out = read_stream(added, CFG, cbs)
+    assert (out.stages[:50] == 2).all() and out.bad_checks >= 1 and spans[2] < len(added)
+    with pytest.raises(BitstreamError):
+        read_stream(added, CFG, cbs, conceal=False)
