@@ -262,7 +262,7 @@ class BoardCore(wiring.Component):
         m.submodules.uart_tx = utx = UARTTx(self._divisor)
         m.submodules.deframer = deframer = RequestDeframer(self.command_rules(), self._timeout)
         m.submodules.rx_fifo = fifo = PacketFIFO(8, self.rx_fifo_depth)
-        m.submodules.framer = framer = ReplyFramer()
+        m.submodules.framer = framer = ReplyFramer(max(protocol.reply_payload(cfg, c) for c in Command))
         wiring.connect(m, urx.o, deframer.i)
         wiring.connect(m, deframer.o, fifo.w)
         wiring.connect(m, framer.o, utx.i)

@@ -201,9 +201,12 @@ class RequestDeframer(wiring.Component):
                 with m.Switch(cmd):
                     for c, r in rules.items():
                         with m.Case(c):
-                            ok_len = Const(0)
-                            for n in r.lengths:
-                                ok_len = ok_len | (length == n)
+                            if r.first_byte:    # the length is checked against K's below
+                                ok_len = (length != 0) & (length[max(r.lengths).bit_length():] == 0)
+                            else:
+                                ok_len = Const(0)
+                                for n in r.lengths:
+                                    ok_len = ok_len | (length == n)
                             with m.If(~ok_len):
                                 to_discard(Status.BAD_LENGTH)
                             if r.needs_loaded:
@@ -244,10 +247,13 @@ class RequestDeframer(wiring.Component):
                 k_bad = Signal()
                 for c, r in rules.items():
                     if r.first_byte and r.mode == "store":
-                        ok = Const(0)
-                        for v, n in r.first_byte.items():
-                            ok = ok | ((byte == v) & (length == n))
-                        with m.If(first & (cmd == c) & store & ~ok):
+                        want = Signal.like(length, name=f"want_{c.name.lower()}")
+                        known = Signal(name=f"known_{c.name.lower()}")
+                        with m.Switch(byte):
+                            for v, n in r.first_byte.items():
+                                with m.Case(v):
+                                    m.d.comb += [want.eq(n), known.eq(1)]
+                        with m.If(first & (cmd == c) & store & ~(known & (length == want))):
                             m.d.comb += k_bad.eq(1)
                 with m.If(take):
                     crc_in()
@@ -334,21 +340,25 @@ class ReplyFramer(wiring.Component):
     """Reply frames (``hw/protocol.py``) around the command FSM's answers.
 
     ``hdr``: tag, command, status and payload length of the next reply (taken while no reply is
-    being sent); ``i``: its payload bytes (exactly ``length`` of them); ``o``: the frame's bytes to
-    the UART.  The CRC is computed on the way through.
+    being sent); ``i``: its payload bytes (exactly ``length`` of them, at most ``max_length``);
+    ``o``: the frame's bytes to the UART.  The CRC is computed on the way through.
     """
-    hdr: In(stream.Signature(REPLY_HEADER_LAYOUT))
-    i: In(stream.Signature(8))
-    o: Out(stream.Signature(8))
+
+    def __init__(self, max_length: int = 0xFFFF):
+        self._max = operator.index(max_length)
+        super().__init__({"hdr": In(stream.Signature(REPLY_HEADER_LAYOUT)), "i": In(stream.Signature(8)),
+                          "o": Out(stream.Signature(8))})
 
     def elaborate(self, platform):
         m = Module()
         h = Signal(REPLY_HEADER_LAYOUT)
         idx = Signal(range(6))
-        cnt = Signal(16)
+        cnt = Signal(range(self._max + 1))
         crc = Signal(16)
-        head = Array([Const(REPLY_SOF, 8), h.tag, h.command, h.status,
-                      h.length[:8], h.length[8:]])
+        head = Array([Const(REPLY_SOF, 8), h.tag, h.command, h.status, h.length[:8], h.length[8:]])
+        counted = Signal()               # the byte on ``o`` goes into the CRC
+        with m.If(self.o.valid & self.o.ready & counted):
+            m.d.sync += crc.eq(crc16_step(crc, self.o.payload))
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.hdr.ready.eq(1)
@@ -357,20 +367,18 @@ class ReplyFramer(wiring.Component):
                                  cnt.eq(self.hdr.payload.length)]
                     m.next = "HEAD"
             with m.State("HEAD"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(head[idx])]
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(head[idx]), counted.eq(idx != 0)]
                 with m.If(self.o.ready):
                     m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx != 0):
-                        m.d.sync += crc.eq(crc16_step(crc, head[idx]))
                     with m.If(idx == 5):
                         m.next = "PAYLOAD"
                         with m.If(cnt == 0):
                             m.next = "CRC_LO"
             with m.State("PAYLOAD"):
                 m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload),
-                             self.i.ready.eq(self.o.ready)]
+                             self.i.ready.eq(self.o.ready), counted.eq(1)]
                 with m.If(self.i.valid & self.o.ready):
-                    m.d.sync += [crc.eq(crc16_step(crc, self.i.payload)), cnt.eq(cnt - 1)]
+                    m.d.sync += cnt.eq(cnt - 1)
                     with m.If(cnt == 1):
                         m.next = "CRC_LO"
             with m.State("CRC_LO"):
