@@ -8,15 +8,22 @@ integers little-endian)::
                        symbol_bits u8 | 0 u8 | codebooks id u32 | CRC-32 of the 36 bytes before u32
     packet (repeated ceil(T / packet_frames) times):
                        sync b"\\xA5\\x5A" | index u32 | frames F u16 |
-                       (Huffman streams only) K x section length u16 | CRC-16 of the packet head u16 |
-                       side units: per frame S side bits + CRC-8 of them, all F frames packed MSB first |
+                       (Huffman streams only) K x section length u16 |
+                       (compact side only) side section length u16 | CRC-16 of the packet head u16 |
+                       side information: robust (flag bit 1 clear): per frame S side bits + CRC-8
+                       of them, all F frames packed MSB first; compact (flag bit 1 set): one
+                       delta+Huffman side section (``SideCoder``) | its CRC-16 u16 |
                        K x (stage section | CRC-8 of the section)
 
 Side information: per frame ``lpc.order`` LSF indices of ``lpc.lsf_bits`` bits, the gain index
 of ``gain.bits`` bits, then (when ``cfg.pitch`` is on) the pitch lag index and gain index
 (``PitchConfig.side_widths``), each MSB first (``side_columns``: S bits), followed by the CRC-8 of
 those S bits (packed MSB first into ceil(S/8) bytes); the F units of a packet are concatenated and
-packed MSB first into ``ceil(F * (S + 8) / 8)`` bytes.  A stage section holds the packet's frames
+packed MSB first into ``ceil(F * (S + 8) / 8)`` bytes (robust mode).  In compact mode (header flag
+bit 1, ``FLAG_SIDE_HUFFMAN``; the default of ``Codec.encode_bytes``, ``robust=True`` for the units)
+the packet's side values are one section coded by the model file's ``SideCoder`` (per field the
+difference to the frame before, Huffman coded; about 17 bits per frame fewer on the shipped
+model), its length in the packet head and a CRC-16 after it.  A stage section holds the packet's frames
 of that stage: the raw code bits, frame after frame, packed MSB first (flag bit 0 clear), or
 Huffman coded (``model/huffman.py``; flag bit 0 set), each followed by its CRC-8.  Raw sections
 and the side units have sizes fixed by F, so only a Huffman stream's packets carry section
@@ -25,15 +32,17 @@ lengths.  ``model.codec`` writes raw sections unless Huffman saves at least
 
 What a damaged bit costs (``read_stream``, ``conceal=True``):
 
-* in a frame's side unit: that frame (``Frames.lost``; the decoder takes LSFs, pitch lag and a
-  decaying gain from the frame before and keeps the frame's own stage codes);
+* in a frame's side unit (robust): that frame (``Frames.lost``; the decoder takes LSFs, pitch lag
+  and a decaying gain from the frame before and keeps the frame's own stage codes);
+* in a packet's compact side section or its CRC-16: the side information of the packet's frames
+  (all ``lost``, concealed as above, frame after frame); their stage codes are kept;
 * in stage section k of a packet: a Huffman section (whose later codes a bit error shifts) loses
   stages k..K of the packet's frames, which decode with stages 1..k-1 (``Frames.stages``); a raw
   section keeps its bits (``raw_damage="use"``, a flipped bit moves no other bit: it costs the
   code bits it hits in the frame they belong to), or with ``raw_damage="drop"`` is dropped as
   a Huffman one is;
-* in a packet head (sync, index, frames, lengths, CRC-16): for a raw stream the head is
-  recovered from the packet's place when the packet after it (or the end of the stream) is
+* in a packet head (sync, index, frames, lengths, CRC-16): for a raw stream with robust side
+  units the head is recovered from the packet's place when the packet after it (or the end of the stream) is
   where the head's F says; otherwise the packet's frames are lost and the reader
   re-synchronizes on the next sync word whose head has a good CRC.
 
@@ -74,7 +83,8 @@ from .huffman import Codebook, HuffmanError, codebooks_id
 
 __all__ = ["Frames", "BitstreamError", "SideCoder", "write_stream", "read_stream", "truncate_stream",
            "stream_info", "side_columns", "packet_spans", "packet_layout", "crc8", "crc16",
-           "MAGIC", "VERSION", "HEADER_SIZE", "SYNC", "LIMITS"]
+           "MAGIC", "VERSION", "HEADER_SIZE", "SYNC", "LIMITS", "SIDE_MODES",
+           "FLAG_HUFFMAN", "FLAG_SIDE_HUFFMAN"]
 
 #: The limits of both file formats, checked before anything is sized from them (the one table:
 #: ``model.config`` reads it for a model file's config, the reader and writer here for a stream's
@@ -109,6 +119,14 @@ MAGIC = b"CASC"
 VERSION = 3
 SYNC = b"\xA5\x5A"
 FLAG_HUFFMAN = 0x01
+FLAG_SIDE_HUFFMAN = 0x02                          # compact side information (see SIDE_MODES)
+#: The two ways a version-3 stream carries the side information (header flag bit 1):
+#: ``"compact"`` (bit set): per packet one delta+Huffman-coded section (``SideCoder``) and its
+#: CRC-16, its length in the packet head; ``"robust"`` (bit clear): one fixed-width unit with a
+#: CRC-8 per frame.  ``Codec.encode_bytes`` writes compact unless ``robust=True`` (or the model has
+#: no side codebooks).
+SIDE_MODES = ("compact", "robust")
+SIDE_CRC_BYTES = 2                                # the CRC-16 after a compact side section
 
 _HEADER = struct.Struct("<4sBBBB8sIIIHBBI")      # 36 bytes, then CRC u32
 HEADER_SIZE = _HEADER.size + 4                    # 40
@@ -330,8 +348,13 @@ class SideCoder:
         return cls([Codebook.from_dict(b) for b in d["books"]])
 
 
-def _books_id(codebooks) -> int:
-    return codebooks_id(codebooks) if codebooks is not None else 0
+def _books_id(codebooks, side=None) -> int:
+    """The header's codebooks id: the stage codebooks' id (0: raw sections), or with compact side
+    information a CRC-32 over (that id, the side codebooks' id), never 0."""
+    stage = codebooks_id(codebooks) if codebooks is not None else 0
+    if side is None:
+        return stage
+    return zlib.crc32(struct.pack("<II", stage, side.id)) or 1
 
 
 # ---- header -------------------------------------------------------------------------------------
@@ -355,7 +378,7 @@ def _parse_header(data: bytes) -> dict:
         raise BitstreamError(f"stream format version {version}, this reader knows version {VERSION}")
     if zlib.crc32(data[:_HEADER.size]) != crc:
         raise BitstreamError("stream header is damaged (header CRC mismatch)")
-    if flags & ~FLAG_HUFFMAN or _res:
+    if flags & ~(FLAG_HUFFMAN | FLAG_SIDE_HUFFMAN) or _res:
         raise BitstreamError("stream header holds impossible values (unknown flags or reserved bits)")
     L = LIMITS
     if not 1 <= n <= L["stages"]:
@@ -372,18 +395,22 @@ def _parse_header(data: bytes) -> dict:
     if samples > frames * L["hop"] or frames > samples + 2:
         raise BitstreamError(f"stream header is inconsistent: {frames} frames for {samples} samples")
     packets = -(-frames // pf)
-    least = HEADER_SIZE + packets * (_head_size(k, bool(flags & FLAG_HUFFMAN)) + k * CRC_BYTES)
+    side_huff = bool(flags & FLAG_SIDE_HUFFMAN)
+    least = HEADER_SIZE + packets * (_head_size(k, bool(flags & FLAG_HUFFMAN), side_huff) + k * CRC_BYTES
+                                     + (SIDE_CRC_BYTES if side_huff else 0))
     if len(data) < least:
         raise BitstreamError(f"stream truncated: its header claims {packets} packets, at least {least} "
                              f"bytes, the stream has {len(data)}")
-    return {"version": version, "huffman": bool(flags & FLAG_HUFFMAN), "side_huffman": False,
+    return {"version": version, "huffman": bool(flags & FLAG_HUFFMAN), "side_huffman": side_huff,
+            "side_mode": "compact" if side_huff else "robust",
             "stages": k, "codec_stages": n, "config_hash": chash.hex(), "sample_rate": rate,
             "frames": frames, "samples": samples, "packet_frames": pf, "symbol_bits": sym_bits,
             "codebooks_id": cb_id}
 
 
 def _make_header(h: dict) -> bytes:
-    head = _HEADER.pack(MAGIC, VERSION, FLAG_HUFFMAN if h["huffman"] else 0, h["stages"],
+    flags = (FLAG_HUFFMAN if h["huffman"] else 0) | (FLAG_SIDE_HUFFMAN if h.get("side_huffman") else 0)
+    head = _HEADER.pack(MAGIC, VERSION, flags, h["stages"],
                         h["codec_stages"], bytes.fromhex(h["config_hash"]), h["sample_rate"],
                         h["frames"], h["samples"], h["packet_frames"], h["symbol_bits"], 0,
                         h["codebooks_id"])
@@ -403,30 +430,43 @@ def stream_info(data: bytes) -> dict:
 
 
 # ---- the packet layout (one definition: writer, reader, truncate_stream, packet_layout) ----------
-def _head_size(k_stages: int, huff: bool) -> int:
-    """Bytes of a packet head: sync, index, F, the K section lengths (Huffman only), CRC-16."""
-    return _PKT_HEAD.size + (2 * k_stages if huff else 0) + 2
+def _head_size(k_stages: int, huff: bool, side_huff: bool = False) -> int:
+    """Bytes of a packet head: sync, index, F, the K section lengths (Huffman only), the side
+    section's length (compact side information only), CRC-16."""
+    return _PKT_HEAD.size + (2 * k_stages if huff else 0) + (2 if side_huff else 0) + 2
 
 
-def _make_head(index: int, nfr: int, lens: list[int] | None) -> bytes:
-    head = _PKT_HEAD.pack(SYNC, index, nfr) + b"".join(_U16.pack(ln) for ln in lens or ())
+def _make_head(index: int, nfr: int, lens: list[int] | None, side_len: int | None = None) -> bytes:
+    head = (_PKT_HEAD.pack(SYNC, index, nfr) + b"".join(_U16.pack(ln) for ln in lens or ())
+            + (b"" if side_len is None else _U16.pack(side_len)))
     return head + _U16.pack(crc16(head))
 
 
-def _make_packet(index: int, side: bytes, sections: list[bytes], huff: bool, nfr: int) -> bytes:
-    out = bytearray(_make_head(index, nfr, [len(x) for x in sections] if huff else None))
+def _make_packet(index: int, side: bytes, sections: list[bytes], huff: bool, nfr: int,
+                 side_huff: bool = False) -> bytes:
+    """``side``: the side units (robust) or the Huffman side section without its CRC-16 (compact)."""
+    out = bytearray(_make_head(index, nfr, [len(x) for x in sections] if huff else None,
+                               len(side) if side_huff else None))
     out += side
+    if side_huff:
+        out += _U16.pack(crc16(side))
     for sec in sections:
         out += sec + bytes([crc8(sec)])
     return bytes(out)
 
 
-def packet_layout(cfg, stages: int, frames: int, huff: bool) -> dict:
-    """Byte sizes of a packet of ``frames`` frames: ``head``, ``side`` (the side units),
-    ``sections`` ([(lo, hi)] of each stage section without its CRC-8 byte; raw ones exact) and
-    ``unit_bits`` (bits per side unit).  What docs/bitstream.md tabulates."""
-    return {"head": _head_size(stages, huff), "side": _side_bytes(cfg, frames),
-            "sections": packet_bounds(cfg, stages, frames, huff)[1], "unit_bits": _side_unit_bits(cfg)}
+def packet_layout(cfg, stages: int, frames: int, huff: bool, side_huff: bool = False) -> dict:
+    """Byte sizes of a packet of ``frames`` frames: ``head``, ``side`` (the robust side units'
+    exact bytes; None for compact side information, whose length is in the head),
+    ``side_bounds`` ((lo, hi) of the side information without a compact section's CRC-16),
+    ``side_crc`` (bytes after the side information: 0 robust, 2 compact), ``sections`` ([(lo, hi)]
+    of each stage section without its CRC-8 byte; raw ones exact) and ``unit_bits`` (bits per
+    robust side unit).  What docs/bitstream.md tabulates."""
+    side, secs = packet_bounds(cfg, stages, frames, huff, side_huff)
+    return {"head": _head_size(stages, huff, side_huff), "side": None if side_huff else side[0],
+            "side_bounds": side,
+            "side_crc": SIDE_CRC_BYTES if side_huff else 0,
+            "sections": secs, "unit_bits": _side_unit_bits(cfg)}
 
 
 # ---- writing ------------------------------------------------------------------------------------
@@ -444,9 +484,9 @@ def _check_codebooks(codebooks, k_stages, cfg):
 def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: SideCoder | None = None) -> bytes:
     """Frames -> stream bytes; stage sections Huffman coded when ``codebooks`` are given, else raw.
 
-    ``side`` is accepted for callers of format version 2 and not used: version 3 carries the side
-    information in fixed-width units with a check per frame (a Huffman-coded unit would hide where
-    the next one starts).  Raises BitstreamError (one line) on frames that do not fit ``cfg``.
+    ``side`` given: compact side information (header flag bit 1; per packet one section coded
+    with these side codebooks, and its CRC-16); None: robust side units (a fixed-width unit with
+    a CRC-8 per frame).  Raises BitstreamError (one line) on frames that do not fit ``cfg``.
     """
     codes = list(frames.codes)
     k_stages = len(codes)
@@ -480,13 +520,19 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
     huff = codebooks is not None
     if huff:
         _check_codebooks(codebooks, k_stages, cfg)
+    side_huff = side is not None
+    if side_huff:
+        if not isinstance(side, SideCoder):
+            raise BitstreamError("side must be a SideCoder (or None for robust side units)")
+        side.check(cfg)
     pf = cfg.entropy.packet_frames
     if not 1 <= pf <= LIMITS["packet_frames"]:
         raise BitstreamError(f"packet_frames must be 1..{LIMITS['packet_frames']}")
     out = bytearray(_make_header({
         "huffman": huff, "stages": k_stages, "codec_stages": N, "config_hash": cfg.config_hash,
         "sample_rate": cfg.signal.sample_rate, "frames": T, "samples": int(frames.num_samples),
-        "packet_frames": pf, "symbol_bits": cfg.entropy.symbol_bits, "codebooks_id": _books_id(codebooks)}))
+        "packet_frames": pf, "symbol_bits": cfg.entropy.symbol_bits, "side_huffman": side_huff,
+        "codebooks_id": _books_id(codebooks, side)}))
     widths = _side_widths(cfg)
     side_all = side_columns(lsf, gain, frames.pitch, cfg)
     if side_all.shape != (T, len(widths)):
@@ -502,7 +548,13 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
             if len(sec) > LIMITS["section_bytes"]:
                 raise BitstreamError(f"stage {n} section of packet {p} exceeds 65535 bytes; use smaller packets")
             sections.append(sec)
-        out += _make_packet(p, _pack_side(side_all[a:b], widths), sections, huff, b - a)
+        if side_huff:
+            side_sec = side.encode(side_all[a:b], widths)
+            if len(side_sec) > LIMITS["section_bytes"]:
+                raise BitstreamError(f"side information of packet {p} exceeds 65535 bytes; use smaller packets")
+        else:
+            side_sec = _pack_side(side_all[a:b], widths)
+        out += _make_packet(p, side_sec, sections, huff, b - a, side_huff)
     return bytes(out)
 
 
@@ -526,53 +578,77 @@ def _side_code_lens(cfg) -> list[int]:
     return [max(cfg.entropy.max_code_len, w) for w in _side_widths(cfg).tolist()]
 
 
-def packet_bounds(cfg, stages: int, frames: int, huff: bool) -> tuple:
-    """``((lo, hi) of the side units, [(lo, hi) of each of the K stage sections])``: the byte
-    lengths of a packet of ``frames`` frames (the side units and raw sections exactly; a Huffman
-    section's declared length must lie within).  A packet head outside them is no packet; with
+def _min_side(cfg, nfr: int, side_huff: bool) -> int:
+    """The smallest side information of ``nfr`` frames: robust units exactly; a compact section
+    one byte-aligned chunk per field of codes at least 1 bit long."""
+    return len(_side_widths(cfg)) * -(-nfr // 8) if side_huff else _side_bytes(cfg, nfr)
+
+
+def _max_side(cfg, nfr: int, side_huff: bool) -> int:
+    """The largest: each field's codes at most ``_side_code_lens`` bits (``SideCoder.check``)."""
+    if not side_huff:
+        return _side_bytes(cfg, nfr)
+    return min(LIMITS["section_bytes"], sum(-(-nfr * ln // 8) for ln in _side_code_lens(cfg)))
+
+
+def packet_bounds(cfg, stages: int, frames: int, huff: bool, side_huff: bool = False) -> tuple:
+    """``((lo, hi) of the side information, [(lo, hi) of each of the K stage sections])``: the byte
+    lengths of a packet of ``frames`` frames (robust side units and raw sections exactly; a
+    compact side section's or a Huffman section's declared length must lie within).  A packet head outside them is no packet; with
     them a packet is at most a fixed size for a config, so scanning a stream for packets costs a
     fixed multiple of its size."""
-    side = _side_bytes(cfg, frames)
-    return ((side, side), [(_min_section(cfg, n, frames, huff), _max_section(cfg, n, frames, huff))
+    return ((_min_side(cfg, frames, side_huff), _max_side(cfg, frames, side_huff)), [(_min_section(cfg, n, frames, huff), _max_section(cfg, n, frames, huff))
                            for n in range(stages)])
 
 
-def _scan_packet(data: bytes, pos: int, k_stages: int, cfg, pf: int, huff: bool, infer=None):
+def _scan_packet(data: bytes, pos: int, k_stages: int, cfg, pf: int, huff: bool, infer=None,
+                 side_huff: bool = False):
     """Look for a packet at ``pos``.
 
     Returns None when there is no packet head here (no sync word, a frame count outside
     1..packet_frames, a head CRC-16 mismatch or lengths outside ``packet_bounds``);
     ``("short", index, frames, None, None, end)`` for a good head whose packet runs past the data;
-    else ``("whole", index, frames, side units, [(section, CRC-8 holds)], end)``.  ``infer =
-    (index, frames)``: a raw stream's head is not read but taken as that (its place and the
-    header's frame count give it); the caller checks that the next packet starts at ``end``.
+    else ``("whole", index, frames, side, [(section, CRC-8 holds)], end)`` with ``side`` the side
+    units (robust) or ``(section, CRC-16 holds)`` (compact).  ``infer = (index, frames)``: a raw
+    stream's head (robust side units: nothing in it but its place) is not read but taken as that
+    (its place and the header's frame count give it); the caller checks that the next packet
+    starts at ``end``.
     """
-    head = _head_size(k_stages, huff)
+    head = _head_size(k_stages, huff, side_huff)
     if infer is not None:
-        if huff:
+        if huff or side_huff:
             return None
         index, nfr = infer
         lens = [lo for lo, _ in packet_bounds(cfg, k_stages, nfr, False)[1]]
+        side_len = _side_bytes(cfg, nfr)
     else:
         if len(data) - pos < head:
             return None
         sync, index, nfr = _PKT_HEAD.unpack_from(data, pos)
         if sync != SYNC or not 1 <= nfr <= pf or crc16(data[pos:pos + head - 2]) != _U16.unpack_from(data, pos + head - 2)[0]:
             return None
-        _, sec_bounds = packet_bounds(cfg, k_stages, nfr, huff)
+        (slo, shi), sec_bounds = packet_bounds(cfg, k_stages, nfr, huff, side_huff)
         if huff:
             lens = list(struct.unpack_from(f"<{k_stages}H", data, pos + _PKT_HEAD.size))
             if not all(lo <= ln <= hi for ln, (lo, hi) in zip(lens, sec_bounds)):
                 return None
         else:
             lens = [lo for lo, _ in sec_bounds]
-    side_len = _side_bytes(cfg, nfr)
+        if side_huff:
+            (side_len,) = _U16.unpack_from(data, pos + head - 4)
+            if not slo <= side_len <= shi:
+                return None
+        else:
+            side_len = slo
+    side_crc = SIDE_CRC_BYTES if side_huff else 0
     q = pos + head
-    end = q + side_len + sum(lens) + CRC_BYTES * k_stages
+    end = q + side_len + side_crc + sum(lens) + CRC_BYTES * k_stages
     if end > len(data):
         return "short", index, nfr, None, None, end
     side = data[q:q + side_len]
-    q += side_len
+    if side_huff:
+        side = (side, crc16(side) == _U16.unpack_from(data, q + side_len)[0])
+    q += side_len + side_crc
     secs = []
     for ln in lens:
         sec = data[q:q + ln]
@@ -595,14 +671,20 @@ def _open(data, cfg, codebooks, side=None, check_books=True):
         if codebooks is None:
             raise BitstreamError("stream is Huffman coded: codebooks needed")
         _check_codebooks(codebooks, h["stages"], cfg)
-        if _books_id(codebooks) != h["codebooks_id"]:
-            raise BitstreamError("stream was Huffman coded with other codebooks")
+    if check_books and h["side_huffman"]:
+        if side is None:
+            raise BitstreamError("stream has compact (Huffman-coded) side information: side codebooks needed "
+                                 "(a model file with side_codebooks)")
+        side.check(cfg)
+    if check_books and (h["huffman"] or h["side_huffman"]) and _books_id(
+            codebooks if h["huffman"] else None, side if h["side_huffman"] else None) != h["codebooks_id"]:
+        raise BitstreamError("stream was Huffman coded with other codebooks")
     return h
 
 
-def _min_packet(cfg, K: int, nfr: int, huff: bool) -> int:
-    return (_head_size(K, huff) + _side_bytes(cfg, nfr) + CRC_BYTES * K
-            + sum(_min_section(cfg, n, nfr, huff) for n in range(K)))
+def _min_packet(cfg, K: int, nfr: int, huff: bool, side_huff: bool = False) -> int:
+    return (_head_size(K, huff, side_huff) + _min_side(cfg, nfr, side_huff) + CRC_BYTES * K
+            + (SIDE_CRC_BYTES if side_huff else 0) + sum(_min_section(cfg, n, nfr, huff) for n in range(K)))
 
 
 def _min_stream_size(h, cfg, huff) -> int:
@@ -611,19 +693,33 @@ def _min_stream_size(h, cfg, huff) -> int:
     full, rest = divmod(T, pf)
     for nfr, count in ((pf, full), (rest, 1 if rest else 0)):
         if count:
-            total += _min_packet(cfg, K, nfr, huff) * count
+            total += _min_packet(cfg, K, nfr, huff, h["side_huffman"]) * count
     return total
 
 
 RAW_DAMAGE = ("use", "drop")
 
 
-def _decode_packet(pkt, cfg, codebooks, K: int, huff: bool, raw_damage: str, widths):
+def _decode_side(side_sec, nfr: int, widths, side):
+    """A packet's side information -> (values (F, fields), ok (F,), failed checks).  Compact
+    (``side`` a SideCoder, ``side_sec = (section, CRC-16 holds)``): all frames or none."""
+    if side is None:
+        vals, ok = _unpack_side(side_sec, nfr, widths)
+        return vals, ok, int((~ok).sum())
+    sec, good = side_sec
+    if good:
+        try:
+            return side.decode(sec, nfr, widths), np.ones(nfr, bool), 0
+        except HuffmanError:
+            pass
+    return np.zeros((nfr, widths.size), np.int64), np.zeros(nfr, bool), 1
+
+
+def _decode_packet(pkt, cfg, codebooks, K: int, huff: bool, raw_damage: str, widths, side=None):
     """A whole packet -> (side values, side ok (F,), [codes of the usable stages], usable stages,
-    failed checks)."""
+    failed checks).  ``side``: the SideCoder of a compact stream (None: robust units)."""
     _, index, nfr, side_sec, secs, _ = pkt
-    vals, ok = _unpack_side(side_sec, nfr, widths)
-    bad = int((~ok).sum())
+    vals, ok, bad = _decode_side(side_sec, nfr, widths, side)
     dec = []
     for n, (sec, good) in enumerate(secs):
         if not good:
@@ -647,7 +743,8 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
     """Stream bytes -> :class:`Frames` (with ``lost``, ``stages`` and ``bad_checks`` set).  See the
     module docstring for errors and what damage costs.  ``codebooks`` must be the list the writer
     was given (checked through the header's codebooks id); they are not needed for a raw stream.
-    ``side`` is not used (version 3 side information is not Huffman coded).  ``raw_damage``:
+    ``side``: the SideCoder a compact stream's side information was coded with (checked through
+    the codebooks id; not needed for robust side units).  ``raw_damage``:
     ``"use"`` keeps a raw stage section that fails its check, ``"drop"`` drops it and the stages
     after it, as a Huffman section is dropped.
 
@@ -658,7 +755,8 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         raise ValueError(f"raw_damage must be one of {RAW_DAMAGE}")
     h = _open(data, cfg, codebooks, side)
     data = bytes(data)
-    huff = h["huffman"]
+    huff, sh = h["huffman"], h["side_huffman"]
+    coder = side if sh else None
     T, pf, K = h["frames"], h["packet_frames"], h["stages"]
     # a stream may lack bytes (lost ones, a cut last packet) but not more than the share of its
     # frames that may lie in no packet: the frames decoded stay a fixed multiple of the bytes
@@ -673,7 +771,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         """Whether a packet of ``index + 1`` starts at ``end`` (or the stream ends there after its last)."""
         if index == npk - 1:
             return end == len(data)
-        nxt_pkt = _scan_packet(data, end, K, cfg, pf, huff)
+        nxt_pkt = _scan_packet(data, end, K, cfg, pf, huff, side_huff=sh)
         return nxt_pkt is not None and nxt_pkt[1] == index + 1
 
     good = []            # (index, frames, side values, side ok, [codes], usable stages) of whole packets
@@ -682,8 +780,8 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
     pos, nxt, used, claimed, last_end = HEADER_SIZE, 0, HEADER_SIZE, HEADER_SIZE, HEADER_SIZE
     last_start, last_bad, looked_back = HEADER_SIZE, False, -1
     while pos < len(data):
-        pkt = _scan_packet(data, pos, K, cfg, pf, huff)
-        if pkt is None and not huff and pos == last_end and nxt < npk:
+        pkt = _scan_packet(data, pos, K, cfg, pf, huff, side_huff=sh)
+        if pkt is None and not huff and not sh and pos == last_end and nxt < npk:
             # a damaged head of a raw stream, where packet nxt must start: recovered from its place
             # when the packet after it is where the header's frame count puts it
             guess = _scan_packet(data, pos, K, cfg, pf, huff, infer=(nxt, _packet_frames(pf, T, nxt)))
@@ -705,7 +803,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
             if index >= nxt:
                 if index > nxt and not conceal:
                     raise BitstreamError(f"packet {nxt} is damaged or missing")
-                vals, ok, dec, usable, bad = _decode_packet(pkt, cfg, codebooks, K, huff, raw_damage, widths)
+                vals, ok, dec, usable, bad = _decode_packet(pkt, cfg, codebooks, K, huff, raw_damage, widths, coder)
                 if bad and not conceal:
                     raise BitstreamError(f"packet {index} is damaged ({bad} failed checks)")
                 bad_checks += bad
@@ -724,7 +822,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         if (pkt is not None and pkt[0] == "short" and nxt <= pkt[1] < npk and pos >= claimed
                 and pkt[2] == _packet_frames(pf, T, pkt[1])):
             short.add(pkt[1])
-            claimed = pos + _min_packet(cfg, K, pkt[2], huff)
+            claimed = pos + _min_packet(cfg, K, pkt[2], huff, sh)
         if not conceal:
             if nxt == npk:
                 raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
@@ -733,7 +831,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         # packet's start before its parsed end): look for the next sync word once from inside it
         start = pos + 1
         if pos == last_end and last_bad and looked_back != last_end:
-            looked_back, start = last_end, last_start + _head_size(K, huff)
+            looked_back, start = last_end, last_start + _head_size(K, huff, sh)
         found = data.find(SYNC, start)
         if found < 0:
             break
@@ -773,13 +871,14 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
 def _whole_packets(data: bytes, h: dict, cfg):
     """The packets of an intact stream, in order, each checked (head, side units, sections):
     ``[(start, end, pkt)]``.  BitstreamError at the first damaged or missing one."""
-    K, T, pf, huff = h["stages"], h["frames"], h["packet_frames"], h["huffman"]
+    K, T, pf, huff, sh = h["stages"], h["frames"], h["packet_frames"], h["huffman"], h["side_huffman"]
     widths = _side_widths(cfg)
     out, pos = [], HEADER_SIZE
     for p in range(-(-T // pf)):
-        pkt = _scan_packet(data, pos, K, cfg, pf, huff)
+        pkt = _scan_packet(data, pos, K, cfg, pf, huff, side_huff=sh)
         if (pkt is None or pkt[0] != "whole" or pkt[1] != p or pkt[2] != _packet_frames(pf, T, p)
-                or not all(g for _, g in pkt[4]) or not _unpack_side(pkt[3], pkt[2], widths)[1].all()):
+                or not all(g for _, g in pkt[4])
+                or not (pkt[3][1] if sh else _unpack_side(pkt[3], pkt[2], widths)[1].all())):
             raise BitstreamError(f"packet {p} is damaged or missing (at byte {pos})")
         out.append((pos, pkt[5], pkt))
         pos = pkt[5]
@@ -811,5 +910,6 @@ def truncate_stream(data: bytes, stages: int, cfg) -> bytes:
         raise BitstreamError(f"cannot cut a stream of {K} stages to {stages}")
     out = bytearray(_make_header({**h, "stages": stages}))
     for _, _, (_, index, nfr, side, secs, _) in _whole_packets(data, h, cfg):
-        out += _make_packet(index, side, [sec for sec, _ in secs[:stages]], h["huffman"], nfr)
+        sh = h["side_huffman"]
+        out += _make_packet(index, side[0] if sh else side, [sec for sec, _ in secs[:stages]], h["huffman"], nfr, sh)
     return bytes(out)

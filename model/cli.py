@@ -248,10 +248,12 @@ def cmd_encode(a):
     out = _out_path(a.output, a.force)
     codec = _host_settings(_load_codec(a.model), a)
     x = _load_audio(a.input, codec, a.resample)
-    data = codec.encode_bytes(x, a.arith, _stages_arg(codec, a.stages))
+    data = codec.encode_bytes(x, a.arith, _stages_arg(codec, a.stages), robust=a.robust)
     write_file(out, data, a.force)
     dur = len(x) / codec.cfg.signal.sample_rate
-    print(f"{a.input} -> {out}: {len(data)} bytes, {dur:.2f} s, {8 * len(data) / dur / 1000:.2f} kbps")
+    mode = "robust" if a.robust or codec.side is None else "compact"
+    print(f"{a.input} -> {out}: {len(data)} bytes, {dur:.2f} s, {8 * len(data) / dur / 1000:.2f} kbps, "
+          f"{mode} side information")
 
 
 def cmd_decode(a):
@@ -910,6 +912,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stages", type=int, help="code only the first K stages (lower bitrate)")
     search_args(sp)
     sp.add_argument("--resample", action="store_true", help="accept other rates / stereo by resampling / downmixing")
+    sp.add_argument("--robust", action="store_true",
+                    help="side information in checked per-frame units (for lossy channels: a bit error costs "
+                         "one frame's side information, not its packet's; about +1.2 kbps), instead of the "
+                         "compact per-packet Huffman section (docs/bitstream.md)")
     sp.add_argument("--force", action="store_true", help="overwrite the output")
 
     sp = add("decode", cmd_decode, "decode a .cas bitstream to a WAV file")

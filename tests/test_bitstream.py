@@ -70,17 +70,116 @@ def test_roundtrip(cbs, T):
     assert info["config_hash"] == CFG.config_hash and info["stages"] == CFG.network.stages
 
 
-@pytest.mark.parametrize("T", [1, 25, 60])
-def test_side_coder_is_not_used_by_version_3(T):
-    """Version 3 carries the side information raw with a CRC-8 per frame: a side coder given to
-    the writer or the reader changes nothing (it is accepted for version-2 callers)."""
-    fr = slow_frames(T, 4)
-    raw = write_stream(fr, CFG, CODEBOOKS)
-    assert write_stream(fr, CFG, CODEBOOKS, SIDE) == raw
-    assert same(fr, read_stream(raw, CFG, CODEBOOKS, side=SIDE)) and same(fr, read_stream(raw, CFG, CODEBOOKS))
-    assert not stream_info(raw)["side_huffman"]
-    cut = truncate_stream(raw, 1, CFG)
-    assert same(fr, read_stream(cut, CFG, CODEBOOKS), stages=1)
+@pytest.mark.parametrize("cbs", [None, CODEBOOKS], ids=["raw", "huffman"])
+@pytest.mark.parametrize("T", [0, 1, 25, 60])
+def test_compact_side_roundtrip(cbs, T):
+    """Compact side information (a side coder given to the writer: header flag bit 1, one
+    delta+Huffman section with a CRC-16 per packet) reads back exactly, is smaller than the
+    robust units on slowly moving side values, and cuts like a robust stream."""
+    from model.bitstream import FLAG_SIDE_HUFFMAN
+    fr = slow_frames(max(T, 1), 4) if T else make_frames(T=0)
+    compact = write_stream(fr, CFG, cbs, SIDE)
+    robust = write_stream(fr, CFG, cbs)
+    info = stream_info(compact)
+    assert info["side_huffman"] and info["side_mode"] == "compact" and compact[5] & FLAG_SIDE_HUFFMAN
+    assert stream_info(robust)["side_mode"] == "robust" and not robust[5] & FLAG_SIDE_HUFFMAN
+    out = read_stream(compact, CFG, cbs, side=SIDE)
+    assert same(fr, out) and not out.lost.any() and out.bad_checks == 0
+    assert same(fr, read_stream(robust, CFG, cbs, side=SIDE))        # a robust stream needs no side coder
+    if T >= 25:
+        assert len(compact) < len(robust)
+    cut = truncate_stream(compact, 1, CFG)
+    fr1 = Frames(fr.num_samples, fr.lsf_idx, fr.gain_idx, fr.codes[:1], pitch=fr.pitch)
+    assert cut == write_stream(fr1, CFG, cbs, SIDE)
+    assert same(fr, read_stream(cut, CFG, cbs, side=SIDE), stages=1)
+    if T:
+        with pytest.raises(BitstreamError, match="side codebooks needed"):
+            read_stream(compact, CFG, cbs)
+        other = SideCoder.train([side_values(slow_frames(300, 5))], CFG)
+        with pytest.raises(BitstreamError, match="other codebooks"):
+            read_stream(compact, CFG, cbs, side=other)
+
+
+def _compact_side_start(data: bytes, packet: int):
+    """(start, length) of the compact side section of ``packet``."""
+    import struct
+    from model.bitstream import packet_layout, packet_spans
+    info = stream_info(data)
+    a, _ = packet_spans(data, CFG)[packet]
+    lay = packet_layout(CFG, info["stages"], 25, info["huffman"], True)
+    (ln,) = struct.unpack_from("<H", data, a + lay["head"] - 4)
+    assert lay["side"] is None and lay["side_bounds"][0] <= ln <= lay["side_bounds"][1] and lay["side_crc"] == 2
+    return a + lay["head"], ln
+
+
+@pytest.mark.parametrize("cbs", [None, CODEBOOKS], ids=["raw", "huffman"])
+@pytest.mark.parametrize("where", ["first", "middle", "crc"])
+def test_damaged_compact_side_costs_its_packets_side_only(cbs, where):
+    """A bit error in packet 1's compact side section (or its CRC-16): the packet's frames lose
+    their side information (``lost``: the decoder borrows the last good frame's LSFs and pitch
+    lag, gain lowered) and keep every stage code; the other packets are whole."""
+    fr = slow_frames(75, 6)
+    data = write_stream(fr, CFG, cbs, SIDE)
+    start, ln = _compact_side_start(data, 1)
+    at = {"first": start, "middle": start + ln // 2, "crc": start + ln + 1}[where]
+    d = bytearray(data)
+    d[at] ^= 0x08
+    out = read_stream(bytes(d), CFG, cbs, side=SIDE)
+    assert np.flatnonzero(out.lost).tolist() == list(range(25, 50)) and out.bad_checks == 1
+    assert (out.stages == CFG.network.stages).all()
+    assert all(np.array_equal(a, b) for a, b in zip(out.codes, fr.codes))        # the stage codes are kept
+    keep = ~out.lost
+    assert np.array_equal(out.lsf_idx[keep], fr.lsf_idx[keep]) and np.array_equal(out.gain_idx[keep], fr.gain_idx[keep])
+    assert np.array_equal(out.pitch[keep], fr.pitch[keep])
+    with pytest.raises(BitstreamError, match="damaged"):
+        read_stream(bytes(d), CFG, cbs, side=SIDE, conceal=False)
+    with pytest.raises(BitstreamError):
+        truncate_stream(bytes(d), 1, CFG)
+
+
+def test_damaged_compact_head_costs_its_packet():
+    """A compact stream's packet head holds the side section's length, so a damaged head cannot
+    be recovered from its place: that packet's frames are lost, the others are whole."""
+    fr = slow_frames(75, 7)
+    data = bytearray(write_stream(fr, CFG, None, SIDE))
+    from model.bitstream import packet_spans
+    spans = packet_spans(bytes(data), CFG)
+    data[spans[1][0] + 9] ^= 0x01                                        # packet 1's side length
+    out = read_stream(bytes(data), CFG, None, side=SIDE)
+    assert out.lost[25:50].all() and not out.lost[:25].any() and not out.lost[50:].any()
+    assert (out.stages[25:50] == 0).all() and np.array_equal(out.codes[0][50:], fr.codes[0][50:])
+
+
+def test_slipped_byte_in_a_compact_stream_costs_its_packet():
+    fr = slow_frames(100, 8)
+    data = write_stream(fr, CFG, None, SIDE)
+    from model.bitstream import packet_spans
+    a, b = packet_spans(data, CFG)[1]
+    for d in (data[:a + 40] + data[a + 41:], data[:a + 40] + b"\x00" + data[a + 40:]):
+        out = read_stream(d, CFG, None, side=SIDE)
+        ok = np.r_[0:25, 50:100]
+        assert not out.lost[ok].any() and np.array_equal(out.lsf_idx[ok], fr.lsf_idx[ok])
+        assert all(np.array_equal(x[ok], y[ok]) for x, y in zip(out.codes, fr.codes))
+
+
+def test_codec_and_cli_side_modes(tiny_codec, tiny_model_path, speech, speech_wav, tmp_path, capsys):
+    """``Codec.encode_bytes`` writes compact side information by default and robust units with
+    ``robust=True``; ``cascade encode`` likewise (``--robust``), and ``cascade info`` names the mode."""
+    import json
+    from tests.helpers import run
+    assert tiny_codec.side is not None
+    x = speech[:8000]
+    compact = tiny_codec.encode_bytes(x, "fixed")
+    robust = tiny_codec.encode_bytes(x, "fixed", robust=True)
+    assert stream_info(compact)["side_mode"] == "compact" and stream_info(robust)["side_mode"] == "robust"
+    fc, fr_ = tiny_codec.decode_bytes(compact, "fixed")[1], tiny_codec.decode_bytes(robust, "fixed")[1]
+    assert same(fc, fr_)
+    for flag, mode in (((), "compact"), (("--robust",), "robust")):
+        out = tmp_path / f"{mode}.cas"
+        rc, o, _ = run(capsys, "encode", speech_wav, out, "--model", tiny_model_path, *flag)
+        assert rc == 0 and f"{mode} side information" in o
+        rc, o, _ = run(capsys, "info", out)
+        assert rc == 0 and json.loads(o)["side_mode"] == mode
 
 
 def test_lpc_disabled_and_fewer_stages():

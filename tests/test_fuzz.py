@@ -55,7 +55,8 @@ def _codec():
 @functools.lru_cache(maxsize=1)
 def streams() -> tuple[bytes, ...]:
     """Real streams of the default model: 0.6 s and 0.3 s of held-out speech, all stages, and
-    the first cut to 3 and 1 stages."""
+    the first cut to 3 and 1 stages, with compact side information (the default); then the
+    0.6 s with robust side units (``robust=True``), all stages and cut to 1."""
     from model.data import load_wav
     if not TEST_WAV.is_file():
         pytest.skip(f"{TEST_WAV} missing (apt-get install pocketsphinx-testdata)")
@@ -63,7 +64,13 @@ def streams() -> tuple[bytes, ...]:
     x = load_wav(TEST_WAV, SR)
     a = codec.encode_bytes(x[int(0.5 * SR): int(1.1 * SR)], "fixed")
     b = codec.encode_bytes(x[int(1.5 * SR): int(1.8 * SR)], "fixed")
-    return a, b, truncate_stream(a, 3, codec.cfg), truncate_stream(a, 1, codec.cfg)
+    r = codec.encode_bytes(x[int(0.5 * SR): int(1.1 * SR)], "fixed", robust=True)
+    return (a, b, truncate_stream(a, 3, codec.cfg), truncate_stream(a, 1, codec.cfg), r,
+            truncate_stream(r, 1, codec.cfg))
+
+
+#: the indexes of ``streams()``
+NSTREAMS = 6
 
 
 # ---------------------------------------------------------------- mutations
@@ -182,14 +189,14 @@ _LIGHT = dict(deadline=None, suppress_health_check=list(HealthCheck), database=N
 
 
 @settings(max_examples=1000, **_LIGHT)
-@given(st.integers(0, 3), st.integers(0, 3), st.lists(_OPS, min_size=1, max_size=5))
+@given(st.integers(0, NSTREAMS - 1), st.integers(0, NSTREAMS - 1), st.lists(_OPS, min_size=1, max_size=5))
 def test_fuzz_reader_with_real_streams(i, j, ops):
     s = streams()
     check_stream(mutate(s[i], s[j], ops), decode=False)
 
 
 @settings(max_examples=100, **_LIGHT)
-@given(st.integers(0, 3), st.integers(0, 3), st.lists(_OPS, min_size=1, max_size=3))
+@given(st.integers(0, NSTREAMS - 1), st.integers(0, NSTREAMS - 1), st.lists(_OPS, min_size=1, max_size=3))
 def test_fuzz_decoder_with_real_streams(i, j, ops):
     s = streams()
     check_stream(mutate(s[i], s[j], ops), decode=True)
@@ -204,9 +211,11 @@ def test_fuzz_random_bytes_after_a_real_header():
 
 def test_the_streams_are_real_and_intact():
     codec = _codec()
+    assert len(streams()) == NSTREAMS
     for d in streams():
         fr = read_stream(d, codec.cfg, codec.codebooks, side=codec.side)
         assert not fr.lost.any() and fr.gain_idx.shape[0] >= 10
+    assert [stream_info(d)["side_mode"] for d in streams()] == ["compact"] * 4 + ["robust"] * 2
 
 
 def test_mutated_streams_through_the_cli(capsys, tmp_path):
@@ -221,6 +230,7 @@ def test_mutated_streams_through_the_cli(capsys, tmp_path):
              mutate(s[0], s[1], [("insert", HEADER_SIZE + 5, b"\x00\xff")]),
              mutate(s[0], s[1], [("splice", len(s[0]) // 2, len(s[1]) // 3)]),
              mutate(s[0], s[1], [("packet", 0, "repeat")]),
+             mutate(s[4], s[1], [("flip", int(rng.integers(10**6)), int(rng.integers(8)))]),   # robust
              s[0] + b"\x00"]
     for k, data in enumerate(cases):
         src = tmp_path / f"m{k}.cas"
@@ -241,7 +251,7 @@ _LONG = int(os.environ.get("CASCADE_FUZZ_EXAMPLES", "100000"))
 
 @pytest.mark.fuzz
 @settings(max_examples=_LONG, **_LIGHT)
-@given(st.integers(0, 3), st.integers(0, 3), st.lists(_OPS, min_size=1, max_size=8),
+@given(st.integers(0, NSTREAMS - 1), st.integers(0, NSTREAMS - 1), st.lists(_OPS, min_size=1, max_size=8),
        st.integers(0, 19))
 def test_fuzz_long_run(i, j, ops, k):
     """``-m fuzz``: CASCADE_FUZZ_EXAMPLES streams (default 100,000), one in 20 also decoded."""
