@@ -15,7 +15,9 @@ PESQ-WB (``model.metrics.pesq_wb``) of the damaged decode against the clean deco
 stream (so the codec's own coding loss is not counted), and the table gives the mean over seeds
 and its standard error.  A stream the reader refuses scores 1.0 and is counted (``refused``).
 The files, seeds and channels do not depend on the layout, so two layouts measured with
-:func:`measure_damage` are compared on the same damage.
+:func:`measure_damage` are compared on the same damage; ``cascade report --damage-only``
+measures both side-information modes of format version 3 (``side_mode="compact"``, the default
+of ``Codec.encode_bytes``, and ``"robust"``), a column each.
 """
 
 from __future__ import annotations
@@ -65,17 +67,20 @@ def damage_bits(data: bytes, ber: float, start: int, rng: np.random.Generator) -
 
 
 def measure_damage(codec, files: list[Path], arith: str = "fixed", seeds: int = 8,
-                   progress=None, encode=None) -> dict:
+                   progress=None, encode=None, side_mode: str = "compact") -> dict:
     """Encode each file once, decode it clean, then damaged under every condition and seed.
 
-    ``encode(codec, x, arith) -> bytes`` makes the stream (default ``codec.encode_bytes``).
-    Returns ``{"layout_version", "files", "seconds", "kbps", "packets", "packet_bytes",
-    "rows": [{"channel", "rate", "pesq_wb", "stderr", "per_seed", "refused"}]}``."""
-    from .bitstream import BitstreamError, HEADER_SIZE, VERSION, packet_spans
+    ``encode(codec, x, arith) -> bytes`` makes the stream (default ``codec.encode_bytes`` with
+    ``robust=(side_mode == "robust")``).  Returns ``{"layout_version", "side_mode", "files",
+    "seconds", "kbps", "packets", "packet_bytes", "rows": [{"channel", "rate", "pesq_wb",
+    "stderr", "per_seed", "refused"}]}`` (``side_mode``: what the streams' headers say)."""
+    from .bitstream import BitstreamError, HEADER_SIZE, VERSION, packet_spans, stream_info
     from .data import load_wav
     from .metrics import MetricWarning, pesq_wb
     sr = codec.cfg.signal.sample_rate
-    encode = encode or (lambda c, x, ar: c.encode_bytes(x, ar))
+    if side_mode not in ("compact", "robust"):
+        raise ValueError("side_mode must be 'compact' or 'robust'")
+    encode = encode or (lambda c, x, ar: c.encode_bytes(x, ar, robust=side_mode == "robust"))
     signals = [load_wav(f, sr) for f in files]
     streams = [encode(codec, x, arith) for x in signals]
     spans = [packet_spans(s, codec.cfg) for s in streams]
@@ -118,7 +123,8 @@ def measure_damage(codec, files: list[Path], arith: str = "fixed", seeds: int = 
         rows.append({"channel": channel, "rate": rate, "pesq_wb": m, "stderr": se,
                      "per_seed": per_seed, "refused": refused})
     total = sum(len(s) for s in streams)
-    return {"layout_version": VERSION, "files": [str(f) for f in files], "seconds": seconds,
+    modes = sorted({stream_info(s)["side_mode"] for s in streams})
+    return {"layout_version": VERSION, "side_mode": "/".join(modes), "files": [str(f) for f in files], "seconds": seconds,
             "kbps": 8 * total / seconds / 1000, "packets": sum(len(s) for s in spans),
             "packet_bytes": float(np.mean([b - a for sp in spans for a, b in sp])),
             "seeds": seeds, "arith": arith, "rows": rows}

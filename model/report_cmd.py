@@ -135,19 +135,30 @@ def damage_section(codec, a, progress=None, required: bool = True) -> tuple[list
     if missing:
         from .errors import CascadeError
         raise CascadeError(f"damage test file {missing[0]} not found (cascade prepare-data)")
-    res = measure_damage(codec, files, arith, a.damage_seeds, progress)
+    # both side-information modes of the layout: compact (the default) and robust (--robust)
+    res = measure_damage(codec, files, arith, a.damage_seeds, progress, side_mode="compact")
+    robust = measure_damage(codec, files, arith, a.damage_seeds, progress, side_mode="robust")
+    res = {**res, "robust": robust}
     cols = []
     before = None
     if getattr(a, "damage_before", None):
         before = json.loads(Path(a.damage_before).read_text())
-        cols.append((f"before: layout v{before['layout_version']}", before))
-    cols.append((f"layout v{res['layout_version']}", res))
+        name = f"before: layout v{before['layout_version']}"
+        if before.get("side_mode"):
+            name += f" {before['side_mode']}"
+        cols.append((name, before))
+        if before.get("robust"):
+            cols.append((f"before: layout v{before['layout_version']} robust", before["robust"]))
+    cols.append((f"layout v{res['layout_version']} {res['side_mode']} (default)", res))
+    cols.append((f"layout v{robust['layout_version']} {robust['side_mode']} (--robust)", robust))
     md = ["\n## Damage: PESQ-WB against the clean decode\n",
           f"Channel damage after the stream header (`model/damage.py`): a share of all packets with one "
           f"bit flipped in each, or every bit flipped with a probability; {res['seeds']} seeds per row, "
           f"mean ± standard error over seeds of the mean over {len(files)} files ({res['seconds']:.1f} s: "
           + ", ".join(f.name for f in files) + f"), `--arith {arith}`, reference the same stream decoded "
-          "clean.\n", damage_markdown(cols)]
+          "clean. Side information: *compact* (one delta+Huffman section with a CRC-16 per packet; "
+          "`cascade encode`'s default) or *robust* (a unit with a CRC-8 per frame; `cascade encode "
+          "--robust`), docs/bitstream.md.\n", damage_markdown(cols)]
     return md, {"damage": res, "damage_before": before}
 
 
