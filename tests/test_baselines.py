@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model.baselines import (BaselineError, align, available_baselines, encode_decode,
+from model.baselines import (align, available_baselines, encode_decode,
                              run_baseline)
 from model.data import POCKETSPHINX_DIR, load_wav
 from model.metrics import measure

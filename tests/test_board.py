@@ -2,7 +2,6 @@
 self-test LEDs, ``I``, ``T``, ``E`` and ``D`` (several K) answers, and a refused bad K."""
 
 import numpy as np
-import pytest
 
 from model import golden
 from model.config import preset

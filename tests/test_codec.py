@@ -6,7 +6,6 @@ import torch
 
 from model.bitstream import BitstreamError, read_stream, truncate_stream
 from model.codec import Codec, ModelError
-from model.huffman import HuffmanError
 
 
 def _frames_equal(a, b):

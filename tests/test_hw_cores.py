@@ -1,6 +1,5 @@
 """EncoderCore and DecoderCore in Icarus Verilog + cocotb, word for word against model.golden."""
 
-import os
 
 import numpy as np
 import pytest

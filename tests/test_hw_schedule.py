@@ -2,10 +2,8 @@
 
 import json
 
-import numpy as np
 import pytest
 
-from hw.decoder import DecoderCore
 from hw.encoder import EncoderCore
 from hw.rtl import export_rtl
 from hw.schedule import Schedule

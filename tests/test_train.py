@@ -1,6 +1,5 @@
 """Training: resumable, deterministic, and distributed through torchrun."""
 
-import os
 import shutil
 import subprocess
 import sys
