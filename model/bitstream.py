@@ -396,8 +396,7 @@ def _parse_header(data: bytes) -> dict:
         raise BitstreamError(f"stream header is inconsistent: {frames} frames for {samples} samples")
     packets = -(-frames // pf)
     side_huff = bool(flags & FLAG_SIDE_HUFFMAN)
-    least = HEADER_SIZE + packets * (_head_size(k, bool(flags & FLAG_HUFFMAN), side_huff) + k * CRC_BYTES
-                                     + (SIDE_CRC_BYTES if side_huff else 0))
+    least = HEADER_SIZE + packets * _framing_size(k, bool(flags & FLAG_HUFFMAN), side_huff)
     if len(data) < least:
         raise BitstreamError(f"stream truncated: its header claims {packets} packets, at least {least} "
                              f"bytes, the stream has {len(data)}")
@@ -436,6 +435,18 @@ def _head_size(k_stages: int, huff: bool, side_huff: bool = False) -> int:
     return _PKT_HEAD.size + (2 * k_stages if huff else 0) + (2 if side_huff else 0) + 2
 
 
+def _side_crc_size(side_huff: bool) -> int:
+    """Bytes after the side information: the CRC-16 of a compact section (robust units carry
+    their CRC-8 inside)."""
+    return SIDE_CRC_BYTES if side_huff else 0
+
+
+def _framing_size(k_stages: int, huff: bool, side_huff: bool) -> int:
+    """The bytes of a packet that are not its data: head, the side section's CRC and one check
+    per stage section (the least a packet can be, whatever its frames)."""
+    return _head_size(k_stages, huff, side_huff) + _side_crc_size(side_huff) + CRC_BYTES * k_stages
+
+
 def _make_head(index: int, nfr: int, lens: list[int] | None, side_len: int | None = None) -> bytes:
     head = (_PKT_HEAD.pack(SYNC, index, nfr) + b"".join(_U16.pack(ln) for ln in lens or ())
             + (b"" if side_len is None else _U16.pack(side_len)))
@@ -465,7 +476,7 @@ def packet_layout(cfg, stages: int, frames: int, huff: bool, side_huff: bool = F
     side, secs = packet_bounds(cfg, stages, frames, huff, side_huff)
     return {"head": _head_size(stages, huff, side_huff), "side": None if side_huff else side[0],
             "side_bounds": side,
-            "side_crc": SIDE_CRC_BYTES if side_huff else 0,
+            "side_crc": _side_crc_size(side_huff),
             "sections": secs, "unit_bits": _side_unit_bits(cfg)}
 
 
@@ -640,7 +651,7 @@ def _scan_packet(data: bytes, pos: int, k_stages: int, cfg, pf: int, huff: bool,
                 return None
         else:
             side_len = slo
-    side_crc = SIDE_CRC_BYTES if side_huff else 0
+    side_crc = _side_crc_size(side_huff)
     q = pos + head
     end = q + side_len + side_crc + sum(lens) + CRC_BYTES * k_stages
     if end > len(data):
@@ -683,8 +694,8 @@ def _open(data, cfg, codebooks, side=None, check_books=True):
 
 
 def _min_packet(cfg, K: int, nfr: int, huff: bool, side_huff: bool = False) -> int:
-    return (_head_size(K, huff, side_huff) + _min_side(cfg, nfr, side_huff) + CRC_BYTES * K
-            + (SIDE_CRC_BYTES if side_huff else 0) + sum(_min_section(cfg, n, nfr, huff) for n in range(K)))
+    return (_framing_size(K, huff, side_huff) + _min_side(cfg, nfr, side_huff)
+            + sum(_min_section(cfg, n, nfr, huff) for n in range(K)))
 
 
 def _min_stream_size(h, cfg, huff) -> int:
