@@ -52,9 +52,7 @@ def _out_path(path: str | Path, force: bool) -> Path:
 
 def _out_dir(path: str | Path, force: bool) -> Path:
     """An output folder: absent, empty, or (with --force) one whose files may be replaced."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is a file, not a folder")
+    out = _folder(path)
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"{out} exists and is not empty; use --force")
     if not out.parent.is_dir():
