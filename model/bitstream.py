@@ -1,18 +1,21 @@
 """The scalable bitstream: header, packets, checked side units and one checked section per stage.
 
-The layout is documented byte by byte in ``docs/bitstream.md`` (format version 3); in short (all
+The layout is documented byte by byte in ``docs/bitstream.md`` (format version 4); in short (all
 integers little-endian)::
 
-    header (40 bytes): b"CASC" | version u8 (3) | flags u8 | K u8 | N u8 | config hash 8 bytes |
+    header (40 bytes): b"CASC" | version u8 (4) | flags u8 | K u8 | N u8 | config hash 8 bytes |
                        sample_rate u32 | frames T u32 | samples u32 | packet_frames u16 |
-                       symbol_bits u8 | 0 u8 | codebooks id u32 | CRC-32 of the 36 bytes before u32
+                       symbol_bits u8 | side_block u8 (compact; 0 robust) | codebooks id u32 |
+                       CRC-32 of the 36 bytes before u32
     packet (repeated ceil(T / packet_frames) times):
                        sync b"\\xA5\\x5A" | index u32 | frames F u16 |
                        (Huffman streams only) K x section length u16 |
-                       (compact side only) side section length u16 | CRC-16 of the packet head u16 |
+                       (compact side only) ceil(F / side_block) x side block length (u8, or u16
+                       when a block can exceed 255 bytes) | CRC-16 of the packet head u16 |
                        side information: robust (flag bit 1 clear): per frame S side bits + CRC-8
-                       of them, all F frames packed MSB first; compact (flag bit 1 set): one
-                       delta+Huffman side section (``SideCoder``) | its CRC-16 u16 |
+                       of them, all F frames packed MSB first; compact (flag bit 1 set): per
+                       block of side_block frames a delta+Huffman side block (``SideCoder``) | its
+                       CRC-8 |
                        K x (stage section | CRC-8 of the section)
 
 Side information: per frame ``lpc.order`` LSF indices of ``lpc.lsf_bits`` bits, the gain index
@@ -21,9 +24,9 @@ of ``gain.bits`` bits, then (when ``cfg.pitch`` is on) the pitch lag index and g
 those S bits (packed MSB first into ceil(S/8) bytes); the F units of a packet are concatenated and
 packed MSB first into ``ceil(F * (S + 8) / 8)`` bytes (robust mode).  In compact mode (header flag
 bit 1, ``FLAG_SIDE_HUFFMAN``; the default of ``Codec.encode_bytes``, ``robust=True`` for the units)
-the packet's side values are one section coded by the model file's ``SideCoder`` (per field the
-difference to the frame before, Huffman coded; about 17 bits per frame fewer on the shipped
-model), its length in the packet head and a CRC-16 after it.  A stage section holds the packet's frames
+the packet's side values are coded in blocks of the header's ``side_block`` frames by the model
+file's ``SideCoder`` (a block's first frame raw, then per field the difference to the frame
+before, Huffman coded), each block's length in the packet head and a CRC-8 after it.  A stage section holds the packet's frames
 of that stage: the raw code bits, frame after frame, packed MSB first (flag bit 0 clear), or
 Huffman coded (``model/huffman.py``; flag bit 0 set), each followed by its CRC-8.  Raw sections
 and the side units have sizes fixed by F, so only a Huffman stream's packets carry section
@@ -34,8 +37,9 @@ What a damaged bit costs (``read_stream``, ``conceal=True``):
 
 * in a frame's side unit (robust): that frame (``Frames.lost``; the decoder takes LSFs, pitch lag
   and a decaying gain from the frame before and keeps the frame's own stage codes);
-* in a packet's compact side section or its CRC-16: the side information of the packet's frames
-  (all ``lost``, concealed as above, frame after frame); their stage codes are kept;
+* in a compact side block or its CRC-8: the side information of the block's frames (all
+  ``lost``, concealed as above, frame after frame); their stage codes are kept, and so are the
+  packet's other blocks;
 * in stage section k of a packet: a Huffman section (whose later codes a bit error shifts) loses
   stages k..K of the packet's frames, which decode with stages 1..k-1 (``Frames.stages``); a raw
   section keeps its bits (``raw_damage="use"``, a flipped bit moves no other bit: it costs the
@@ -79,11 +83,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import CascadeError
-from .huffman import Codebook, HuffmanError, codebooks_id
+from .huffman import Codebook, HuffmanError, codebooks_id, window_values
 
-__all__ = ["Frames", "BitstreamError", "SideCoder", "write_stream", "read_stream", "truncate_stream",
+__all__ = ["Frames", "BitstreamError", "SideCoder", "side_blocks", "write_stream", "read_stream", "truncate_stream",
            "stream_info", "side_columns", "packet_spans", "packet_layout", "crc8", "crc16",
-           "MAGIC", "VERSION", "HEADER_SIZE", "SYNC", "LIMITS", "SIDE_MODES",
+           "MAGIC", "VERSION", "HEADER_SIZE", "SYNC", "LIMITS", "SIDE_MODES", "SIDE_BLOCK_FRAMES",
            "FLAG_HUFFMAN", "FLAG_SIDE_HUFFMAN"]
 
 #: The limits of both file formats, checked before anything is sized from them (the one table:
@@ -112,21 +116,26 @@ LIMITS = {"sample_rate": 192_000, "hop": 4096, "stages": 64, "code_bits": 4096, 
           "gain_bits": 8, "pitch_lag_max": 4096, "pitch_gain_bits": 4, "symbol_bits": 16,
           "max_code_len": 20, "packet_frames": 65535, "act_bits": 24, "scale_bits": 32,
           "bias_bits": 32, "search_passes": 8, "search_candidates": 4096, "parameters": 1 << 26,
-          "frames": (1 << 32) - 1, "samples": (1 << 32) - 1, "section_bytes": 65535,
+          "frames": (1 << 32) - 1, "samples": (1 << 32) - 1, "section_bytes": 65535, "side_block": 255,
           "missing_share": 0.5}
 
 MAGIC = b"CASC"
-VERSION = 3
+VERSION = 4
+#: Earlier layouts the reader names when it refuses them.
+OLD_VERSIONS = {2: "one CRC per packet", 3: "one compact side section per packet"}
 SYNC = b"\xA5\x5A"
 FLAG_HUFFMAN = 0x01
 FLAG_SIDE_HUFFMAN = 0x02                          # compact side information (see SIDE_MODES)
-#: The two ways a version-3 stream carries the side information (header flag bit 1):
-#: ``"compact"`` (bit set): per packet one delta+Huffman-coded section (``SideCoder``) and its
-#: CRC-16, its length in the packet head; ``"robust"`` (bit clear): one fixed-width unit with a
-#: CRC-8 per frame.  ``Codec.encode_bytes`` writes compact unless ``robust=True`` (or the model has
+#: The two ways a stream carries the side information (header flag bit 1):
+#: ``"compact"`` (bit set): per packet blocks of the header's ``side_block`` frames, each
+#: delta+Huffman coded (``SideCoder``) with a CRC-8, their lengths in the packet head;
+#: ``"robust"`` (bit clear): one fixed-width unit with a CRC-8 per frame.  ``Codec.encode_bytes`` writes compact unless ``robust=True`` (or the model has
 #: no side codebooks).
 SIDE_MODES = ("compact", "robust")
-SIDE_CRC_BYTES = 2                                # the CRC-16 after a compact side section
+#: Frames per compact side block, ``write_stream``'s default (the header's ``side_block``):
+#: a bit error in compact side information costs the frames of its block.  Chosen on the
+#: validation voice (docs/RESULTS.md, "Damage").
+SIDE_BLOCK_FRAMES = 5
 
 _HEADER = struct.Struct("<4sBBBB8sIIIHBBI")      # 36 bytes, then CRC u32
 HEADER_SIZE = _HEADER.size + 4                    # 40
@@ -264,18 +273,28 @@ def _pack_side(values: np.ndarray, widths: np.ndarray) -> bytes:
     return np.packbits(np.concatenate([bits, crc], axis=1).reshape(-1)).tobytes()
 
 
+def _field_values(bits: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`_field_bits`: (F, S) bits -> (F, fields) values."""
+    out = np.zeros((bits.shape[0], widths.size), np.int64)
+    pos = 0
+    for j, w in enumerate(widths.tolist()):
+        out[:, j] = bits[:, pos:pos + w].astype(np.int64) @ (np.int64(1) << np.arange(w - 1, -1, -1, dtype=np.int64))
+        pos += w
+    return out
+
+
 def _unpack_side(data: bytes, frames: int, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The inverse of :func:`_pack_side`: (values (F, fields), ok (F,) bool: the unit's CRC-8 holds)."""
     per = int(widths.sum())
     units = np.unpackbits(np.frombuffer(data, np.uint8))[:frames * (per + 8)].reshape(frames, per + 8)
     bits, crc = units[:, :per], np.packbits(units[:, per:], axis=1)[:, 0]
-    ok = _unit_crcs(bits) == crc
-    out = np.zeros((frames, widths.size), np.int64)
-    pos = 0
-    for j, w in enumerate(widths.tolist()):
-        out[:, j] = bits[:, pos:pos + w].astype(np.int64) @ (np.int64(1) << np.arange(w - 1, -1, -1, dtype=np.int64))
-        pos += w
-    return out, ok
+    return _field_values(bits, widths), _unit_crcs(bits) == crc
+
+
+def side_blocks(nfr: int, block: int) -> list[tuple[int, int]]:
+    """The compact side blocks of a packet of ``nfr`` frames: ``[(first frame, frames)]``, blocks
+    of ``block`` frames (the stream header's ``side_block``), the last one shorter."""
+    return [(a, min(block, nfr - a)) for a in range(0, nfr, block)]
 
 
 def _packet_frames(cfg_pf: int, total: int, index: int) -> int:
@@ -283,14 +302,16 @@ def _packet_frames(cfg_pf: int, total: int, index: int) -> int:
 
 
 class SideCoder:
-    """Huffman coding of the per-frame side information.
+    """Huffman coding of the per-frame side information, in blocks of a few frames.
 
-    Each side field (``lpc.order`` LSF indices, then the gain index) is coded as the difference to
-    the same field of the previous frame of the packet, modulo its alphabet (the first frame of a
-    packet against 0, so packets stay independent), with one canonical codebook per field whose
-    symbols are the field's width.  A packet's side section is one byte-aligned chunk per field
-    (all frames of the packet).  The LSFs of 20 ms frames move slowly: on the training data this
-    takes the side information from 54 to about 34 bits per frame.
+    A packet's side information is coded in blocks of ``side_block`` frames (a field of the
+    stream header; ``side_blocks``), each decodable on its own: the block's first frame holds its
+    fields raw (``_side_widths``, MSB first, as a robust unit without its CRC-8), and every later
+    frame each field's difference to the frame before, modulo its alphabet, Huffman coded with one
+    canonical codebook per field whose symbols are the field's width.  A block's bits are the raw
+    first frame, then field after field the codes of the later frames, zero-padded to a byte.
+    The LSFs of 20 ms frames move slowly: on the training data a difference costs about 30 bits
+    per frame against 82 raw.
     """
 
     def __init__(self, books: list[Codebook]):
@@ -298,12 +319,14 @@ class SideCoder:
 
     @staticmethod
     def _deltas(vals: np.ndarray, widths: np.ndarray) -> np.ndarray:
+        """Each frame's difference to the frame before (the first against 0), modulo 2**width."""
         prev = np.concatenate([np.zeros((1, vals.shape[1]), np.int64), vals[:-1]])
         return (vals - prev) % (np.int64(1) << widths)
 
     @classmethod
     def train(cls, side_values: list[np.ndarray], cfg) -> "SideCoder":
-        """``side_values``: per signal (T, order+1) = [lsf_idx | gain_idx]."""
+        """``side_values``: per signal (T, fields) = ``side_columns``; the codebooks of the frame-to-
+        frame differences (each signal's first frame counted against 0)."""
         from .huffman import limited_lengths
         widths = _side_widths(cfg)
         d = np.concatenate([cls._deltas(np.asarray(v, np.int64), widths) for v in side_values])
@@ -321,20 +344,31 @@ class SideCoder:
                                  "(entropy.max_code_len)")
 
     def encode(self, vals: np.ndarray, widths: np.ndarray) -> bytes:
-        d = self._deltas(vals, widths)
-        return b"".join(b.encode_symbols(d[:, j]) for j, b in enumerate(self.books))
+        """One block's side values (F >= 1, fields) -> its bytes."""
+        vals = np.asarray(vals, np.int64)
+        d = (vals[1:] - vals[:-1]) % (np.int64(1) << widths)
+        bits = [_field_bits(vals[:1], widths).reshape(-1)] + [b.code_bits(d[:, j]) for j, b in enumerate(self.books)]
+        return np.packbits(np.concatenate(bits)).tobytes()
 
     def decode(self, data: bytes, nfr: int, widths: np.ndarray) -> np.ndarray:
-        """Raises HuffmanError unless ``data`` is exactly the chunks of ``nfr`` frames."""
-        pos, cols = 0, []
-        for b in self.books:
-            sym = b.decode_symbols(data[pos:], nfr)
-            pos += (int(b.lengths[sym].sum()) + 7) // 8
-            cols.append(sym)
-        if pos != len(data):
-            raise HuffmanError("side-information section has the wrong length")
-        d = np.stack(cols, 1).astype(np.int64) if cols else np.zeros((nfr, 0), np.int64)
-        return np.cumsum(d, axis=0) % (np.int64(1) << widths)
+        """One block's bytes -> its (nfr, fields) side values.  Raises HuffmanError unless ``data``
+        is exactly a block of ``nfr`` frames (its padding zero)."""
+        bits = np.unpackbits(np.frombuffer(data, np.uint8))
+        raw = int(widths.sum())
+        if bits.size < raw:
+            raise HuffmanError("side block is shorter than its first frame")
+        first = _field_values(bits[None, :raw], widths)
+        p, cols = raw, []
+        if nfr > 1 and self.books:
+            L = max(b.max_len for b in self.books)
+            win = window_values(bits, L)
+            for b in self.books:
+                sym, p = b.decode_window(win, L, nfr - 1, p)
+                cols.append(sym)
+        if -(-p // 8) != len(data) or bits[p:].any():
+            raise HuffmanError("side block has the wrong length")
+        d = np.stack(cols, 1).astype(np.int64) if cols else np.zeros((nfr - 1, widths.size), np.int64)
+        return np.cumsum(np.concatenate([first, d]), axis=0) % (np.int64(1) << widths)
 
     @property
     def id(self) -> int:
@@ -366,20 +400,25 @@ def _parse_header(data: bytes) -> dict:
         raise BitstreamError("empty stream")
     if len(data) < 4 or data[:4] != MAGIC:
         raise BitstreamError("not a cascade stream (magic is not CASC)")
-    if len(data) > 4 and data[4] == 2:
-        raise BitstreamError("stream format version 2 (one CRC per packet), this reader reads version 3: "
-                             "re-encode the audio with this cascade")
+    if len(data) > 4 and data[4] in OLD_VERSIONS:
+        raise BitstreamError(f"stream format version {data[4]} ({OLD_VERSIONS[data[4]]}), this reader reads "
+                             f"version {VERSION}: re-encode the audio with this cascade")
     if len(data) < HEADER_SIZE:
         raise BitstreamError(f"stream truncated inside its header ({len(data)} of {HEADER_SIZE} bytes)")
-    (magic, version, flags, k, n, chash, rate, frames, samples, pf, sym_bits, _res,
+    (magic, version, flags, k, n, chash, rate, frames, samples, pf, sym_bits, side_block,
      cb_id) = _HEADER.unpack_from(data, 0)
     (crc,) = _U32.unpack_from(data, _HEADER.size)
     if version != VERSION:
         raise BitstreamError(f"stream format version {version}, this reader knows version {VERSION}")
     if zlib.crc32(data[:_HEADER.size]) != crc:
         raise BitstreamError("stream header is damaged (header CRC mismatch)")
-    if flags & ~(FLAG_HUFFMAN | FLAG_SIDE_HUFFMAN) or _res:
-        raise BitstreamError("stream header holds impossible values (unknown flags or reserved bits)")
+    if flags & ~(FLAG_HUFFMAN | FLAG_SIDE_HUFFMAN):
+        raise BitstreamError("stream header holds impossible values (unknown flags)")
+    side_huff = bool(flags & FLAG_SIDE_HUFFMAN)
+    if side_huff != (side_block > 0):
+        raise BitstreamError(f"stream header: side_block = {side_block} with "
+                             f"{'compact' if side_huff else 'robust'} side information (must be "
+                             f"{'1..' + str(LIMITS['side_block']) if side_huff else '0'})")
     L = LIMITS
     if not 1 <= n <= L["stages"]:
         raise BitstreamError(f"stream header: N = {n} stages, the format allows 1..{L['stages']}")
@@ -395,13 +434,12 @@ def _parse_header(data: bytes) -> dict:
     if samples > frames * L["hop"] or frames > samples + 2:
         raise BitstreamError(f"stream header is inconsistent: {frames} frames for {samples} samples")
     packets = -(-frames // pf)
-    side_huff = bool(flags & FLAG_SIDE_HUFFMAN)
-    least = HEADER_SIZE + packets * _framing_size(k, bool(flags & FLAG_HUFFMAN), side_huff)
+    least = HEADER_SIZE + packets * _framing_size(k, bool(flags & FLAG_HUFFMAN), 1, side_block)
     if len(data) < least:
         raise BitstreamError(f"stream truncated: its header claims {packets} packets, at least {least} "
                              f"bytes, the stream has {len(data)}")
     return {"version": version, "huffman": bool(flags & FLAG_HUFFMAN), "side_huffman": side_huff,
-            "side_mode": "compact" if side_huff else "robust",
+            "side_mode": "compact" if side_huff else "robust", "side_block": side_block,
             "stages": k, "codec_stages": n, "config_hash": chash.hex(), "sample_rate": rate,
             "frames": frames, "samples": samples, "packet_frames": pf, "symbol_bits": sym_bits,
             "codebooks_id": cb_id}
@@ -411,7 +449,7 @@ def _make_header(h: dict) -> bytes:
     flags = (FLAG_HUFFMAN if h["huffman"] else 0) | (FLAG_SIDE_HUFFMAN if h.get("side_huffman") else 0)
     head = _HEADER.pack(MAGIC, VERSION, flags, h["stages"],
                         h["codec_stages"], bytes.fromhex(h["config_hash"]), h["sample_rate"],
-                        h["frames"], h["samples"], h["packet_frames"], h["symbol_bits"], 0,
+                        h["frames"], h["samples"], h["packet_frames"], h["symbol_bits"], h.get("side_block", 0),
                         h["codebooks_id"])
     return head + _U32.pack(zlib.crc32(head))
 
@@ -429,54 +467,72 @@ def stream_info(data: bytes) -> dict:
 
 
 # ---- the packet layout (one definition: writer, reader, truncate_stream, packet_layout) ----------
-def _head_size(k_stages: int, huff: bool, side_huff: bool = False) -> int:
-    """Bytes of a packet head: sync, index, F, the K section lengths (Huffman only), the side
-    section's length (compact side information only), CRC-16."""
-    return _PKT_HEAD.size + (2 * k_stages if huff else 0) + (2 if side_huff else 0) + 2
+def _block_len_size(cfg, side_block: int) -> int:
+    """Bytes of each compact side block's length in the packet head: 1 when the largest block
+    ``side_block`` frames can code to fits a byte, else 2 (a u16, as a section length)."""
+    return 1 if _max_block(cfg, side_block) <= 0xFF else 2
 
 
-def _side_crc_size(side_huff: bool) -> int:
-    """Bytes after the side information: the CRC-16 of a compact section (robust units carry
-    their CRC-8 inside)."""
-    return SIDE_CRC_BYTES if side_huff else 0
+def _head_size(k_stages: int, huff: bool, nfr: int = 1, side_block: int = 0, len_size: int = 1) -> int:
+    """Bytes of a packet head of ``nfr`` frames: sync, index, F, the K section lengths (Huffman
+    only), the length of each compact side block (``side_block`` > 0; ``len_size`` bytes each),
+    CRC-16.  (``nfr = 1``, ``len_size = 1``: the smallest head of a stream.)"""
+    blocks = -(-nfr // side_block) if side_block else 0
+    return _PKT_HEAD.size + (2 * k_stages if huff else 0) + blocks * len_size + 2
 
 
-def _framing_size(k_stages: int, huff: bool, side_huff: bool) -> int:
-    """The bytes of a packet that are not its data: head, the side section's CRC and one check
-    per stage section (the least a packet can be, whatever its frames)."""
-    return _head_size(k_stages, huff, side_huff) + _side_crc_size(side_huff) + CRC_BYTES * k_stages
+def _side_crc_size(nfr: int, side_block: int) -> int:
+    """Bytes of checks in the side information: a CRC-8 after each compact block (robust units
+    carry their CRC-8 inside, counted in their bytes)."""
+    return CRC_BYTES * -(-nfr // side_block) if side_block else 0
 
 
-def _make_head(index: int, nfr: int, lens: list[int] | None, side_len: int | None = None) -> bytes:
+def _framing_size(k_stages: int, huff: bool, nfr: int = 1, side_block: int = 0, len_size: int = 1) -> int:
+    """The bytes of a packet of ``nfr`` frames that are not its data: head, the side blocks'
+    checks and one check per stage section (with the defaults: the least any packet has)."""
+    return (_head_size(k_stages, huff, nfr, side_block, len_size) + _side_crc_size(nfr, side_block)
+            + CRC_BYTES * k_stages)
+
+
+def _make_head(index: int, nfr: int, lens: list[int] | None, block_lens: list[int] | None = None,
+               len_size: int = 1) -> bytes:
     head = (_PKT_HEAD.pack(SYNC, index, nfr) + b"".join(_U16.pack(ln) for ln in lens or ())
-            + (b"" if side_len is None else _U16.pack(side_len)))
+            + b"".join(ln.to_bytes(len_size, "little") for ln in block_lens or ()))
     return head + _U16.pack(crc16(head))
 
 
-def _make_packet(index: int, side: bytes, sections: list[bytes], huff: bool, nfr: int,
-                 side_huff: bool = False) -> bytes:
-    """``side``: the side units (robust) or the Huffman side section without its CRC-16 (compact)."""
+def _make_packet(index: int, side, sections: list[bytes], huff: bool, nfr: int,
+                 len_size: int = 0) -> bytes:
+    """``side``: the side units (robust; ``len_size`` 0) or the list of compact side blocks (each
+    gets its CRC-8; their lengths go into the head, ``len_size`` bytes each)."""
+    compact = len_size > 0
     out = bytearray(_make_head(index, nfr, [len(x) for x in sections] if huff else None,
-                               len(side) if side_huff else None))
-    out += side
-    if side_huff:
-        out += _U16.pack(crc16(side))
+                               [len(x) for x in side] if compact else None, len_size))
+    for blk in (side if compact else ()):
+        out += blk + bytes([crc8(blk)])
+    if not compact:
+        out += side
     for sec in sections:
         out += sec + bytes([crc8(sec)])
     return bytes(out)
 
 
-def packet_layout(cfg, stages: int, frames: int, huff: bool, side_huff: bool = False) -> dict:
-    """Byte sizes of a packet of ``frames`` frames: ``head``, ``side`` (the robust side units'
-    exact bytes; None for compact side information, whose length is in the head),
-    ``side_bounds`` ((lo, hi) of the side information without a compact section's CRC-16),
-    ``side_crc`` (bytes after the side information: 0 robust, 2 compact), ``sections`` ([(lo, hi)]
-    of each stage section without its CRC-8 byte; raw ones exact) and ``unit_bits`` (bits per
-    robust side unit).  What docs/bitstream.md tabulates."""
-    side, secs = packet_bounds(cfg, stages, frames, huff, side_huff)
-    return {"head": _head_size(stages, huff, side_huff), "side": None if side_huff else side[0],
-            "side_bounds": side,
-            "side_crc": _side_crc_size(side_huff),
+def packet_layout(cfg, stages: int, frames: int, huff: bool, side_block: int = 0) -> dict:
+    """Byte sizes of a packet of ``frames`` frames (``side_block`` 0: robust side units, else
+    compact blocks of that many frames): ``head``, ``side`` (the robust side units' exact bytes;
+    None for compact side information, whose block lengths are in the head), ``side_bounds``
+    ((lo, hi) of all the side information without the blocks' checks), ``side_blocks`` ([(lo,
+    hi)] of each compact block without its CRC-8; empty for robust), ``block_len_bytes`` (bytes
+    of each block length in the head), ``side_crc`` (bytes of side checks outside the units: one
+    per compact block), ``sections`` ([(lo, hi)] of each stage section without its CRC-8 byte;
+    raw ones exact) and ``unit_bits`` (bits per robust side unit).  What docs/bitstream.md
+    tabulates."""
+    side, secs = packet_bounds(cfg, stages, frames, huff, side_block)
+    ls = _block_len_size(cfg, side_block) if side_block else 0
+    return {"head": _head_size(stages, huff, frames, side_block, ls or 1),
+            "side": None if side_block else side[0], "side_bounds": side,
+            "side_blocks": [_block_bounds(cfg, n) for _, n in side_blocks(frames, side_block)] if side_block else [],
+            "block_len_bytes": ls, "side_crc": _side_crc_size(frames, side_block),
             "sections": secs, "unit_bits": _side_unit_bits(cfg)}
 
 
@@ -492,12 +548,14 @@ def _check_codebooks(codebooks, k_stages, cfg):
                                  f"{cfg.entropy.max_code_len} (entropy.max_code_len)")
 
 
-def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: SideCoder | None = None) -> bytes:
+def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: SideCoder | None = None,
+                 side_block: int = SIDE_BLOCK_FRAMES) -> bytes:
     """Frames -> stream bytes; stage sections Huffman coded when ``codebooks`` are given, else raw.
 
-    ``side`` given: compact side information (header flag bit 1; per packet one section coded
-    with these side codebooks, and its CRC-16); None: robust side units (a fixed-width unit with
-    a CRC-8 per frame).  Raises BitstreamError (one line) on frames that do not fit ``cfg``.
+    ``side`` given: compact side information (header flag bit 1; per packet blocks of
+    ``side_block`` frames coded with these side codebooks, each with its CRC-8); None: robust
+    side units (a fixed-width unit with a CRC-8 per frame; ``side_block`` is not used).  Raises
+    BitstreamError (one line) on frames that do not fit ``cfg``.
     """
     codes = list(frames.codes)
     k_stages = len(codes)
@@ -536,6 +594,13 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
         if not isinstance(side, SideCoder):
             raise BitstreamError("side must be a SideCoder (or None for robust side units)")
         side.check(cfg)
+        if isinstance(side_block, bool) or not isinstance(side_block, (int, np.integer)) or not (
+                1 <= side_block <= LIMITS["side_block"]):
+            raise BitstreamError(f"side_block must be 1..{LIMITS['side_block']} frames")
+        side_block = int(side_block)
+    else:
+        side_block = 0
+    ls = _block_len_size(cfg, side_block) if side_block else 0
     pf = cfg.entropy.packet_frames
     if not 1 <= pf <= LIMITS["packet_frames"]:
         raise BitstreamError(f"packet_frames must be 1..{LIMITS['packet_frames']}")
@@ -543,6 +608,7 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
         "huffman": huff, "stages": k_stages, "codec_stages": N, "config_hash": cfg.config_hash,
         "sample_rate": cfg.signal.sample_rate, "frames": T, "samples": int(frames.num_samples),
         "packet_frames": pf, "symbol_bits": cfg.entropy.symbol_bits, "side_huffman": side_huff,
+        "side_block": side_block,
         "codebooks_id": _books_id(codebooks, side)}))
     widths = _side_widths(cfg)
     side_all = side_columns(lsf, gain, frames.pitch, cfg)
@@ -560,12 +626,12 @@ def write_stream(frames: Frames, cfg, codebooks: list[Codebook] | None, side: Si
                 raise BitstreamError(f"stage {n} section of packet {p} exceeds 65535 bytes; use smaller packets")
             sections.append(sec)
         if side_huff:
-            side_sec = side.encode(side_all[a:b], widths)
-            if len(side_sec) > LIMITS["section_bytes"]:
-                raise BitstreamError(f"side information of packet {p} exceeds 65535 bytes; use smaller packets")
+            side_sec = [side.encode(side_all[a + f:a + f + n], widths) for f, n in side_blocks(b - a, side_block)]
+            if any(len(blk) > LIMITS["section_bytes"] for blk in side_sec):
+                raise BitstreamError(f"a side block of packet {p} exceeds 65535 bytes; use a smaller side_block")
         else:
             side_sec = _pack_side(side_all[a:b], widths)
-        out += _make_packet(p, side_sec, sections, huff, b - a, side_huff)
+        out += _make_packet(p, side_sec, sections, huff, b - a, ls)
     return bytes(out)
 
 
@@ -589,83 +655,186 @@ def _side_code_lens(cfg) -> list[int]:
     return [max(cfg.entropy.max_code_len, w) for w in _side_widths(cfg).tolist()]
 
 
-def _min_side(cfg, nfr: int, side_huff: bool) -> int:
-    """The smallest side information of ``nfr`` frames: robust units exactly; a compact section
-    one byte-aligned chunk per field of codes at least 1 bit long."""
-    return len(_side_widths(cfg)) * -(-nfr // 8) if side_huff else _side_bytes(cfg, nfr)
+def _min_block(cfg, nfr: int) -> int:
+    """The smallest compact side block of ``nfr`` frames: its raw first frame and codes of at
+    least 1 bit."""
+    widths = _side_widths(cfg)
+    return -(-(int(widths.sum()) + (nfr - 1) * widths.size) // 8)
 
 
-def _max_side(cfg, nfr: int, side_huff: bool) -> int:
-    """The largest: each field's codes at most ``_side_code_lens`` bits (``SideCoder.check``)."""
-    if not side_huff:
+def _max_block(cfg, nfr: int) -> int:
+    """The largest: each later frame's codes at most ``_side_code_lens`` bits (``SideCoder.check``)."""
+    return -(-(int(_side_widths(cfg).sum()) + (nfr - 1) * sum(_side_code_lens(cfg))) // 8)
+
+
+def _block_bounds(cfg, nfr: int) -> tuple[int, int]:
+    return _min_block(cfg, nfr), min(LIMITS["section_bytes"], _max_block(cfg, nfr))
+
+
+def _min_side(cfg, nfr: int, side_block: int) -> int:
+    """The smallest side information of ``nfr`` frames (without the blocks' checks): robust units
+    exactly; compact the smallest blocks."""
+    if not side_block:
         return _side_bytes(cfg, nfr)
-    return min(LIMITS["section_bytes"], sum(-(-nfr * ln // 8) for ln in _side_code_lens(cfg)))
+    return sum(_block_bounds(cfg, n)[0] for _, n in side_blocks(nfr, side_block))
 
 
-def packet_bounds(cfg, stages: int, frames: int, huff: bool, side_huff: bool = False) -> tuple:
+def _max_side(cfg, nfr: int, side_block: int) -> int:
+    if not side_block:
+        return _side_bytes(cfg, nfr)
+    return sum(_block_bounds(cfg, n)[1] for _, n in side_blocks(nfr, side_block))
+
+
+def packet_bounds(cfg, stages: int, frames: int, huff: bool, side_block: int = 0) -> tuple:
     """``((lo, hi) of the side information, [(lo, hi) of each of the K stage sections])``: the byte
     lengths of a packet of ``frames`` frames (robust side units and raw sections exactly; a
-    compact side section's or a Huffman section's declared length must lie within).  A packet head outside them is no packet; with
-    them a packet is at most a fixed size for a config, so scanning a stream for packets costs a
-    fixed multiple of its size."""
-    return ((_min_side(cfg, frames, side_huff), _max_side(cfg, frames, side_huff)), [(_min_section(cfg, n, frames, huff), _max_section(cfg, n, frames, huff))
-                           for n in range(stages)])
+    compact side block's (``_block_bounds``) or a Huffman section's declared length must lie
+    within).  A packet head outside them is no packet; with them a packet is at most a fixed
+    size for a config, so scanning a stream for packets costs a fixed multiple of its size."""
+    return ((_min_side(cfg, frames, side_block), _max_side(cfg, frames, side_block)),
+            [(_min_section(cfg, n, frames, huff), _max_section(cfg, n, frames, huff)) for n in range(stages)])
 
 
 def _scan_packet(data: bytes, pos: int, k_stages: int, cfg, pf: int, huff: bool, infer=None,
-                 side_huff: bool = False):
+                 side_block: int = 0):
     """Look for a packet at ``pos``.
 
     Returns None when there is no packet head here (no sync word, a frame count outside
     1..packet_frames, a head CRC-16 mismatch or lengths outside ``packet_bounds``);
     ``("short", index, frames, None, None, end)`` for a good head whose packet runs past the data;
     else ``("whole", index, frames, side, [(section, CRC-8 holds)], end)`` with ``side`` the side
-    units (robust) or ``(section, CRC-16 holds)`` (compact).  ``infer = (index, frames)``: a raw
+    units (robust) or ``[(block, CRC-8 holds)]`` (compact).  ``infer = (index, frames)``: a raw
     stream's head (robust side units: nothing in it but its place) is not read but taken as that
     (its place and the header's frame count give it); the caller checks that the next packet
     starts at ``end``.
     """
-    head = _head_size(k_stages, huff, side_huff)
+    ls = _block_len_size(cfg, side_block) if side_block else 0
     if infer is not None:
-        if huff or side_huff:
+        if huff or side_block:
             return None
         index, nfr = infer
         lens = [lo for lo, _ in packet_bounds(cfg, k_stages, nfr, False)[1]]
-        side_len = _side_bytes(cfg, nfr)
+        block_lens = [_side_bytes(cfg, nfr)]
+        head = _head_size(k_stages, huff)
     else:
-        if len(data) - pos < head:
+        if len(data) - pos < _PKT_HEAD.size:
             return None
         sync, index, nfr = _PKT_HEAD.unpack_from(data, pos)
-        if sync != SYNC or not 1 <= nfr <= pf or crc16(data[pos:pos + head - 2]) != _U16.unpack_from(data, pos + head - 2)[0]:
+        if sync != SYNC or not 1 <= nfr <= pf:
             return None
-        (slo, shi), sec_bounds = packet_bounds(cfg, k_stages, nfr, huff, side_huff)
+        head = _head_size(k_stages, huff, nfr, side_block, ls or 1)
+        if len(data) - pos < head or crc16(data[pos:pos + head - 2]) != _U16.unpack_from(data, pos + head - 2)[0]:
+            return None
+        (slo, _), sec_bounds = packet_bounds(cfg, k_stages, nfr, huff, side_block)
+        q = pos + _PKT_HEAD.size
         if huff:
-            lens = list(struct.unpack_from(f"<{k_stages}H", data, pos + _PKT_HEAD.size))
+            lens = list(struct.unpack_from(f"<{k_stages}H", data, q))
             if not all(lo <= ln <= hi for ln, (lo, hi) in zip(lens, sec_bounds)):
                 return None
+            q += 2 * k_stages
         else:
             lens = [lo for lo, _ in sec_bounds]
-        if side_huff:
-            (side_len,) = _U16.unpack_from(data, pos + head - 4)
-            if not slo <= side_len <= shi:
+        if side_block:
+            block_lens = [int.from_bytes(data[q + i * ls:q + (i + 1) * ls], "little")
+                          for i in range(-(-nfr // side_block))]
+            if not all(lo <= ln <= hi for ln, (lo, hi) in
+                       zip(block_lens, (_block_bounds(cfg, n) for _, n in side_blocks(nfr, side_block)))):
                 return None
         else:
-            side_len = slo
-    side_crc = _side_crc_size(side_huff)
-    q = pos + head
-    end = q + side_len + side_crc + sum(lens) + CRC_BYTES * k_stages
+            block_lens = [slo]
+    return _packet_body(data, pos + head, index, nfr, lens, block_lens, side_block)
+
+
+def _packet_body(data: bytes, q: int, index: int, nfr: int, lens: list[int], block_lens: list[int],
+                 side_block: int):
+    """The packet whose head ends at ``q``, with these stage section and side lengths (robust:
+    ``block_lens`` = [the side units' bytes]): ``_scan_packet``'s "short" or "whole" tuple."""
+    end = q + sum(block_lens) + _side_crc_size(nfr, side_block) + sum(lens) + CRC_BYTES * len(lens)
     if end > len(data):
         return "short", index, nfr, None, None, end
-    side = data[q:q + side_len]
-    if side_huff:
-        side = (side, crc16(side) == _U16.unpack_from(data, q + side_len)[0])
-    q += side_len + side_crc
+    if side_block:
+        side = []
+        for ln in block_lens:
+            blk = data[q:q + ln]
+            side.append((blk, crc8(blk) == data[q + ln]))
+            q += ln + CRC_BYTES
+    else:
+        side = data[q:q + block_lens[0]]
+        q += block_lens[0]
     secs = []
     for ln in lens:
         sec = data[q:q + ln]
         secs.append((sec, crc8(sec) == data[q + ln]))
         q += ln + CRC_BYTES
     return "whole", index, nfr, side, secs, end
+
+
+def _recover_head(data: bytes, pos: int, k_stages: int, cfg, huff: bool, side_block: int,
+                  index: int, nfr: int, end: int):
+    """A damaged packet head whose lengths the packet's place tells: packet ``index`` (of
+    ``nfr`` frames, from the stream header) starts at ``pos`` and the next packet (a good head)
+    or the end of the stream at ``end``.  The lengths are read from the damaged head as they are
+    when they sum to the bytes between; otherwise one length field must be wrong (a bit error
+    changes one field), by the difference: each field in turn is corrected, within its bounds, and
+    the correction is taken when that unit's check holds and it leaves more checks holding than
+    any other (none on a tie).  Returns ``_scan_packet``'s "whole" tuple or None."""
+    ls = _block_len_size(cfg, side_block) if side_block else 0
+    head = _head_size(k_stages, huff, nfr, side_block, ls or 1)
+    (_, _), sec_bounds = packet_bounds(cfg, k_stages, nfr, huff, side_block)
+    q = pos + _PKT_HEAD.size
+    if pos + head > end:
+        return None
+    lens = list(struct.unpack_from(f"<{k_stages}H", data, q)) if huff else [lo for lo, _ in sec_bounds]
+    q += 2 * k_stages if huff else 0
+    nb = -(-nfr // side_block) if side_block else 0
+    block_lens = ([int.from_bytes(data[q + i * ls:q + (i + 1) * ls], "little") for i in range(nb)]
+                  if side_block else [_side_bytes(cfg, nfr)])
+    fields = ([("sec", j) for j in range(k_stages)] if huff else []) + ([("side", j) for j in range(nb)])
+    bounds = {("sec", j): b for j, b in enumerate(sec_bounds)}
+    bounds.update({("side", j): _block_bounds(cfg, n) for j, (_, n) in enumerate(side_blocks(nfr, side_block) if side_block else [])})
+    need = end - (pos + head) - _side_crc_size(nfr, side_block) - CRC_BYTES * k_stages
+    delta = sum(lens) + sum(block_lens) - need
+
+    def parse(ln, bl):
+        if not all(bounds[("sec", j)][0] <= x <= bounds[("sec", j)][1] for j, x in enumerate(ln)) and huff:
+            return None
+        if side_block and not all(bounds[("side", j)][0] <= x <= bounds[("side", j)][1] for j, x in enumerate(bl)):
+            return None
+        pkt = _packet_body(data, pos + head, index, nfr, ln, bl, side_block)
+        return pkt if pkt[0] == "whole" and pkt[5] == end else None
+
+    if delta == 0:
+        return parse(lens, block_lens)
+    best, best_score, tie = None, -1, False
+    for kind, j in fields:
+        ln, bl = list(lens), list(block_lens)
+        (ln if kind == "sec" else bl)[j] -= delta
+        pkt = parse(ln, bl)
+        if pkt is None or not (pkt[4] if kind == "sec" else pkt[3])[j][1]:
+            continue
+        score = sum(g for _, g in pkt[4]) + (sum(g for _, g in pkt[3]) if side_block else 0)
+        if score > best_score:
+            best, best_score, tie = pkt, score, False
+        elif score == best_score:
+            tie = True
+    return None if tie else best
+
+
+def _next_packet_at(data: bytes, pos: int, k_stages: int, cfg, pf: int, huff: bool, side_block: int,
+                    index: int, nfr: int) -> int | None:
+    """Where packet ``index + 1`` (a good head) starts after a packet of ``nfr`` frames at
+    ``pos`` whose head is damaged: looked for between that packet's smallest and largest size."""
+    lo = pos + _min_packet(cfg, k_stages, nfr, huff, side_block)
+    ls = _block_len_size(cfg, side_block) if side_block else 1
+    (_, shi), secs = packet_bounds(cfg, k_stages, nfr, huff, side_block)
+    hi = pos + _framing_size(k_stages, huff, nfr, side_block, ls) + shi + sum(h for _, h in secs)
+    at = data.find(SYNC, lo, hi + len(SYNC))
+    while 0 <= at <= hi:
+        nxt = _scan_packet(data, at, k_stages, cfg, pf, huff, side_block=side_block)
+        if nxt is not None and nxt[1] == index + 1:
+            return at
+        at = data.find(SYNC, at + 1, hi + len(SYNC))
+    return None
 
 
 def _open(data, cfg, codebooks, side=None, check_books=True):
@@ -693,8 +862,9 @@ def _open(data, cfg, codebooks, side=None, check_books=True):
     return h
 
 
-def _min_packet(cfg, K: int, nfr: int, huff: bool, side_huff: bool = False) -> int:
-    return (_framing_size(K, huff, side_huff) + _min_side(cfg, nfr, side_huff)
+def _min_packet(cfg, K: int, nfr: int, huff: bool, side_block: int = 0) -> int:
+    ls = _block_len_size(cfg, side_block) if side_block else 1
+    return (_framing_size(K, huff, nfr, side_block, ls) + _min_side(cfg, nfr, side_block)
             + sum(_min_section(cfg, n, nfr, huff) for n in range(K)))
 
 
@@ -704,33 +874,39 @@ def _min_stream_size(h, cfg, huff) -> int:
     full, rest = divmod(T, pf)
     for nfr, count in ((pf, full), (rest, 1 if rest else 0)):
         if count:
-            total += _min_packet(cfg, K, nfr, huff, h["side_huffman"]) * count
+            total += _min_packet(cfg, K, nfr, huff, h["side_block"]) * count
     return total
 
 
 RAW_DAMAGE = ("use", "drop")
 
 
-def _decode_side(side_sec, nfr: int, widths, side):
+def _decode_side(side_sec, nfr: int, widths, side, side_block: int = 0):
     """A packet's side information -> (values (F, fields), ok (F,), failed checks).  Compact
-    (``side`` a SideCoder, ``side_sec = (section, CRC-16 holds)``): all frames or none."""
+    (``side`` a SideCoder, ``side_sec = [(block, CRC-8 holds)]``): a block's frames all or none."""
     if side is None:
         vals, ok = _unpack_side(side_sec, nfr, widths)
         return vals, ok, int((~ok).sum())
-    sec, good = side_sec
-    if good:
-        try:
-            return side.decode(sec, nfr, widths), np.ones(nfr, bool), 0
-        except HuffmanError:
-            pass
-    return np.zeros((nfr, widths.size), np.int64), np.zeros(nfr, bool), 1
+    vals, ok, bad = np.zeros((nfr, widths.size), np.int64), np.zeros(nfr, bool), 0
+    for (a, n), (blk, good) in zip(side_blocks(nfr, side_block), side_sec):
+        if good:
+            try:
+                vals[a:a + n] = side.decode(blk, n, widths)
+                ok[a:a + n] = True
+                continue
+            except HuffmanError:
+                pass
+        bad += 1
+    return vals, ok, bad
 
 
-def _decode_packet(pkt, cfg, codebooks, K: int, huff: bool, raw_damage: str, widths, side=None):
+def _decode_packet(pkt, cfg, codebooks, K: int, huff: bool, raw_damage: str, widths, side=None,
+                   side_block: int = 0):
     """A whole packet -> (side values, side ok (F,), [codes of the usable stages], usable stages,
-    failed checks).  ``side``: the SideCoder of a compact stream (None: robust units)."""
+    failed checks).  ``side``: the SideCoder of a compact stream (None: robust units), whose
+    blocks are ``side_block`` frames."""
     _, index, nfr, side_sec, secs, _ = pkt
-    vals, ok, bad = _decode_side(side_sec, nfr, widths, side)
+    vals, ok, bad = _decode_side(side_sec, nfr, widths, side, side_block)
     dec = []
     for n, (sec, good) in enumerate(secs):
         if not good:
@@ -766,8 +942,8 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         raise ValueError(f"raw_damage must be one of {RAW_DAMAGE}")
     h = _open(data, cfg, codebooks, side)
     data = bytes(data)
-    huff, sh = h["huffman"], h["side_huffman"]
-    coder = side if sh else None
+    huff, sb = h["huffman"], h["side_block"]
+    coder = side if sb else None
     T, pf, K = h["frames"], h["packet_frames"], h["stages"]
     # a stream may lack bytes (lost ones, a cut last packet) but not more than the share of its
     # frames that may lie in no packet: the frames decoded stay a fixed multiple of the bytes
@@ -782,7 +958,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         """Whether a packet of ``index + 1`` starts at ``end`` (or the stream ends there after its last)."""
         if index == npk - 1:
             return end == len(data)
-        nxt_pkt = _scan_packet(data, end, K, cfg, pf, huff, side_huff=sh)
+        nxt_pkt = _scan_packet(data, end, K, cfg, pf, huff, side_block=sb)
         return nxt_pkt is not None and nxt_pkt[1] == index + 1
 
     good = []            # (index, frames, side values, side ok, [codes], usable stages) of whole packets
@@ -791,12 +967,21 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
     pos, nxt, used, claimed, last_end = HEADER_SIZE, 0, HEADER_SIZE, HEADER_SIZE, HEADER_SIZE
     last_start, last_bad, looked_back = HEADER_SIZE, False, -1
     while pos < len(data):
-        pkt = _scan_packet(data, pos, K, cfg, pf, huff, side_huff=sh)
-        if pkt is None and not huff and not sh and pos == last_end and nxt < npk:
-            # a damaged head of a raw stream, where packet nxt must start: recovered from its place
-            # when the packet after it is where the header's frame count puts it
-            guess = _scan_packet(data, pos, K, cfg, pf, huff, infer=(nxt, _packet_frames(pf, T, nxt)))
-            if guess is not None and guess[0] == "whole" and next_is_packet(guess[5], nxt):
+        pkt = _scan_packet(data, pos, K, cfg, pf, huff, side_block=sb)
+        if pkt is None and pos == last_end and nxt < npk:
+            # a damaged head where packet nxt must start: a raw stream's with robust side units
+            # recovered from its place when the packet after it is where the header's frame
+            # count puts it; one with lengths in it (Huffman sections, compact side blocks) from
+            # its lengths and where the next packet starts
+            nfr = _packet_frames(pf, T, nxt)
+            if not huff and not sb:
+                guess = _scan_packet(data, pos, K, cfg, pf, huff, infer=(nxt, nfr))
+                if guess is not None and not (guess[0] == "whole" and next_is_packet(guess[5], nxt)):
+                    guess = None
+            else:
+                end = len(data) if nxt == npk - 1 else _next_packet_at(data, pos, K, cfg, pf, huff, sb, nxt, nfr)
+                guess = None if end is None else _recover_head(data, pos, K, cfg, huff, sb, nxt, nfr, end)
+            if guess is not None:
                 pkt = guess
                 bad_checks += 1
                 if not conceal:
@@ -814,7 +999,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
             if index >= nxt:
                 if index > nxt and not conceal:
                     raise BitstreamError(f"packet {nxt} is damaged or missing")
-                vals, ok, dec, usable, bad = _decode_packet(pkt, cfg, codebooks, K, huff, raw_damage, widths, coder)
+                vals, ok, dec, usable, bad = _decode_packet(pkt, cfg, codebooks, K, huff, raw_damage, widths, coder, sb)
                 if bad and not conceal:
                     raise BitstreamError(f"packet {index} is damaged ({bad} failed checks)")
                 bad_checks += bad
@@ -833,7 +1018,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         if (pkt is not None and pkt[0] == "short" and nxt <= pkt[1] < npk and pos >= claimed
                 and pkt[2] == _packet_frames(pf, T, pkt[1])):
             short.add(pkt[1])
-            claimed = pos + _min_packet(cfg, K, pkt[2], huff, sh)
+            claimed = pos + _min_packet(cfg, K, pkt[2], huff, sb)
         if not conceal:
             if nxt == npk:
                 raise BitstreamError(f"{len(data) - pos} stray bytes after the last packet")
@@ -842,7 +1027,7 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
         # packet's start before its parsed end): look for the next sync word once from inside it
         start = pos + 1
         if pos == last_end and last_bad and looked_back != last_end:
-            looked_back, start = last_end, last_start + _head_size(K, huff, sh)
+            looked_back, start = last_end, last_start + _head_size(K, huff, 1, sb)
         found = data.find(SYNC, start)
         if found < 0:
             break
@@ -882,14 +1067,14 @@ def read_stream(data: bytes, cfg, codebooks: list[Codebook] | None, conceal: boo
 def _whole_packets(data: bytes, h: dict, cfg):
     """The packets of an intact stream, in order, each checked (head, side units, sections):
     ``[(start, end, pkt)]``.  BitstreamError at the first damaged or missing one."""
-    K, T, pf, huff, sh = h["stages"], h["frames"], h["packet_frames"], h["huffman"], h["side_huffman"]
+    K, T, pf, huff, sb = h["stages"], h["frames"], h["packet_frames"], h["huffman"], h["side_block"]
     widths = _side_widths(cfg)
     out, pos = [], HEADER_SIZE
     for p in range(-(-T // pf)):
-        pkt = _scan_packet(data, pos, K, cfg, pf, huff, side_huff=sh)
+        pkt = _scan_packet(data, pos, K, cfg, pf, huff, side_block=sb)
         if (pkt is None or pkt[0] != "whole" or pkt[1] != p or pkt[2] != _packet_frames(pf, T, p)
                 or not all(g for _, g in pkt[4])
-                or not (pkt[3][1] if sh else _unpack_side(pkt[3], pkt[2], widths)[1].all())):
+                or not (all(g for _, g in pkt[3]) if sb else _unpack_side(pkt[3], pkt[2], widths)[1].all())):
             raise BitstreamError(f"packet {p} is damaged or missing (at byte {pos})")
         out.append((pos, pkt[5], pkt))
         pos = pkt[5]
@@ -921,6 +1106,7 @@ def truncate_stream(data: bytes, stages: int, cfg) -> bytes:
         raise BitstreamError(f"cannot cut a stream of {K} stages to {stages}")
     out = bytearray(_make_header({**h, "stages": stages}))
     for _, _, (_, index, nfr, side, secs, _) in _whole_packets(data, h, cfg):
-        sh = h["side_huffman"]
-        out += _make_packet(index, side[0] if sh else side, [sec for sec, _ in secs[:stages]], h["huffman"], nfr, sh)
+        sb = h["side_block"]
+        out += _make_packet(index, [blk for blk, _ in side] if sb else side, [sec for sec, _ in secs[:stages]],
+                            h["huffman"], nfr, _block_len_size(cfg, sb) if sb else 0)
     return bytes(out)

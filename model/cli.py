@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .bitstream import LIMITS
+from .bitstream import LIMITS, SIDE_BLOCK_FRAMES
 from .errors import CascadeError, UserError
 from .evaluation import (curve_markdown, evaluate_baseline, evaluate_curve, evaluate_files, search_name,
                          search_variants, wav_files)
@@ -147,6 +147,7 @@ def _positive(cast):
 _LANES = _ranged(int, 1, 1024)               # --lanes of every command that has them
 _THREADS = _ranged(int, 0, 256)              # --threads (0: torch's default)
 _SEARCH = _ranged(int, 0, LIMITS["search_passes"])
+_SIDE_BLOCK = _ranged(int, 1, LIMITS["side_block"])   # encode: frames per compact side block
 _SEED = _ranged(int, 0, 2 ** 32 - 1)         # what NumPy and PyTorch accept
 _EPOCHS = _ranged(int, 1, 10_000)
 _ROUNDS = _ranged(int, 0, 1_000)
@@ -246,12 +247,12 @@ def cmd_encode(a):
     out = _out_path(a.output, a.force)
     codec = _host_settings(_load_codec(a.model), a)
     x = _load_audio(a.input, codec, a.resample)
-    data = codec.encode_bytes(x, a.arith, _stages_arg(codec, a.stages), robust=a.robust)
+    data = codec.encode_bytes(x, a.arith, _stages_arg(codec, a.stages), robust=a.robust, side_block=a.side_block)
     write_file(out, data, a.force)
     dur = len(x) / codec.cfg.signal.sample_rate
-    mode = "robust" if a.robust or codec.side is None else "compact"
-    print(f"{a.input} -> {out}: {len(data)} bytes, {dur:.2f} s, {8 * len(data) / dur / 1000:.2f} kbps, "
-          f"{mode} side information")
+    mode = ("robust side information" if a.robust or codec.side is None
+            else f"compact side information ({a.side_block or SIDE_BLOCK_FRAMES}-frame blocks)")
+    print(f"{a.input} -> {out}: {len(data)} bytes, {dur:.2f} s, {8 * len(data) / dur / 1000:.2f} kbps, {mode}")
 
 
 def cmd_decode(a):
@@ -910,10 +911,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stages", type=int, help="code only the first K stages (lower bitrate)")
     search_args(sp)
     sp.add_argument("--resample", action="store_true", help="accept other rates / stereo by resampling / downmixing")
-    sp.add_argument("--robust", action="store_true",
-                    help="side information in checked per-frame units (for lossy channels: a bit error costs "
-                         "one frame's side information, not its packet's; about +1.2 kbps), instead of the "
-                         "compact per-packet Huffman section (docs/bitstream.md)")
+    side = sp.add_mutually_exclusive_group()
+    side.add_argument("--robust", action="store_true",
+                      help="side information in checked per-frame units (a bit error costs one frame's side "
+                           "information; about +1 kbps), instead of compact delta+Huffman blocks "
+                           "(docs/bitstream.md)")
+    side.add_argument("--side-block", type=_SIDE_BLOCK, metavar="FRAMES",
+                      help=f"frames per compact side block, each with its own check (a bit error costs its "
+                           f"block's side information; longer blocks code a little smaller; default "
+                           f"{SIDE_BLOCK_FRAMES}, 1..{LIMITS['side_block']})")
     sp.add_argument("--force", action="store_true", help="overwrite the output")
 
     sp = add("decode", cmd_decode, "decode a .cas bitstream to a WAV file")

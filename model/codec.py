@@ -39,6 +39,10 @@ ARITHS = ("float", "fixed")
 #: section (its stage and the later ones of the packet's frames), in a raw one the bit it hits.
 HUFFMAN_MIN_SAVING = 0.05
 
+#: How ``Codec.decode`` conceals frames that lost their side information but kept their stage
+#: codes (``_conceal``): ``"interpolate"`` (the default) or ``"hold"``.
+CONCEAL_MODES = ("interpolate", "hold")
+
 #: ``num_gamma`` values ``Codec.tune_postfilter`` tries by default (``cascade tune-postfilter``).
 POSTFILTER_GAMMAS = (0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 
@@ -55,6 +59,9 @@ class Codec:
     codebooks: list | None = None
     meta: dict = field(default_factory=dict)
     side: SideCoder | None = None
+    #: How frames without side information are concealed (``_conceal``): ``"interpolate"`` or
+    #: ``"hold"`` (``CONCEAL_MODES``).
+    conceal: str = "interpolate"
     _int: golden.IntModel | None = field(default=None, repr=False)
 
     # ---- files ----------------------------------------------------------------------------
@@ -265,8 +272,9 @@ class Codec:
         """Frames -> speech with the first ``stages`` stages (default all the stream holds).  A
         frame whose later stages were damaged (``frames.stages``) decodes with the stages before
         them; one with none repeats the frame before's decoded frame; one whose side information
-        is lost (``frames.lost``) keeps its own stages and takes the LSFs and pitch lag of the
-        frame before and its gain 3 dB lower (``_conceal``)."""
+        is lost (``frames.lost``) keeps its own stages and gets its LSFs and gain interpolated
+        between the good frames around it, or those of the frame before, 3 dB quieter per frame,
+        where none follows (``_conceal``)."""
         if stages is not None and not 1 <= stages <= len(frames.codes):
             raise ValueError(f"stages must be 1..{len(frames.codes)} for this stream, not {stages}")
         codes = frames.codes if stages is None else frames.codes[:stages]
@@ -282,7 +290,8 @@ class Codec:
         lost = np.zeros(len(gain_idx), bool) if frames.lost is None else np.asarray(frames.lost, bool)
         none = np.zeros_like(lost) if fs is None else fs == 0
         if lost.any() or none.any():
-            y, lsf_idx, gain_idx, pitch = _conceal(y, lsf_idx, gain_idx, pitch, lost, none, self.cfg)
+            y, lsf_idx, gain_idx, pitch = _conceal(y, lsf_idx, gain_idx, pitch, lost, none, self.cfg,
+                                                   self.conceal == "interpolate")
         return dsp.synthesize(y, lsf_idx, gain_idx, frames.num_samples, self.cfg, self.lsf_q,
                               K if fs is None else np.maximum(fs, 1), pitch)
 
@@ -297,26 +306,64 @@ class Codec:
         return self.codebooks if raw and coded <= (1 - HUFFMAN_MIN_SAVING) * raw else None
 
     def encode_bytes(self, signal: np.ndarray, arith: str = "float", stages: int | None = None,
-                     search: int | None = None, robust: bool = False) -> bytes:
-        """``signal`` -> stream bytes (format version 3).  The side information is compact (one
-        delta+Huffman-coded section with a CRC-16 per packet, the model's side codebooks) unless
-        ``robust`` (a fixed-width unit with a CRC-8 per frame: a bit error costs one frame's side
-        information instead of the packet's; +1.2 kbps on the shipped model) or the model file
-        has no side codebooks (``self.side is None``: robust units, the only mode it can write)."""
+                     search: int | None = None, robust: bool = False, side_block: int | None = None) -> bytes:
+        """``signal`` -> stream bytes (format version 4).  The side information is compact (per
+        packet blocks of ``side_block`` frames, default ``bitstream.SIDE_BLOCK_FRAMES``, each
+        delta+Huffman coded with the model's side codebooks and checked by a CRC-8: a bit error
+        costs its block's side information) unless ``robust`` (a fixed-width unit with a CRC-8 per
+        frame: a bit error costs one frame's) or the model file has no side codebooks
+        (``self.side is None``: robust units, the only mode it can write)."""
         frames = self.encode(signal, arith, stages, search)
-        return write_stream(frames, self.cfg, self.stage_codebooks(frames), None if robust else self.side)
+        return self.write_frames(frames, robust, side_block)
+
+    def write_frames(self, frames: Frames, robust: bool = False, side_block: int | None = None) -> bytes:
+        """Encoded frames -> stream bytes, as ``encode_bytes`` writes them."""
+        from .bitstream import SIDE_BLOCK_FRAMES
+        return write_stream(frames, self.cfg, self.stage_codebooks(frames), None if robust else self.side,
+                            SIDE_BLOCK_FRAMES if side_block is None else side_block)
 
     def decode_bytes(self, data: bytes, arith: str = "float", stages: int | None = None) -> tuple[np.ndarray, Frames]:
         frames = read_stream(data, self.cfg, self.codebooks, side=self.side)
         return self.decode(frames, arith, stages), frames
 
 
-def _conceal(y, lsf_idx, gain_idx, pitch, lost, none, cfg):
-    """Frames without stages (``none``) repeat the decoded frame before; frames without side
-    information (``lost``) take the LSFs and pitch lag of the frame before, no pitch comb, and
-    its gain 3 dB lower (each further lost frame 3 dB more)."""
+def _conceal(y, lsf_idx, gain_idx, pitch, lost, none, cfg, interpolate: bool = True):
+    """Conceal frames without stages (``none``) and frames without side information (``lost``).
+
+    A frame without stages repeats the decoded frame before.  A run of frames that lost their
+    side information but kept their stage codes (a damaged compact side block or side unit),
+    with a good frame on either side and ``interpolate``, gets LSF and gain indices interpolated
+    linearly between those two frames (rounded half up; ``LsfQuantizer.dequantize`` keeps any indices
+    stable) and the pitch lag interpolated with the smaller pitch gain when the two lags (index +
+    ``pitch.lag_min``) agree within an eighth, else no pitch comb.  Every other lost frame takes the LSFs and pitch lag of
+    the frame before, no pitch comb, and its gain 3 dB lower (each further lost frame 3 dB
+    more)."""
     step = max(1, int(round(3.0 / cfg.gain.step_db)))
-    for t in np.flatnonzero(lost | none):
+    T = len(lost)
+    bridged = np.zeros(T, bool)
+    if interpolate:
+        t = 0
+        while t < T:
+            if not lost[t]:
+                t += 1
+                continue
+            e = t
+            while e < T and lost[e]:
+                e += 1
+            if t > 0 and e < T and not none[t:e].any() and not none[t - 1] and not none[e]:
+                w = (np.arange(t, e) - (t - 1)) / (e - (t - 1))
+                lsf_idx[t:e] = np.floor((1 - w[:, None]) * lsf_idx[t - 1] + w[:, None] * lsf_idx[e] + 0.5)
+                gain_idx[t:e] = np.floor((1 - w) * gain_idx[t - 1] + w * gain_idx[e] + 0.5)
+                if pitch is not None:
+                    (l0, g0), (l1, g1) = pitch[t - 1], pitch[e]
+                    if g0 and g1 and abs(int(l0) - int(l1)) <= (int(l0) + cfg.pitch.lag_min) // 8:
+                        pitch[t:e, 0] = np.floor((1 - w) * l0 + w * l1 + 0.5)
+                        pitch[t:e, 1] = min(g0, g1)
+                    else:
+                        pitch[t:e] = (l0, 0)
+                bridged[t:e] = True
+            t = e
+    for t in np.flatnonzero((lost & ~bridged) | none):
         if none[t]:
             y[t] = y[t - 1] if t else 0
         if lost[t]:

@@ -67,13 +67,15 @@ def damage_bits(data: bytes, ber: float, start: int, rng: np.random.Generator) -
 
 
 def measure_damage(codec, files: list[Path], arith: str = "fixed", seeds: int = 8,
-                   progress=None, encode=None, side_mode: str = "compact") -> dict:
+                   progress=None, encode=None, side_mode: str = "compact", conditions=None) -> dict:
     """Encode each file once, decode it clean, then damaged under every condition and seed.
 
     ``encode(codec, x, arith) -> bytes`` makes the stream (default ``codec.encode_bytes`` with
     ``robust=(side_mode == "robust")``).  Returns ``{"layout_version", "side_mode", "files",
     "seconds", "kbps", "packets", "packet_bytes", "rows": [{"channel", "rate", "pesq_wb",
-    "stderr", "per_seed", "refused"}]}`` (``side_mode``: what the streams' headers say)."""
+    "stderr", "per_seed", "refused"}]}`` (``side_mode``: what the streams' headers say).
+    ``conditions``: ``[(channel, rate)]`` to measure (default: every share of ``PACKET_SHARES``
+    as ``"packets"``, every rate of ``BIT_ERROR_RATES`` as ``"bits"``)."""
     from .bitstream import BitstreamError, HEADER_SIZE, VERSION, packet_spans, stream_info
     from .data import load_wav
     from .metrics import MetricWarning, pesq_wb
@@ -102,7 +104,8 @@ def measure_damage(codec, files: list[Path], arith: str = "fixed", seeds: int = 
             vals.append(v if math.isfinite(v) else 1.0)
         return float(np.mean(vals)), refused
 
-    conds = [("packets", s) for s in PACKET_SHARES] + [("bits", r) for r in BIT_ERROR_RATES]
+    conds = list(conditions) if conditions is not None else (
+        [("packets", s) for s in PACKET_SHARES] + [("bits", r) for r in BIT_ERROR_RATES])
     rows, done = [], 0
     for channel, rate in conds:
         per_seed, refused = [], 0

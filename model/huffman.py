@@ -36,7 +36,7 @@ from .errors import CascadeError
 
 __all__ = [
     "HuffmanError", "Codebook", "train_codebooks", "train_codebook", "limited_lengths",
-    "canonical_codes", "bits_to_symbols", "symbols_to_bits", "codebooks_id",
+    "canonical_codes", "bits_to_symbols", "symbols_to_bits", "codebooks_id", "window_values",
 ]
 
 
@@ -120,6 +120,15 @@ def canonical_codes(lengths: np.ndarray) -> np.ndarray:
         prev = ln
         codes[s] = code
     return codes
+
+
+def window_values(bits: np.ndarray, width: int) -> np.ndarray:
+    """(n,) bits -> (n,) int64: entry i is the ``width`` bits from bit i read MSB first (bits past
+    the end read 0); what a table decoder looks up at every bit position."""
+    bits = np.asarray(bits, np.uint8).reshape(-1)
+    padded = np.concatenate([bits, np.zeros(width, np.uint8)]).astype(np.int64)
+    return np.lib.stride_tricks.sliding_window_view(padded, width)[:bits.size] @ (
+        np.int64(1) << np.arange(width - 1, -1, -1, dtype=np.int64))
 
 
 class Codebook:
@@ -208,17 +217,21 @@ class Codebook:
         """Coded size in bits of (T, B) code bits (without byte padding)."""
         return int(self.lengths[bits_to_symbols(bits, self.symbol_bits)].sum())
 
-    def encode_symbols(self, symbols: np.ndarray) -> bytes:
-        """Symbols -> bytes: codes MSB first, packed MSB first, zero-padded to a byte."""
-        symbols = np.asarray(symbols, dtype=np.int64)
+    def code_bits(self, symbols: np.ndarray) -> np.ndarray:
+        """Symbols -> their codes as one bit array (uint8 0/1), each code MSB first, no padding."""
+        symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
         if symbols.size == 0:
-            return b""
+            return np.zeros(0, np.uint8)
         L = self.max_len
         ln = self.lengths[symbols]
         cd = self.codes[symbols]
         shifts = ln[:, None] - 1 - np.arange(L)[None, :]
         bits = ((cd[:, None] >> np.maximum(shifts, 0)) & 1).astype(np.uint8)
-        return np.packbits(bits[shifts >= 0]).tobytes()
+        return bits[shifts >= 0]
+
+    def encode_symbols(self, symbols: np.ndarray) -> bytes:
+        """Symbols -> bytes: codes MSB first, packed MSB first, zero-padded to a byte."""
+        return np.packbits(self.code_bits(symbols)).tobytes()
 
     def encode_bits(self, bits: np.ndarray) -> bytes:
         """(T, B) code bits of one stage -> one byte-aligned section."""
@@ -229,17 +242,26 @@ class Codebook:
         or meets a bit pattern that is no code.  Bits after the last symbol are ignored."""
         if count == 0:
             return np.zeros(0, np.int64)
-        L = self.max_len
         bits = np.unpackbits(np.frombuffer(data, np.uint8))
-        nbits = bits.size
-        if nbits < count:       # every code has at least one bit
+        if bits.size < count:       # every code has at least one bit
             raise HuffmanError("Huffman section is shorter than its symbol count")
-        padded = np.concatenate([bits, np.zeros(L, np.uint8)]).astype(np.int64)
-        win = np.lib.stride_tricks.sliding_window_view(padded, L)[:nbits] @ (
-            np.int64(1) << np.arange(L - 1, -1, -1, dtype=np.int64))
-        lens = self._dec_len[win].tolist()
+        return self.decode_window(window_values(bits, self.max_len), self.max_len, count)[0]
+
+    def decode_window(self, win: np.ndarray, win_bits: int, count: int, start: int = 0):
+        """Decode ``count`` symbols from bit ``start`` of a bit string given as ``win``
+        (``window_values(bits, win_bits)``, ``win_bits >= max_len``: entry i is the ``win_bits``
+        bits from bit i, zero past the end) -> ``(symbols, end bit)``.  Raises
+        :class:`HuffmanError` if the string ends inside a symbol or holds no code."""
+        if count == 0:
+            return np.zeros(0, np.int64), start
+        L = self.max_len
+        if win_bits < L:
+            raise ValueError(f"a window of {win_bits} bits is shorter than the codes ({L})")
+        nbits = win.size
+        idx = win >> (win_bits - L) if win_bits > L else win
+        lens = self._dec_len[idx].tolist()
         pos = []
-        p = 0
+        p = start
         for _ in range(count):
             if p >= nbits:
                 raise HuffmanError("Huffman section ends inside a symbol")
@@ -250,7 +272,7 @@ class Codebook:
             p += ln
         if p > nbits:
             raise HuffmanError("Huffman section ends inside a symbol")
-        return self._dec_sym[win[np.array(pos, np.int64)]]
+        return self._dec_sym[idx[np.array(pos, np.int64)]], p
 
     def decode_bits(self, data: bytes, frames: int, code_bits: int) -> np.ndarray:
         """One section -> (frames, code_bits) uint8; inverse of :meth:`encode_bits`."""

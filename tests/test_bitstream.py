@@ -1,11 +1,12 @@
 """The CASC bitstream (model/bitstream.py): round trips, truncation, robustness, what damage
-costs (format version 3: a check per side unit, per stage section and per packet head), fuzzing."""
+costs (format version 4: a check per side unit or compact side block, per stage section and per
+packet head), fuzzing."""
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from model.bitstream import (HEADER_SIZE, BitstreamError, Frames, SideCoder, read_stream, side_columns,
+from model.bitstream import (HEADER_SIZE, BitstreamError, Frames, SideCoder, packet_spans, read_stream, side_columns,
                              stream_info, truncate_stream, write_stream)
 from model.config import preset
 from model.huffman import train_codebooks
@@ -100,55 +101,95 @@ def test_compact_side_roundtrip(cbs, T):
             read_stream(compact, CFG, cbs, side=other)
 
 
-def _compact_side_start(data: bytes, packet: int):
-    """(start, length) of the compact side section of ``packet``."""
-    import struct
+def _compact_side_blocks(data: bytes, packet: int):
+    """[(start, length)] of the compact side blocks of ``packet`` (read from its head)."""
     from model.bitstream import packet_layout, packet_spans
     info = stream_info(data)
     a, _ = packet_spans(data, CFG)[packet]
-    lay = packet_layout(CFG, info["stages"], 25, info["huffman"], True)
-    (ln,) = struct.unpack_from("<H", data, a + lay["head"] - 4)
-    assert lay["side"] is None and lay["side_bounds"][0] <= ln <= lay["side_bounds"][1] and lay["side_crc"] == 2
-    return a + lay["head"], ln
+    lay = packet_layout(CFG, info["stages"], 25, info["huffman"], info["side_block"])
+    ls = lay["block_len_bytes"]
+    n = len(lay["side_blocks"])
+    lens = [int.from_bytes(data[a + lay["head"] - 2 - (n - i) * ls:a + lay["head"] - 2 - (n - i - 1) * ls], "little")
+            for i in range(n)]
+    assert lay["side"] is None and lay["side_crc"] == n and ls == 1
+    assert all(lo <= ln <= hi for ln, (lo, hi) in zip(lens, lay["side_blocks"]))
+    assert lay["side_bounds"][0] <= sum(lens) <= lay["side_bounds"][1]
+    out, q = [], a + lay["head"]
+    for ln in lens:
+        out.append((q, ln))
+        q += ln + 1
+    return out
 
 
 @pytest.mark.parametrize("cbs", [None, CODEBOOKS], ids=["raw", "huffman"])
-@pytest.mark.parametrize("where", ["first", "middle", "crc"])
-def test_damaged_compact_side_costs_its_packets_side_only(cbs, where):
-    """A bit error in packet 1's compact side section (or its CRC-16): the packet's frames lose
+@pytest.mark.parametrize("where", ["first", "middle", "crc", "last"])
+def test_damaged_compact_side_block_costs_its_frames_side_only(cbs, where):
+    """A bit error in a compact side block of packet 1 (or its CRC-8): that block's frames lose
     their side information (``lost``: the decoder borrows the last good frame's LSFs and pitch
-    lag, gain lowered) and keep every stage code; the other packets are whole."""
+    lag, gain lowered) and keep every stage code; the packet's other blocks and the other
+    packets are whole."""
+    from model.bitstream import SIDE_BLOCK_FRAMES as B
     fr = slow_frames(75, 6)
     data = write_stream(fr, CFG, cbs, SIDE)
-    start, ln = _compact_side_start(data, 1)
-    at = {"first": start, "middle": start + ln // 2, "crc": start + ln + 1}[where]
+    assert stream_info(data)["side_block"] == B and 25 % B == 0
+    blocks = _compact_side_blocks(data, 1)
+    j = {"first": 0, "middle": 2, "crc": 1, "last": len(blocks) - 1}[where]
+    start, ln = blocks[j]
+    at = {"first": start, "middle": start + ln // 2, "crc": start + ln, "last": start + ln - 1}[where]
     d = bytearray(data)
     d[at] ^= 0x08
     out = read_stream(bytes(d), CFG, cbs, side=SIDE)
-    assert np.flatnonzero(out.lost).tolist() == list(range(25, 50)) and out.bad_checks == 1
+    assert np.flatnonzero(out.lost).tolist() == list(range(25 + j * B, 25 + (j + 1) * B)) and out.bad_checks == 1
     assert (out.stages == CFG.network.stages).all()
     assert all(np.array_equal(a, b) for a, b in zip(out.codes, fr.codes))        # the stage codes are kept
     keep = ~out.lost
     assert np.array_equal(out.lsf_idx[keep], fr.lsf_idx[keep]) and np.array_equal(out.gain_idx[keep], fr.gain_idx[keep])
-    assert np.array_equal(out.pitch[keep], fr.pitch[keep])
-    with pytest.raises(BitstreamError, match="damaged"):
-        read_stream(bytes(d), CFG, cbs, side=SIDE, conceal=False)
-    with pytest.raises(BitstreamError):
-        truncate_stream(bytes(d), 1, CFG)
 
 
-def test_damaged_compact_head_costs_its_packet():
-    """A compact stream's packet head holds the side section's length, so a damaged head cannot
-    be recovered from its place: that packet's frames are lost, the others are whole."""
-    fr = slow_frames(75, 7)
+@pytest.mark.parametrize("block", [1, 7, 25, 40])
+def test_compact_side_blocks_of_any_size_read_back(block):
+    """Every side block size (a header field) codes and reads back, a block of one frame being
+    the first frame's raw fields; longer blocks code smaller on slowly moving side values."""
+    fr = slow_frames(60, 3)
+    data = write_stream(fr, CFG, None, SIDE, side_block=block)
+    assert stream_info(data)["side_block"] == block
+    assert same(fr, read_stream(data, CFG, None, side=SIDE))
+    assert same(fr, read_stream(truncate_stream(data, 1, CFG), CFG, None, side=SIDE), stages=1)
+    if block > 1:
+        assert len(data) < len(write_stream(fr, CFG, None, SIDE, side_block=1))
+    for bad in (0, 256, True, 2.0):
+        with pytest.raises(BitstreamError, match="side_block"):
+            write_stream(fr, CFG, None, SIDE, side_block=bad)
+
+
+def test_header_side_block_must_match_the_side_mode():
+    """A compact stream's header with side_block 0, or a robust one with a block size, is refused
+    (with a recomputed header CRC, as a hostile writer makes it)."""
+    import struct
+    import zlib
+    at = struct.calcsize("<4sBBBB8sIIIHB")          # the header's side_block byte (docs/bitstream.md)
+    fr = slow_frames(30, 2)
+    for side, value in ((SIDE, 0), (None, 5)):
+        d = bytearray(write_stream(fr, CFG, None, side))
+        d[at] = value
+        d[36:40] = zlib.crc32(bytes(d[:36])).to_bytes(4, "little")
+        with pytest.raises(BitstreamError, match="side_block"):
+            read_stream(bytes(d), CFG, None, side=SIDE)
+
+
+def test_damaged_compact_head_costs_its_packet_only_when_its_end_is_unknown():
+    """A compact stream's packet head holds the side blocks' lengths: a damaged one is corrected
+    from where the next packet starts; with the next packet gone too (cut out of the stream),
+    the packet's end is unknown and its frames are lost, the others are whole."""
+    fr = slow_frames(100, 7)
     data = bytearray(write_stream(fr, CFG, None, SIDE))
-    from model.bitstream import packet_spans
     spans = packet_spans(bytes(data), CFG)
-    data[spans[1][0] + 9] ^= 0x01                                        # packet 1's side length
-    out = read_stream(bytes(data), CFG, None, side=SIDE)
-    assert out.lost[25:50].all() and not out.lost[:25].any() and not out.lost[50:].any()
-    assert (out.stages[25:50] == 0).all() and np.array_equal(out.codes[0][50:], fr.codes[0][50:])
-
+    data[spans[1][0] + 8] ^= 0x01                                        # packet 1's first side block length
+    assert same(fr, read_stream(bytes(data), CFG, None, side=SIDE))
+    cut = bytes(data[:spans[2][0]] + data[spans[3][0]:])
+    out = read_stream(cut, CFG, None, side=SIDE)
+    assert out.lost[25:75].all() and not out.lost[:25].any() and not out.lost[75:].any()
+    assert (out.stages[25:75] == 0).all() and np.array_equal(out.codes[0][75:], fr.codes[0][75:])
 
 def test_slipped_byte_in_a_compact_stream_costs_its_packet():
     fr = slow_frames(100, 8)
@@ -325,22 +366,45 @@ def test_damaged_raw_section_keeps_its_bits_or_drops_them():
         read_stream(bytes(data), CFG, None, conceal=False)
 
 
-@pytest.mark.parametrize("cbs", [None, CODEBOOKS], ids=["raw", "huffman"])
-def test_damaged_packet_head(cbs):
-    """A bit error in a packet head: a raw stream's head is recovered from its place (nothing is
-    lost); a Huffman stream's packet, whose section lengths are in the head, is lost alone."""
-    fr = make_frames(T=75)
-    data = bytearray(write_stream(fr, CFG, cbs))
-    spans, _ = _layout(bytes(data))
-    data[spans[1][0] + 5] ^= 0x10                                    # packet 1's index
-    out = read_stream(bytes(data), CFG, cbs)
-    if cbs is None:
-        assert same(fr, out) and not out.lost.any() and out.bad_checks == 1
-    else:
-        assert out.lost[25:50].all() and not out.lost[:25].any() and not out.lost[50:].any()
-        assert (out.stages[25:50] == 0).all() and np.array_equal(out.codes[0][50:], fr.codes[0][50:])
+_HEAD_CASES = [(c, sd, w) for c in ("raw", "huffman") for sd in ("robust", "compact")
+               for w in ("index", "length", "crc") if not (w == "length" and c == "raw" and sd == "robust")]
+
+
+@pytest.mark.parametrize("cbs,side,where", [({"raw": None, "huffman": CODEBOOKS}[c], {"robust": None, "compact": SIDE}[sd], w)
+                                            for c, sd, w in _HEAD_CASES], ids=["-".join(x) for x in _HEAD_CASES])
+def test_damaged_packet_head_is_recovered_from_its_place(cbs, side, where):
+    """A bit error in a packet head: the head is recovered from its place (the packet starts where
+    the one before ended, the header's frame count gives its frames, the next packet's good head
+    where it ends), nothing is lost.  A raw stream with robust side units has no lengths in its
+    heads; the lengths of a Huffman or compact head are read from it, and a damaged length is
+    corrected by the bytes the packet spans (the unit it sizes then passes its check)."""
+    fr = slow_frames(75, 11)
+    data = bytearray(write_stream(fr, CFG, cbs, side))
+    a, b = packet_spans(bytes(data), CFG)[1]
+    at = {"index": a + 5, "length": a + 8, "crc": None}[where]
+    if at is None:
+        from model.bitstream import packet_layout
+        at = a + packet_layout(CFG, len(fr.codes), 25, cbs is not None, stream_info(bytes(data))["side_block"])["head"] - 1
+    data[at] ^= 0x04
+    out = read_stream(bytes(data), CFG, cbs, side=side)
+    assert same(fr, out) and not out.lost.any() and out.bad_checks == 1 and (out.stages == len(fr.codes)).all()
     with pytest.raises(BitstreamError, match="damaged"):
-        read_stream(bytes(data), CFG, cbs, conceal=False)
+        read_stream(bytes(data), CFG, cbs, side=side, conceal=False)
+
+
+@pytest.mark.parametrize("side", [None, SIDE], ids=["robust", "compact"])
+def test_damaged_head_and_the_packet_after_it_cost_their_packets(side):
+    """A damaged head is recovered only where the packet after it is found (a good head of the
+    next index): with the heads of packets 1 and 2 of a Huffman stream damaged, packet 1's end is
+    unknown and both are lost; the others are whole."""
+    fr = slow_frames(125, 12)
+    data = bytearray(write_stream(fr, CFG, CODEBOOKS, side))
+    spans = packet_spans(bytes(data), CFG)
+    data[spans[1][0] + 5] ^= 0x01
+    data[spans[2][0] + 5] ^= 0x01
+    out = read_stream(bytes(data), CFG, CODEBOOKS, side=side)
+    assert out.lost[25:75].all() and not out.lost[:25].any() and not out.lost[75:].any()
+    assert np.array_equal(out.codes[0][75:], fr.codes[0][75:])
 
 
 def test_version_2_streams_are_refused_in_one_line():
@@ -601,8 +665,10 @@ def test_packet_lengths_are_bounded():
     at = HEADER_SIZE
     good[at + 8:at + 10] = (65535).to_bytes(2, "little")              # packet 0, stage 0 length
     good[at + 12:at + 14] = struct.pack("<H", crc16(bytes(good[at:at + 12])))
-    out = read_stream(bytes(good), CFG, CODEBOOKS)
-    assert out.lost[:25].all() and not out.lost[25:].any()
+    from model.bitstream import _scan_packet
+    assert _scan_packet(bytes(good), at, 2, CFG, 25, True) is None     # a length out of bounds: no packet here
+    out = read_stream(bytes(good), CFG, CODEBOOKS)                    # recovered from its place
+    assert not out.lost.any() and out.bad_checks == 1
 
 
 def test_limits_table_in_the_docs_is_the_code_table():

@@ -219,3 +219,39 @@ def test_stream_from_other_codec_rejected(tiny_codec, speech):
 def test_bad_arith(tiny_codec, speech):
     with pytest.raises(ValueError, match="arith"):
         tiny_codec.encode_bytes(speech[:1000], "double")
+
+
+def test_conceal_bridges_lost_side_information_between_good_frames():
+    """Frames that lost their side information but kept their stages, between two good frames,
+    get LSF and gain indices interpolated between those (rounded half up) and the pitch lag when
+    the two lags agree; a run with no good frame after it takes the frame before, 3 dB quieter per
+    frame; a frame without stages repeats the decoded frame before (``Codec.conceal``:
+    "interpolate", or "hold" for the hold-and-fade of every lost frame)."""
+    from model.codec import CONCEAL_MODES, Codec, _conceal
+    from model.config import CodecConfig
+    assert Codec.conceal == "interpolate" and CONCEAL_MODES == ("interpolate", "hold")
+    cfg = CodecConfig()
+    step = max(1, int(round(3.0 / cfg.gain.step_db)))
+    T = 10
+    lsf = np.tile(np.arange(16), (T, 1))
+    lsf[4:] += 4
+    gain = np.array([10, 10, 0, 0, 20, 20, 20, 20, 0, 0])
+    pitch = np.array([[60, 3]] * 4 + [[63, 2]] * 6)
+    lost = np.zeros(T, bool)
+    lost[[1, 2, 3, 8, 9]] = True
+    lost[1] = False
+    none = np.zeros(T, bool)
+    y = np.arange(T * 3, dtype=float).reshape(T, 3)
+    _, li, gi, pi = _conceal(y.copy(), lsf.copy(), gain.copy(), pitch.copy(), lost, none, cfg)
+    assert gi[2:4].tolist() == [13, 17] and (li[2] == np.arange(16) + 1).all() and (li[3] == np.arange(16) + 3).all()
+    assert pi[2:4].tolist() == [[61, 2], [62, 2]]
+    assert gi[8:].tolist() == [20 - step, 20 - 2 * step] and (li[8:] == li[7]).all() and (pi[8:, 1] == 0).all()
+    _, li, gi, pi = _conceal(y.copy(), lsf.copy(), gain.copy(), pitch.copy(), lost, none, cfg, False)
+    assert gi[2:4].tolist() == [10 - step, 10 - 2 * step] and (li[2:4] == li[1]).all() and (pi[2:4, 1] == 0).all()
+    far = pitch.copy()
+    far[4:, 0] = 120                                          # an octave apart: no comb across the run
+    none[5] = True
+    lost[5] = True
+    yy, li, gi, pi = _conceal(y.copy(), lsf.copy(), gain.copy(), far, lost, none, cfg)
+    assert pi[2:4].tolist() == [[60, 0], [60, 0]] and gi[2:4].tolist() == [13, 17]
+    assert (yy[5] == y[4]).all() and gi[5] == 20 - step       # no stages: the frame before, no bridge
