@@ -17,9 +17,9 @@ not read it), so a host can tell a late answer from the one it waits for.
 
 from __future__ import annotations
 
-import binascii
-
 from amaranth.lib import enum
+
+from model.bitstream import crc16     # the one CRC-16/CCITT-FALSE of the project (packet heads, link frames)
 
 __all__ = ["Command", "Status", "InfoFlag", "REQUEST_SOF", "REPLY_SOF", "REQUEST_HEADER", "REPLY_HEADER",
            "CRC_BYTES", "REQUEST_OVERHEAD", "REPLY_OVERHEAD", "MAX_REQUEST_PAYLOAD", "VERSION",
@@ -87,11 +87,6 @@ class InfoFlag(enum.IntFlag, shape=8):
 #: INFO payload: config hash (8 bytes), flags, lanes P, protocol version.
 INFO_HASH_BYTES = 8
 INFO_PAYLOAD = INFO_HASH_BYTES + 3
-
-
-def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE of ``data`` (continuing from ``crc``)."""
-    return binascii.crc_hqx(bytes(data), crc)
 
 
 def crc16_step(crc, byte):

@@ -172,9 +172,11 @@ def crc8(data: bytes) -> int:
     return int(_crc8_rows(np.frombuffer(bytes(data), np.uint8).reshape(1, -1))[0])
 
 
-def crc16(data: bytes) -> int:
-    """The CRC-16 of a packet head: CRC-16/CCITT-FALSE (polynomial 0x1021, initial 0xFFFF)."""
-    return binascii.crc_hqx(bytes(data), 0xFFFF)
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE (polynomial 0x1021, initial 0xFFFF, no reflection, no final XOR) of
+    ``data``, continuing from ``crc``: the check of a packet head, and of every board link frame
+    (``hw.protocol`` takes it from here)."""
+    return binascii.crc_hqx(bytes(data), crc)
 
 
 class BitstreamError(CascadeError, ValueError):

@@ -258,9 +258,12 @@ def cmd_encode(a):
 def cmd_decode(a):
     data = _input_file(a.input).read_bytes()
     out = _out_path(a.output, a.force)
+    from .bitstream import read_stream, stream_info
+    head = stream_info(data)                     # a stream this reader refuses fails before the model loads
+    if a.stages is not None and not 1 <= a.stages <= head["stages"]:
+        raise UserError(f"--stages must be 1..{head['stages']} for this stream")
     from .data import write_wav
     codec = _host_settings(_load_codec(a.model), a)
-    from .bitstream import read_stream
     frames = read_stream(data, codec.cfg, codec.codebooks, side=codec.side)
     if a.stages is not None and not 1 <= a.stages <= len(frames.codes):
         raise UserError(f"--stages must be 1..{len(frames.codes)} for this stream")

@@ -16,8 +16,9 @@ stream (so the codec's own coding loss is not counted), and the table gives the 
 and its standard error.  A stream the reader refuses scores 1.0 and is counted (``refused``).
 The files, seeds and channels do not depend on the layout, so two layouts measured with
 :func:`measure_damage` are compared on the same damage; ``cascade report --damage-only``
-measures both side-information modes of format version 3 (``side_mode="compact"``, the default
-of ``Codec.encode_bytes``, and ``"robust"``), a column each.
+measures both side-information modes of the current format (``side_mode="compact"``, the
+default of ``Codec.encode_bytes``, and ``"robust"``), a column each, decoded with the codec's
+concealment (``Codec.conceal``).
 """
 
 from __future__ import annotations

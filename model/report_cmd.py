@@ -83,7 +83,7 @@ def huffman_savings(codec, files) -> list[dict]:
     from . import dsp
     from .data import load_wav
     sr = codec.cfg.signal.sample_rate
-    from .bitstream import _side_widths, side_columns
+    from .bitstream import SIDE_BLOCK_FRAMES, _side_widths, side_blocks, side_columns
     raw = np.zeros(codec.cfg.network.stages + 1)
     coded = np.zeros(codec.cfg.network.stages + 1)
     widths = _side_widths(codec.cfg)
@@ -95,9 +95,13 @@ def huffman_savings(codec, files) -> list[dict]:
             coded[n] += codec.codebooks[n].cost(c) if codec.codebooks else c.size
         side = side_columns(an.lsf_idx, an.gain_idx, an.pitch, codec.cfg)
         raw[-1] += side.shape[0] * int(widths.sum())
-        coded[-1] += sum(8 * len(codec.side.encode(side[a:a + pf], widths)) for a in range(0, len(side), pf)) \
+        coded[-1] += sum(8 * len(codec.side.encode(side[a + f:a + f + n], widths))
+                         for a in range(0, len(side), pf)
+                         for f, n in side_blocks(min(pf, len(side) - a), SIDE_BLOCK_FRAMES)) \
             if codec.side else side.shape[0] * int(widths.sum())
-    return [{"stage": n + 1 if n < len(raw) - 1 else "side information (LSF, gain, pitch: Huffman-coded size; version-3 streams carry it raw, CRC-8 per frame)",
+    return [{"stage": n + 1 if n < len(raw) - 1 else (
+                f"side information (LSF, gain, pitch: compact blocks of {SIDE_BLOCK_FRAMES} frames, "
+                "without their checks; robust streams carry it raw, CRC-8 per frame)"),
              "raw_bits": int(r), "huffman_bits": int(c), "saving": float(1 - c / r)}
             for n, (r, c) in enumerate(zip(raw, coded))]
 
@@ -156,9 +160,11 @@ def damage_section(codec, a, progress=None, required: bool = True) -> tuple[list
           f"bit flipped in each, or every bit flipped with a probability; {res['seeds']} seeds per row, "
           f"mean ± standard error over seeds of the mean over {len(files)} files ({res['seconds']:.1f} s: "
           + ", ".join(f.name for f in files) + f"), `--arith {arith}`, reference the same stream decoded "
-          "clean. Side information: *compact* (one delta+Huffman section with a CRC-16 per packet; "
-          "`cascade encode`'s default) or *robust* (a unit with a CRC-8 per frame; `cascade encode "
-          "--robust`), docs/bitstream.md.\n", damage_markdown(cols)]
+          "clean. Side information: *compact* (from layout v4: delta+Huffman blocks of a few frames, "
+          "each with a CRC-8; v3: one such section per packet with a CRC-16; `cascade encode`'s "
+          "default) or *robust* (a unit with a CRC-8 per frame; `cascade encode --robust`), "
+          "docs/bitstream.md. Frames that lost their side information are concealed as "
+          "`Codec.conceal` says (from v4: interpolated between the good frames around them).\n", damage_markdown(cols)]
     return md, {"damage": res, "damage_before": before}
 
 
