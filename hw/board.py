@@ -251,7 +251,7 @@ class BoardCore(wiring.Component):
         cfg = self._model.config
         A, D, N = cfg.fixed.act_bits, cfg.coefficients, cfg.network.stages
         B = cfg.code_bits_total
-        prefix = [sum(cfg.network.code_bits[:k]) for k in range(N + 1)]
+        prefix = cfg.network.code_offsets
         T = self._frames
         enc, dec = self.encoder, self.decoder
 

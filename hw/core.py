@@ -159,7 +159,7 @@ class CascadeCore(wiring.Component):
             with m.Switch(self.k.payload):
                 for k in range(1, N + 1):
                     with m.Case(k):
-                        m.d.comb += nbits.eq(sum(cfg.network.code_bits[:k]) - 1)
+                        m.d.comb += nbits.eq(cfg.network.code_offsets[k] - 1)
             m.d.comb += [
                 self.k.ready.eq(~ld_state & ~full.bit_select(ld_bank, 1)),
                 self.i.ready.eq(ld_state),

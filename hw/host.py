@@ -113,7 +113,7 @@ def encode_reply_len(cfg: CodecConfig) -> int:
 
 def _code_fields(cfg: CodecConfig, payload: bytes) -> list[np.ndarray]:
     bits = np.unpackbits(np.frombuffer(payload, np.uint8), count=cfg.code_bits_total, bitorder="little")
-    edges = np.cumsum((0,) + cfg.network.code_bits)
+    edges = cfg.network.code_offsets
     return [bits[a:b].astype(np.int64) for a, b in zip(edges[:-1], edges[1:])]
 
 
@@ -132,8 +132,8 @@ def decode_payload(cfg: CodecConfig, codes, k: int | None = None) -> bytes:
     if not 1 <= k <= min(n, len(codes)):
         raise ValueError(f"K must be 1..{min(n, len(codes))}, not {k}")
     bits = np.concatenate([np.asarray(c, dtype=np.uint8).reshape(-1) for c in codes[:k]])
-    if bits.size != sum(cfg.network.code_bits[:k]):
-        raise ValueError(f"{k} stages have {sum(cfg.network.code_bits[:k])} code bits, got {bits.size}")
+    if bits.size != cfg.network.code_offsets[k]:
+        raise ValueError(f"{k} stages have {cfg.network.code_offsets[k]} code bits, got {bits.size}")
     return bytes([k]) + np.packbits(bits, bitorder="little").tobytes()
 
 

@@ -108,7 +108,7 @@ def crc16_step(crc, byte):
 
 def code_bytes(cfg, k: int) -> int:
     """Bytes of the code bits of stages 0..k-1, packed."""
-    return (sum(cfg.network.code_bits[:k]) + 7) // 8
+    return (cfg.network.code_offsets[k] + 7) // 8
 
 
 def load_image_bytes(schedules) -> int:

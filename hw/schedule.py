@@ -125,8 +125,8 @@ class Schedule:
         cfg, net = self.cfg, self.cfg.network
         self.D = D = cfg.coefficients
         self.N = N = net.stages
-        self.code_total = sum(net.code_bits)
-        self.code_offsets = [sum(net.code_bits[:s]) for s in range(N)]
+        self.code_total = net.code_offsets[-1]
+        self.code_offsets = list(net.code_offsets[:N])
         self.Hm = Hm = max(net.hidden, max(net.code_bits))
         H = [D, D + Hm]
         self.search_passes = cfg.search.passes if side == "encoder" else 0

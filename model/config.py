@@ -141,6 +141,17 @@ class NetworkConfig:
     def __post_init__(self):
         object.__setattr__(self, "code_bits", tuple(int(b) for b in self.code_bits))
 
+    @property
+    def code_offsets(self) -> tuple[int, ...]:
+        """``N + 1`` offsets: stage n's code bits are bits ``code_offsets[n] ..
+        code_offsets[n+1] - 1`` of a frame's code (stage 0 first), and the first K stages hold
+        ``code_offsets[K]`` bits.  The one definition of that layout: the model, the stream's
+        Huffman sections, the cores' code buffers, the board protocol and the host read it."""
+        out = [0]
+        for b in self.code_bits:
+            out.append(out[-1] + b)
+        return tuple(out)
+
     def to_bands(self, x):
         """Frames (T, W) -> the rows the shared network sees, (T*S, W/S): row ``t*S + k`` is band
         k of frame t.  ``x`` is a numpy array or a torch tensor (anything with ``reshape``)."""
@@ -417,13 +428,13 @@ class CodecConfig:
 
     @property
     def code_bits_total(self) -> int:
-        return sum(self.network.code_bits)
+        return self.network.code_offsets[-1]
 
     def raw_bits_per_frame(self, stages: int | None = None) -> int:
         """Bits per frame before entropy coding: side information plus the first ``stages`` codes."""
         k = self.network.stages if stages is None else stages
         return (self.lpc.bits_per_frame + self.gain.bits + sum(self.pitch.side_widths)
-                + sum(self.network.code_bits[:k]))
+                + self.network.code_offsets[k])
 
     def raw_kbps(self, stages: int | None = None) -> float:
         return self.raw_bits_per_frame(stages) * self.signal.frame_rate / 1000

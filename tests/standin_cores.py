@@ -21,7 +21,7 @@ def standin_encode(cfg, x):
 
 def standin_decode(cfg, bits, k):
     D = cfg.coefficients
-    nb = sum(cfg.network.code_bits[:k])
+    nb = cfg.network.code_offsets[k]
     bits = np.asarray(bits)[:, :nb]
     i = np.arange(D)
     return np.where(bits[:, i % nb] == 1, i, -i) + k
@@ -85,7 +85,7 @@ class StandinDecoder(wiring.Component):
         nb = Signal(range(B + 1))
         cnt = Signal(range(max(D, B) + 1))
         src = Signal(range(B + 1))
-        prefix = [sum(cfg.network.code_bits[:j]) for j in range(N + 1)]
+        prefix = cfg.network.code_offsets
         with m.FSM():
             with m.State("K"):
                 m.d.comb += self.k.ready.eq(1)

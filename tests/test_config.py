@@ -262,3 +262,21 @@ def test_presets_within_limits():
     from model.net import Cascade
     cfg = CodecConfig()
     assert cfg.parameter_count() == sum(p.numel() for p in Cascade(cfg).parameters())
+
+
+def test_code_offsets_are_the_one_code_layout():
+    """``NetworkConfig.code_offsets`` is the one definition of where each stage's code bits lie
+    in a frame's code: the total, the raw bits per frame, the cores' schedule and the board
+    protocol's payload sizes read it."""
+    from hw import protocol
+    from hw.schedule import Schedule
+    from model.config import CodecConfig, NetworkConfig
+    from model.golden import random_model
+    net = NetworkConfig(stages=3, code_bits=(16, 8, 24), hidden=32)
+    assert net.code_offsets == (0, 16, 24, 48)
+    cfg = CodecConfig(network=net)
+    assert cfg.code_bits_total == 48
+    assert cfg.raw_bits_per_frame(2) - cfg.raw_bits_per_frame(1) == 8
+    assert [protocol.code_bytes(cfg, k) for k in (1, 2, 3)] == [2, 3, 6]
+    sched = Schedule(random_model(cfg, seed=0), 4, "decoder")
+    assert sched.code_offsets == [0, 16, 24] and sched.code_total == 48
