@@ -24,21 +24,12 @@ _REPO = str(Path(__file__).resolve().parents[1])
 
 
 def build_board(model: IntModel, lanes: int, build_dir, divisor: int = 4, **board_kwargs):
-    """Generate the board's Verilog and compile it with Icarus; return ``(runner, top, board)``."""
-    from cocotb_tools.runner import get_runner
-
-    from hw.rtl import to_verilog
-    from sim.runner import _icarus_patch, spram_model
-    build_dir = Path(build_dir).resolve()   # the simulator runs in build_dir: absolute paths
-    build_dir.mkdir(parents=True, exist_ok=True)
+    """Generate the board's Verilog and compile it with Icarus (``sim.runner.build_icarus``);
+    return ``(runner, top, board)``."""
+    from sim.runner import build_icarus
     board = BoardCore(model, lanes, divisor=divisor, **board_kwargs)
     top = "board_top"
-    src = build_dir / f"{top}.v"
-    src.write_text(_icarus_patch(to_verilog(board, top)))
-    runner = get_runner("icarus")
-    sources = [src] + ([spram_model(build_dir)] if board.storage == "spram" else [])
-    runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"), always=True)
-    return runner, top, board
+    return build_icarus(board, top, build_dir, spram=board.storage == "spram"), top, board
 
 
 def board_transactions(model: IntModel, frames, ks, lanes: int = 1,

