@@ -42,7 +42,7 @@ import numpy as np
 from .config import HOST_SECTIONS, CodecConfig, ConfigError, PostfilterConfig
 
 __all__ = ["Variant", "NOT_RUN", "variants", "study_options", "variant_options",
-           "variant_config", "train_command", "eval_command", "summarize", "run_ablation"]
+           "variant_config", "train_command", "eval_command", "summarize", "run_ablation", "AblationOptions"]
 
 #: Greedy epochs per stage of the study (a reduced budget: the whole study fits in CPU hours).
 DEFAULT_EPOCHS = 4
@@ -621,8 +621,35 @@ def list_variants(base: CodecConfig) -> list[dict]:
              for n, t, why in NOT_RUN])
 
 
-def run_ablation(a) -> dict:
-    """The ``cascade ablate`` command (arguments as parsed by model/cli.py)."""
+@dataclasses.dataclass(frozen=True)
+class AblationOptions:
+    """What ``cascade ablate`` runs (the CLI fills it from its arguments; a script may too).
+
+    ``train_dir``: training WAV folders (the first is the real speech); ``test``: the folder the
+    variants are compared on (the validation voice); ``out``: the study folder; ``epochs``,
+    ``seed``, ``threads``: the training budget; ``only``: comma-separated variants to train;
+    ``rate``: kbps of the equal-rate columns; ``config``: the base config (file or preset);
+    ``no_baselines``, ``list``, ``report_only``, ``json``, ``force``: as the CLI's flags;
+    ``command``: how the study says it was made."""
+    out: str | Path
+    train_dir: tuple = ()
+    test: str | Path = "data/val"
+    epochs: int = 4
+    seed: int = 0
+    threads: int = 0
+    only: str | None = None
+    rate: float = 20.0
+    config: str | None = None
+    no_baselines: bool = False
+    list: bool = False
+    report_only: bool = False
+    json: bool = False
+    force: bool = False
+    command: str = "cascade ablate"
+
+
+def run_ablation(a: AblationOptions) -> dict:
+    """The ``cascade ablate`` command."""
     import torch
     from .errors import UserError
     from .evaluation import search_name, wav_files
@@ -658,7 +685,7 @@ def run_ablation(a) -> dict:
         selected = names
     else:
         selected = [v.name for v in vs if v.skip is None]
-    if getattr(a, "report_only", False):
+    if a.report_only:
         selected = []
     train_dirs = list(a.train_dir)
     for d in train_dirs:
@@ -675,7 +702,7 @@ def run_ablation(a) -> dict:
         torch.set_num_threads(a.threads)
     con = console()
     t_run = time.time()
-    argv_cmd = "cascade ablate " + " ".join(shlex.quote(x) for x in getattr(a, "argv", [])[1:])
+    argv_cmd = a.command
 
     # ---- train what is missing
     data_cache: dict = {}

@@ -715,15 +715,24 @@ def cmd_report(a):
     _folder(a.out, "--out")
     if a.float_model:
         _input_file(a.float_model)
-    from .report_cmd import run_damage_report, run_report
+    from .report_cmd import ReportOptions, run_damage_report, run_report
+    opts = _options(ReportOptions, a, command="cascade report " + " ".join(sys.argv[2:]))
     if a.damage_only:
-        return run_damage_report(a)
-    run_report(a)
+        return run_damage_report(opts)
+    run_report(opts)
 
 
 def cmd_ablate(a):
-    from .ablate import run_ablation
-    run_ablation(a)
+    import shlex
+    from .ablate import AblationOptions, run_ablation
+    run_ablation(_options(AblationOptions, a, train_dir=tuple(a.train_dir),
+                          command="cascade ablate " + " ".join(shlex.quote(x) for x in a.argv[1:])))
+
+
+def _options(cls, a, **given):
+    """A library command's options dataclass from the parsed arguments (its fields by name)."""
+    import dataclasses
+    return cls(**{f.name: getattr(a, f.name) for f in dataclasses.fields(cls) if f.name not in given}, **given)
 
 
 def cmd_prepare_data(a):
