@@ -287,8 +287,8 @@ def cmd_truncate(a):
     out = _out_path(a.output, a.force)
     data = src.read_bytes()
     info = stream_info(data)
-    codec = _load_codec(a.model)
-    cut = truncate_stream(data, a.stages, codec.cfg)  # refuses a stream made for another codec
+    from .modelfile import read_config
+    cut = truncate_stream(data, a.stages, read_config(a.model))  # refuses a stream made for another codec
     write_file(out, cut, a.force)
     print(f"{src} ({info['stages']} stages, {len(data)} bytes) -> {out} ({a.stages} stages, {len(cut)} bytes)")
 

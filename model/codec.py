@@ -18,16 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CascadeError
 from . import dsp, golden
 from .bitstream import Frames, SideCoder, _check_codebooks, read_stream, side_columns, write_stream
-from .config import CodecConfig, ConfigError
+from .config import CodecConfig
 from .export import quantize_model
+from .modelfile import DEFAULT_MODEL, MODEL_FORMAT, MODEL_VERSION, ModelError, check_head
 from .net import Cascade
-
-MODEL_FORMAT = "cascade-model"
-MODEL_VERSION = 1
-DEFAULT_MODEL = Path(__file__).parent / "default" / "model.pt"
 
 __all__ = ["Codec", "ModelError", "DEFAULT_MODEL", "ARITHS"]
 
@@ -45,10 +41,6 @@ CONCEAL_MODES = ("interpolate", "hold")
 
 #: ``num_gamma`` values ``Codec.tune_postfilter`` tries by default (``cascade tune-postfilter``).
 POSTFILTER_GAMMAS = (0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
-
-
-class ModelError(CascadeError, ValueError):
-    """A model file that is missing, damaged or made for other code."""
 
 
 @dataclass
@@ -74,16 +66,7 @@ class Codec:
             d = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a damaged file
             raise ModelError(f"{path} is not a readable model file ({type(exc).__name__})") from None
-        if not isinstance(d, dict) or d.get("format") != MODEL_FORMAT:
-            raise ModelError(f"{path} is not a cascade model file")
-        if d.get("version") != MODEL_VERSION:
-            raise ModelError(f"{path} has model format version {d.get('version')}, this code reads {MODEL_VERSION}")
-        try:
-            cfg = CodecConfig.from_dict(d["config"])
-        except (ConfigError, TypeError, KeyError, AttributeError) as exc:
-            raise ModelError(f"{path}: its config does not fit this code: {exc}") from None
-        if cfg.config_hash != d.get("config_hash"):
-            raise ModelError(f"{path}: config hash mismatch (file edited or made by other code)")
+        cfg = check_head(d, path)
         state = d.get("state_dict")
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ModelError(f"{path}: no weights")

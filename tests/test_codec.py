@@ -255,3 +255,33 @@ def test_conceal_bridges_lost_side_information_between_good_frames():
     yy, li, gi, pi = _conceal(y.copy(), lsf.copy(), gain.copy(), far, lost, none, cfg)
     assert pi[2:4].tolist() == [[60, 0], [60, 0]] and gi[2:4].tolist() == [13, 17]
     assert (yy[5] == y[4]).all() and gi[5] == 20 - step       # no stages: the frame before, no bridge
+
+
+def test_model_config_is_read_without_torch(tiny_model_path, tmp_path):
+    """``modelfile.read_config`` gives the config ``Codec.load`` gives, from the archive's pickle
+    with every tensor left out; a pickle that names anything but plain or PyTorch classes (a
+    planted ``os.system``) is refused before it runs; a non-archive is one ModelError."""
+    import io
+    import pickle
+    import zipfile
+    from model.codec import Codec
+    from model.modelfile import ModelError, read_config
+    assert read_config(tiny_model_path).config_hash == Codec.load(tiny_model_path).cfg.config_hash
+    assert read_config().config_hash == Codec.load().cfg.config_hash
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+    bad = tmp_path / "evil.pt"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("evil/data.pkl", pickle.dumps({"format": Evil()}))
+    bad.write_bytes(buf.getvalue())
+    with pytest.raises(ModelError, match="not a readable model file"):
+        read_config(bad)
+    assert not (tmp_path / "pwned").exists()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="not a readable model file"):
+        read_config(junk)

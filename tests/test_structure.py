@@ -2,6 +2,8 @@
 in a circle.  Every import counts, function-local ones included (read from the source)."""
 
 import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -108,3 +110,23 @@ def test_non_editable_install_writes_nothing_into_site_packages(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], cwd=work, env={"PYTHONPATH": str(site), "PATH": ""},
                          check=True, capture_output=True, text=True).stdout.split()
     assert out == [str(work.resolve()), "True", "True"]
+
+
+def test_info_and_truncate_import_no_torch(tmp_path):
+    """``cascade info`` and ``cascade truncate`` answer without importing PyTorch (issue 16 item
+    6: they read a stream header and a model file's config only)."""
+    import numpy as np
+    from model.codec import Codec
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "s.cas"
+    codec = Codec.load()
+    x = np.random.default_rng(0).standard_normal(4000) * 0.1
+    src.write_bytes(codec.encode_bytes(x, "fixed"))
+    code = ("import sys; from model.cli import main\n"
+            f"for argv in (['info', {str(src)!r}], ['truncate', {str(src)!r}, {str(tmp_path / 'c.cas')!r}, '--stages', '2']):\n"
+            "    try:\n        main(argv)\n    except SystemExit as e:\n        assert not e.code, e.code\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "c.cas").is_file()
