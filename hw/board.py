@@ -83,11 +83,16 @@ def _default_core_classes():
 
 class _Rom:
     """A synchronous ROM read in order: ``data`` is ``init[addr]`` where ``addr`` moves on by one
-    in the cycle after ``advance`` and goes to 0 in the cycle after ``restart``."""
+    in the cycle after ``advance`` and goes to 0 in the cycle after ``restart``.
 
-    def __init__(self, m, name, shape, init):
+    ``block``: ask for block RAM (``ram_style``).  On the iCE40 Yosys's cost model builds a small
+    ROM (the 1-bit code ROM) out of about 80 LUTs, while block RAM is left over; elsewhere (ECP5:
+    LUT ROM is cheap, block RAM may be what limits P) Yosys chooses."""
+
+    def __init__(self, m, name, shape, init, block=False):
         init = [int(v) for v in init] or [0]
-        self.mem = Memory(shape=shape, depth=len(init), init=init)
+        self.mem = Memory(shape=shape, depth=len(init), init=init,
+                          attrs={"ram_style": "block"} if block else None)
         m.submodules[name] = self.mem
         port = self.mem.read_port()
         self.addr = Signal(range(len(init) + 1), name=f"{name}_addr")
@@ -279,9 +284,12 @@ class BoardCore(wiring.Component):
         # ---- self-test ROMs -------------------------------------------------------------------------
         x, bits, y = self._selftest
         mask = (1 << A) - 1
-        x_rom = _Rom(m, "x_rom", A, [int(v) & mask for v in x.reshape(-1)]) if enc is not None else None
-        c_rom = _Rom(m, "c_rom", 1, bits.reshape(-1))
-        y_rom = _Rom(m, "y_rom", A, [int(v) & mask for v in y.reshape(-1)]) if dec is not None else None
+        block = getattr(platform, "family", None) == "iCE40"
+        x_rom = (_Rom(m, "x_rom", A, [int(v) & mask for v in x.reshape(-1)], block)
+                 if enc is not None else None)
+        c_rom = _Rom(m, "c_rom", 1, bits.reshape(-1), block)
+        y_rom = (_Rom(m, "y_rom", A, [int(v) & mask for v in y.reshape(-1)], block)
+                 if dec is not None else None)
 
         # ---- registers ------------------------------------------------------------------------------
         word_cnt = Signal(range(D + 1))

@@ -326,13 +326,14 @@ class CascadeCore(wiring.Component):
             mac.a.eq(Mux(s1_src_x, x_val, a_mac.data)), mac.w.eq(w_rd.data),
         ]
 
-        # ---- post p0: select a lane of the shadow bank, read params and residual ----------
+        # ---- post p0: lane post_k of the shadow bank (shifted down to lane 0), params, residual
         post_active = Signal()
         post_k = Signal(range(P))
         q_layer = Signal.like(layer)
         q_gP = Signal.like(gP)
         q_final = Signal()
         q_trial = Signal()
+        m.d.comb += mac.shift.eq(post_active)
         with m.If(post_active):
             m.d.sync += post_k.eq(post_k + 1)
             with m.If(post_k == P - 1):
@@ -383,7 +384,7 @@ class CascadeCore(wiring.Component):
         q_err = Signal()
         m.d.comb += [in_range.eq(q_i < q_fan_out), q_err.eq(q_trial & q_out)]
         m.d.sync += [
-            p1_valid.eq(post_active), p1_res_x.eq(q_res_x), p1_acc.eq(mac.shadow[post_k]),
+            p1_valid.eq(post_active), p1_res_x.eq(q_res_x), p1_acc.eq(mac.shadow[0]),
             p1_mode.eq(q_mode), p1_shift.eq(q_shift), p1_i.eq(q_i), p1_dst.eq(q_dst),
             p1_write.eq(q_write & ~q_err & in_range),
             p1_fifo.eq(q_fifo & in_range & (q_final if not enc else 1)),

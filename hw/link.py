@@ -61,11 +61,10 @@ class PacketFIFO(wiring.Component):
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,))
         wptr, cptr, rptr = (Signal(abits + 1, name=n) for n in ("wptr", "cptr", "rptr"))
-        used = Signal(abits + 1)
         wnext, rnext = Signal.like(wptr), Signal.like(rptr)
         m.d.comb += [
-            used.eq(wptr - rptr),
-            self.w.ready.eq(used != self._depth),
+            # full: wptr - rptr == depth, i.e. same slot, other lap (no subtractor)
+            self.w.ready.eq((wptr[:abits] != rptr[:abits]) | (wptr[abits] == rptr[abits])),
             wp.addr.eq(wptr[:abits]), wp.data.eq(self.w.payload), wp.en.eq(self.w.valid & self.w.ready),
             wnext.eq(wptr + (self.w.valid & self.w.ready)),
             self.r.valid.eq(cptr != rptr), self.r.payload.eq(rp.data),
@@ -126,7 +125,11 @@ class RequestDeframer(wiring.Component):
         rules = self._rules
         longest = max(max(r.lengths) for r in rules.values())
         tag, cmd = Signal(8), Signal(8)
-        length = Signal(24)
+        # the length field: its bits up to the longest length allowed, and whether any bit above
+        # them is set (such a request is refused whatever those bits are)
+        lbits = longest.bit_length()
+        len_lo, len_hi = Signal(lbits), Signal()
+        length = Cat(len_lo, len_hi)
         cnt = Signal(range(longest + 1))
         crc, crc_lo = Signal(16), Signal(8)
         status = Signal(Status)
@@ -175,13 +178,25 @@ class RequestDeframer(wiring.Component):
                                  refuse.eq(Status.OK), after_end.eq(0)]
                     m.next = "TAG"
 
-            header = (("TAG", "CMD", tag), ("CMD", "LEN0", cmd), ("LEN0", "LEN1", length[0:8]),
-                      ("LEN1", "LEN2", length[8:16]), ("LEN2", "CHECK", length[16:24]))
-            for state, nxt, field in header:
+            def length_byte(n):
+                """Length byte ``n`` into ``len_lo`` (the bits it has of it) and ``len_hi``."""
+                lo = max(0, min(8, lbits - 8 * n))
+                sets = [len_lo[8 * n:8 * n + lo].eq(byte[:lo])] if lo else []
+                if lo < 8:
+                    hi = byte[lo:].any()
+                    sets.append(len_hi.eq(hi if n == 0 else len_hi | hi))
+                elif n == 0:
+                    sets.append(len_hi.eq(0))
+                return sets
+
+            header = (("TAG", "CMD", [tag.eq(byte)]), ("CMD", "LEN0", [cmd.eq(byte)]),
+                      ("LEN0", "LEN1", length_byte(0)), ("LEN1", "LEN2", length_byte(1)),
+                      ("LEN2", "CHECK", length_byte(2)))
+            for state, nxt, sets in header:
                 with m.State(state):
                     m.d.comb += [self.i.ready.eq(1), line.eq(1)]
                     with m.If(take):
-                        m.d.sync += field.eq(byte)
+                        m.d.sync += sets
                         crc_in()
                         m.next = nxt
                     with m.Elif(expired):
@@ -247,7 +262,7 @@ class RequestDeframer(wiring.Component):
                 k_bad = Signal()
                 for c, r in rules.items():
                     if r.first_byte and r.mode == "store":
-                        want = Signal.like(length, name=f"want_{c.name.lower()}")
+                        want = Signal(len(length), name=f"want_{c.name.lower()}")
                         known = Signal(name=f"known_{c.name.lower()}")
                         with m.Switch(byte):
                             for v, n in r.first_byte.items():
@@ -341,7 +356,8 @@ class ReplyFramer(wiring.Component):
 
     ``hdr``: tag, command, status and payload length of the next reply (taken while no reply is
     being sent); ``i``: its payload bytes (exactly ``length`` of them, at most ``max_length``);
-    ``o``: the frame's bytes to the UART.  The CRC is computed on the way through.
+    ``o``: the frame's bytes to the UART.  The CRC is computed on the way through; the length
+    bytes of the header are read from the payload counter (it counts down only after them).
     """
 
     def __init__(self, max_length: int = 0xFFFF):
@@ -351,11 +367,13 @@ class ReplyFramer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        h = Signal(REPLY_HEADER_LAYOUT)
+        h = Signal(REPLY_HEADER_LAYOUT)  # its length field stays unused: ``cnt`` holds it
         idx = Signal(range(6))
         cnt = Signal(range(self._max + 1))
         crc = Signal(16)
-        head = Array([Const(REPLY_SOF, 8), h.tag, h.command, h.status, h.length[:8], h.length[8:]])
+        length = Signal(16)
+        m.d.comb += length.eq(cnt)
+        head = Array([Const(REPLY_SOF, 8), h.tag, h.command, h.status, length[:8], length[8:]])
         counted = Signal()               # the byte on ``o`` goes into the CRC
         with m.If(self.o.valid & self.o.ready & counted):
             m.d.sync += crc.eq(crc16_step(crc, self.o.payload))

@@ -19,6 +19,11 @@ class MacEngine(wiring.Component):
     sums ``sum_j (+-a_j)`` are copied into ``shadow`` at the clock edge, where the post unit reads
     them while the next group accumulates.  No multipliers: each lane is one adder/subtractor.
 
+    The post unit reads lane 0 only: each cycle with ``shift`` high, shadow lane l takes lane
+    l + 1's value (lane P - 1 keeps its own), so lane 0 presents lane k of the group k shifts after
+    the load, with no P-to-1 multiplexer (on the iCE40 the shift's LUT packs with its flip-flop,
+    where a multiplexer would be LUTs of its own).  A load wins over a shift in the same cycle.
+
     Latency: ``shadow`` holds the sums from the cycle after the one with ``valid & last``.
 
     Number formats: ``a`` signed ``act_bits``; ``shadow`` lanes signed ``acc_bits``
@@ -39,6 +44,7 @@ class MacEngine(wiring.Component):
             "valid": In(1),
             "first": In(1),
             "last": In(1),
+            "shift": In(1),
             "a": In(signed(self._act_bits)),
             "w": In(unsigned(self._lanes)),
             "shadow": Out(data.ArrayLayout(signed(self._acc_bits), self._lanes)),
@@ -54,6 +60,8 @@ class MacEngine(wiring.Component):
             m.d.comb += nxt.eq(Mux(self.first, 0, acc) + Mux(self.w[l], self.a, neg))
             with m.If(self.valid):
                 m.d.sync += acc.eq(nxt)
-                with m.If(self.last):
-                    m.d.sync += self.shadow[l].eq(nxt)
+            with m.If(self.valid & self.last):
+                m.d.sync += self.shadow[l].eq(nxt)
+            with m.Elif(self.shift & (l < self._lanes - 1)):
+                m.d.sync += self.shadow[l].eq(self.shadow[min(l + 1, self._lanes - 1)])
         return m

@@ -128,6 +128,43 @@ def test_mac_engine_accumulates_groups():
     assert exp[0][0] == n << (A - 1)                # the extreme case really was extreme
 
 
+def test_mac_engine_shadow_shifts_to_lane0():
+    P, n = 4, 3
+    dut = MacEngine(P, A, CFG.fixed.acc_bits(n))
+    w = [0b0101, 0b0011, 0b1111]                    # lane sums: 1+-2+-3 for a = 1, 2, 3
+    exp = [sum(a * (1 if w[j] >> l & 1 else -1) for j, a in enumerate((1, 2, 3))) for l in range(P)]
+    got = []
+
+    async def tb(ctx):
+        for j in range(n):
+            ctx.set(dut.valid, 1)
+            ctx.set(dut.first, j == 0)
+            ctx.set(dut.last, j == n - 1)
+            ctx.set(dut.a, j + 1)
+            ctx.set(dut.w, w[j])
+            await ctx.tick()
+        ctx.set(dut.valid, 0)
+        ctx.set(dut.shift, 1)
+        for _ in range(P):
+            got.append(ctx.get(dut.shadow[0]))
+            await ctx.tick()
+        assert ctx.get(dut.shadow[P - 1]) == exp[P - 1]      # the top lane keeps its value
+        # a load in a cycle with shift wins
+        ctx.set(dut.valid, 1)
+        ctx.set(dut.first, 1)
+        ctx.set(dut.last, 1)
+        ctx.set(dut.a, 5)
+        ctx.set(dut.w, 0b0001)
+        await ctx.tick()
+        assert [ctx.get(dut.shadow[l]) for l in range(P)] == [5, -5, -5, -5]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == exp
+
+
 @pytest.mark.parametrize("bad", [0, 1])
 def test_mac_engine_rejects_bad_lanes(bad):
     with pytest.raises(ValueError):
