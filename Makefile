@@ -22,7 +22,7 @@ report: install
 
 # the committed bitstreams of the shipped model (one command per board: cascade synth --board B)
 bitstreams: install
-	cascade synth --board icebreaker --cores decoder   # the encoder top does not fit the UP5K with the framed link (docs/board.md)
+	cascade synth --board icebreaker   # one bitstream per core: icebreaker-encoder/, icebreaker-decoder/
 	cascade synth --board ulx3s-85f --search 1 --search-candidates 32   # the wider search, chosen on the validation voice (docs/RESULTS.md)
 	cascade synth --board ulx3s-25f
 	cascade synth --board ulx3s-85f --model model/large/model.pt --cores encoder --out bitstreams/ulx3s-85f-large-encoder
