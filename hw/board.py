@@ -53,6 +53,7 @@ from amaranth.lib.wiring import In, Out
 from model import golden
 from model.golden import IntModel
 
+from .clocks import SystemClock
 from . import protocol
 from .link import CommandRule, PacketFIFO, ReplyFramer, RequestDeframer
 from .protocol import Command, InfoFlag, Status
@@ -601,7 +602,9 @@ class BoardTop(Elaboratable):
     """:class:`BoardCore` on a platform: ``uart`` 0, ``led`` 0 = self-test failed, ``led`` 1 =
     passed (iCEBreaker: red and green; ULX3S: LEDs 0 and 1), ``led`` 2 = busy where it exists.
 
-    ``clk_freq`` must be the platform's default clock (checked at elaboration)."""
+    ``clk_freq`` is the system clock: the platform's default clock, or one its PLL makes
+    (``hw.clocks.SystemClock``, checked at elaboration: ``hw.clocks.resolve_clock`` gives the
+    frequencies there are)."""
 
     def __init__(self, model: IntModel, lanes: int = 1, *, clk_freq: float, baud: int = 1_000_000, **kwargs):
         self.clk_freq = clk_freq
@@ -609,9 +612,7 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        if platform is not None and abs(platform.default_clk_frequency - self.clk_freq) > 1:
-            raise ValueError(f"BoardTop made for {self.clk_freq / 1e6:g} MHz, platform clock is "
-                             f"{platform.default_clk_frequency / 1e6:g} MHz")
+        m.submodules.clock = SystemClock(self.clk_freq)
         m.submodules.core = core = self.core
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)

@@ -33,7 +33,7 @@ from model.golden import IntModel
 
 from . import host
 
-__all__ = ["BOARDS", "FitError", "ToolError", "fit_check", "estimate", "resolve_storage", "synth",
+__all__ = ["BOARDS", "FitError", "ToolError", "fit_check", "platform_for", "estimate", "resolve_storage", "synth",
            "choose_lanes", "cycles_per_frame", "sweep", "generator_hash", "LANE_CANDIDATES"]
 
 
@@ -76,6 +76,11 @@ BOARDS = {
 }
 
 _CORES = ("encoder", "decoder")
+
+
+def platform_for(board: str):
+    """A fresh Amaranth platform of ``board`` (one prepares one design only)."""
+    return _platform(board)
 
 
 def _platform(board: str):
@@ -382,7 +387,7 @@ def _run_yosys_only(top_core, b, out_dir: Path, env) -> dict:
 # ---- the build ----------------------------------------------------------------------------------
 def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_CORES, mode: str = "full",
           baud: int = 1_000_000, selftest_frames: int = 1, seed: int = 1, check_fit: bool = True,
-          storage: str = "auto", **board_kwargs) -> dict:
+          storage: str = "auto", clock_hz: float | None = None, **board_kwargs) -> dict:
     """Build the board top for ``board`` and return (and write) its report.
 
     Parameters
@@ -406,15 +411,20 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     storage : str
         Where the weights live (``hw/store.py``): ``"rom"``, ``"ram"``, ``"spram"`` or ``"auto"``
         (:func:`resolve_storage`: ROM if it fits, else SPRAM on the iCE40 UltraPlus).
+    clock_hz : float or None
+        The system clock: None for the board's oscillator, else the nearest clock at or below it
+        that the board's PLL makes (``hw.clocks``; iCE40 only).  The UART divisor, the timing
+        constraint and every real-time figure of the report use it.
     board_kwargs :
         Passed to :class:`hw.board.BoardCore` (e.g. ``encoder_cls`` for tests).
     """
     from .board import BoardTop
+    from .clocks import SystemClock, resolve_clock
 
     if lanes == "auto":
         return _synth_auto(model, board, out_dir, cores=cores, mode=mode, baud=baud,
                            selftest_frames=selftest_frames, seed=seed, check_fit=check_fit,
-                           storage=storage, **board_kwargs)
+                           storage=storage, clock_hz=clock_hz, **board_kwargs)
     b = _board(board)
     if mode not in ("full", "yosys"):
         raise ValueError(f"mode must be 'full' or 'yosys', not {mode!r}")
@@ -428,12 +438,17 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
     env = _tool_env()
     os.environ.update(env)  # Amaranth's build reads the tool variables from the environment
     platform = _platform(board)
-    clk = platform.default_clk_frequency
+    clk = resolve_clock(platform, clock_hz)
+    pll = SystemClock.plan(platform, clk)
     top = BoardTop(model, lanes, clk_freq=clk, baud=baud, cores=cores, selftest_frames=selftest_frames,
                    storage=storage, **board_kwargs)
     t0 = time.monotonic()
     report = {"board": board, "device": b["device"], "mode": mode, "lanes": int(lanes), "cores": list(cores),
-              "config_hash": model.config.config_hash, "generator": generator_hash(), "clock_mhz": clk / 1e6, "baud": baud,
+              "config_hash": model.config.config_hash, "generator": generator_hash(), "clock_mhz": clk / 1e6,
+              "oscillator_mhz": platform.default_clk_frequency / 1e6,
+              "pll": None if pll is None else {"primitive": "SB_PLL40_PAD", **pll.parameters(),
+                                               "vco_mhz": round(pll.f_vco / 1e6, 3)},
+              "baud": baud,
               "uart_divisor": top.core.divisor, "selftest_frames": selftest_frames,
               "top": "one board top (hw.board.BoardTop) holding " + " and ".join(cores),
               "storage": storage,
@@ -509,7 +524,7 @@ def generator_hash() -> str:
     return h.hexdigest()[:16]
 
 
-_GENERATOR_SOURCES = ("board.py", "core.py", "decoder.py", "encoder.py", "host.py", "link.py", "mac.py", "post.py",
+_GENERATOR_SOURCES = ("board.py", "clocks.py", "core.py", "decoder.py", "encoder.py", "host.py", "link.py", "mac.py", "post.py",
                       "protocol.py", "schedule.py", "store.py", "uart.py")
 
 
@@ -542,7 +557,7 @@ def _synth_auto(model, board, out_dir, *, cores, mode, storage, selftest_frames,
 
 def sweep(model: IntModel, board: str, lanes=(8, 16, 32, 64, 128), out_dir=None, *, cores=_CORES,
           storage: str = "auto", selftest_frames: int = 1, seed: int = 1, report_dir=None,
-          progress=None) -> dict:
+          progress=None, clock_hz: float | None = None) -> dict:
     """Real builds at each P in ``lanes``: one :func:`synth` per P into ``out_dir/lanes-P``, a
     row per P (cells, block RAM, SPRAM, DSPs, Fmax, cycles per frame, MACs / P, real-time factors
     at the board clock and at Fmax; or why it does not fit), written as ``sweep.json``,
@@ -555,12 +570,15 @@ def sweep(model: IntModel, board: str, lanes=(8, 16, 32, 64, 128), out_dir=None,
     cores = tuple(cores)
     out_dir = Path(out_dir)
     report_dir = Path(report_dir) if report_dir is not None else out_dir
+    from .clocks import resolve_clock
+    clk = resolve_clock(_platform(board), clock_hz) / 1e6
     gen, rows = generator_hash(), []
     previous = {}     # rows of an earlier sweep of this model by this generator (the build folders may be gone)
     try:
         prev = json.loads((report_dir / "sweep.json").read_text())
         if prev.get("generator") == gen and prev.get("config_hash") == model.config.config_hash \
-                and prev.get("cores") == list(cores) and prev.get("board") == board:
+                and prev.get("cores") == list(cores) and prev.get("board") == board \
+                and prev.get("clock_mhz") == clk:
             previous = {row["lanes"]: row for row in prev.get("rows", []) if row.get("fits")}
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         previous = {}
@@ -578,13 +596,14 @@ def sweep(model: IntModel, board: str, lanes=(8, 16, 32, 64, 128), out_dir=None,
             except ValueError:
                 old = None
         if old and old.get("generator") == gen and old.get("config_hash") == model.config.config_hash \
-                and old.get("cores") == list(cores) and old.get("lanes") == P and old.get("mode") == "full":
+                and old.get("cores") == list(cores) and old.get("lanes") == P and old.get("mode") == "full" \
+                and old.get("clock_mhz") == clk:
             rep, reused = old, True
         else:
             reused = False
             try:
                 rep = synth(model, board, P, sub, cores=cores, storage=storage, selftest_frames=selftest_frames,
-                            seed=seed)
+                            seed=seed, clock_hz=clock_hz)
             except (FitError, ToolError) as e:
                 rows.append({"lanes": P, "fits": False, "reason": str(e)})
                 if progress:
@@ -608,7 +627,6 @@ def sweep(model: IntModel, board: str, lanes=(8, 16, 32, 64, 128), out_dir=None,
         rows.append(row)
         if progress:
             progress(P, row)
-    clk = _platform(board).default_clk_frequency / 1e6
     result = {"board": board, "device": b["device"], "cores": list(cores), "config_hash": model.config.config_hash,
               "generator": gen, "clock_mhz": clk, "frame_rate": model.config.signal.frame_rate, "rows": rows}
     from model.files import write_file
@@ -708,8 +726,12 @@ def _markdown(r: dict, b: dict) -> str:
     lines = [f"# {r['board']} ({r['device']}): {r['top']}", "",
              *([f"lanes chosen by `--lanes auto`: {r['lanes']} ({r['lanes_choice']['why']})", ""]
                if r.get("lanes_choice") else []),
-             f"lanes {r['lanes']}, codec {r['config_hash']}, mode {r['mode']}, board clock {r['clock_mhz']:g} MHz, "
+             f"lanes {r['lanes']}, codec {r['config_hash']}, mode {r['mode']}, system clock {r['clock_mhz']:g} MHz, "
              f"UART {r['baud']} baud, built in {r['seconds']} s", "",
+             *([f"System clock {r['clock_mhz']:g} MHz from the board's {r['oscillator_mhz']:g} MHz oscillator "
+                f"through the PLL ({r['pll']['primitive']}: DIVR {r['pll']['DIVR']}, DIVF {r['pll']['DIVF']}, "
+                f"DIVQ {r['pll']['DIVQ']}, VCO {r['pll']['vco_mhz']:g} MHz; `cascade synth --clock`).", ""]
+               if r.get("pll") else []),
              *([f"Synthesis workaround: {r['synth_workaround']}.", ""] if r.get("synth_workaround") else []),
              *([f"Encoder code search (`SearchConfig`): {_search_words(r['search'])}; `cascade encode` "
                 f"with the same setting sends the same streams.", ""] if "encoder" in r["per_core"] else []),
