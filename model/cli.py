@@ -9,6 +9,7 @@ print one line, ``cascade: error: ...``, and exit with status 1; nothing is over
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -154,6 +155,7 @@ _ROUNDS = _ranged(int, 0, 1_000)
 _BATCH = _ranged(int, 1, 1 << 16)
 _FRAMES = _ranged(int, 1, 10_000)            # verify: frames simulated
 _BAUD = _ranged(int, 1, 100_000_000)
+_CLOCK_MHZ = _ranged(float, 1, 1000)         # synth --clock
 _NON_NEGATIVE = _ranged(float, 0)
 _SPEED_PERTURB = _ranged(float, 0, 0.5)      # prepare-data: factors in [1 - S, 1 + S]
 
@@ -438,6 +440,36 @@ def cmd_codebooks(a):
     print(f"{out}: Huffman codebooks of the stage codes and side information from {len(files)} files")
 
 
+def cmd_set_search(a):
+    """Write the encoder code search a model file carries (its host-side ``search`` section: no
+    weight, no stream format and no config hash changes), checked against a board's real time."""
+    codec = _load_codec(a.model)
+    out = _out_path(a.out, a.force)
+    if a.search is None and a.search_candidates is None:
+        raise UserError("set-search needs --search and/or --search-candidates")
+    codec = _host_settings(codec, a)
+    checked = None
+    if a.board:
+        from hw.clocks import resolve_clock
+        from hw.synth import choose_lanes, cycles_per_frame, platform_for
+        model = codec.int_model()
+        clk = resolve_clock(platform_for(a.board), None if a.clock is None else a.clock * 1e6)
+        lanes = choose_lanes(model, a.board, ("encoder",))["lanes"] if a.lanes == "auto" else a.lanes
+        cycles = cycles_per_frame(model, lanes, ("encoder",))["encoder"]
+        rtf = clk / (cycles * codec.cfg.signal.frame_rate)
+        checked = {"board": a.board, "clock_mhz": clk / 1e6, "lanes": lanes, "cycles_per_frame": cycles,
+                   "real_time_factor": round(rtf, 3)}
+        if rtf < a.min_rtf:
+            raise UserError(f"the {a.board} encoder core at {lanes} lanes and {clk / 1e6:g} MHz needs {cycles} "
+                            f"cycles per frame with this search: {rtf:.3f}x real time, under --min-rtf {a.min_rtf:g}")
+    codec.meta = dict(codec.meta)
+    codec.meta.setdefault("search_updates", []).append(
+        {"command": "cascade set-search " + " ".join(sys.argv[2:]), "search": dataclasses.asdict(codec.cfg.search),
+         "checked": checked, "date": time.strftime("%Y-%m-%d")})
+    codec.save(out, force=a.force)
+    print(json.dumps({"search": dataclasses.asdict(codec.cfg.search), "real_time": checked}))
+
+
 def cmd_tune_postfilter(a):
     from .codec import POSTFILTER_GAMMAS
     from .data import load_wav
@@ -605,14 +637,20 @@ def _synth_sweep(a, model, builds):
             else:
                 print(f"  P={P}: {row['reason']}", file=sys.stderr)
         results[name] = sweep(model, a.board, a.sweep, REPO / "build" / "sweep" / name, cores=cores,
-                              storage=a.storage, report_dir=out, progress=said)
+                              storage=a.storage, report_dir=out, progress=said, clock_hz=a.clock_hz)
     print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=1, default=str))
 
 
 def cmd_synth(a):
     if a.out:
         _folder(a.out, "--out")
-    from hw.synth import FitError, choose_lanes, resolve_storage, synth
+    from hw.synth import FitError, choose_lanes, platform_for, resolve_storage, synth
+    from hw.clocks import resolve_clock
+    # the system clock first: a clock the board cannot make is one line before any tool runs
+    a.clock_hz = None if a.clock is None else resolve_clock(platform_for(a.board), a.clock * 1e6)
+    if a.clock_hz is not None and abs(a.clock_hz - a.clock * 1e6) > 1:
+        print(f"clock: {a.clock_hz / 1e6:g} MHz, the PLL's nearest output at or below {a.clock:g} MHz",
+              file=sys.stderr)
     if a.random_weights:   # --model may then name a config file or preset as well as a model
         from .config import CodecConfig
         from .golden import random_model
@@ -657,14 +695,16 @@ def cmd_synth(a):
         name = a.board if len(cores) == 2 else f"{a.board}-{cores[0]}"
         out = Path(a.out) if a.out else REPO / "bitstreams" / name
         print(f"building {' + '.join(cores)} for {a.board} -> {out}", file=sys.stderr)
-        results[name] = synth(model, a.board, a.lanes, out, cores=cores, storage=a.storage, mode=a.mode)
+        results[name] = synth(model, a.board, a.lanes, out, cores=cores, storage=a.storage, mode=a.mode,
+                              clock_hz=a.clock_hz)
         if "lanes_choice" in results[name]:
             print(f"lanes: {results[name]['lanes']} ({results[name]['lanes_choice']['why']})", file=sys.stderr)
         for core, e in results[name]["per_core"].items():
             if e["real_time_factor_at_board_clock"] < 1:
                 print(f"warning: the {core} core needs {e['cycles_per_frame']} cycles per frame: "
                       f"{e['real_time_factor_at_board_clock']}x real time at the board clock"
-                      + (" (fewer --search-candidates or more --lanes make it faster)" if core == "encoder" else ""),
+                      + (" (fewer --search-candidates, more --lanes or a faster --clock make it faster)"
+                         if core == "encoder" else ""),
                       file=sys.stderr)
     print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=1, default=str))
 
@@ -863,7 +903,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--search-candidates", type=_candidates, metavar="C[,C2,...]",
                         help="bits the search visits per pass: C for every searched stage, or "
                              "C1,C2,... for stages 1, 2, ... (the last also for later stages); "
-                             "0 = all (default: the model's config, 24,8,4,4,2)")
+                             "0 = all (default: the model's config: cascade set-search writes it)")
 
     def decoder_host_args(sp):
         sp.add_argument("--no-postfilter", action="store_true",
@@ -1003,6 +1043,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.add_argument("--force", action="store_true", help="overwrite --out, --json and --plot")
 
+    sp = add("set-search", cmd_set_search,
+             "write a model file whose encoder code search (the software encoder's and the encoder "
+             "core's default) is --search / --search-candidates, checked to keep the encoder core "
+             "real-time on --board at --clock; weights, streams and the config hash stay the same")
+    model_arg(sp)
+    sp.add_argument("--out", required=True)
+    search_args(sp, core=True)
+    sp.add_argument("--board", choices=("icebreaker", "ulx3s-25f", "ulx3s-85f"),
+                    help="check the encoder core's real-time factor on this board")
+    sp.add_argument("--clock", type=_CLOCK_MHZ, metavar="MHZ", help="system clock of that board (as cascade "
+                    "synth --clock; default its oscillator)")
+    sp.add_argument("--lanes", type=_lanes_or_auto, default="auto", help="lanes of that build (default auto, "
+                    "as cascade synth)")
+    sp.add_argument("--min-rtf", type=_positive(float), default=1.1,
+                    help="refuse a search under this real-time factor there (default 1.1)")
+    sp.add_argument("--force", action="store_true", help="overwrite --out")
+
     sp = add("export", cmd_export, "write the integer model (weight bits, scales, biases, formats) for the hardware")
     model_arg(sp)
     sp.add_argument("--out", required=True)
@@ -1053,6 +1110,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mode", default="full", choices=("full", "yosys"),
                     help="full (default): synthesis, place and route, bitstream; yosys: synthesis and "
                          "its cell counts only (a quick fit check, no bitstream)")
+    sp.add_argument("--clock", type=_CLOCK_MHZ, metavar="MHZ",
+                    help="system clock in MHz (default: the board's oscillator, iCEBreaker 12, ULX3S 25): "
+                         "made by the board's PLL (iCE40 boards), the nearest output at or below MHZ; the "
+                         "build checks timing at it and the report's real-time factors use it; a faster "
+                         "clock pays for a wider --search-candidates")
     sp.add_argument("--random-weights", action="store_true",
                     help="the model's config with random weights (hardware size and timing do not "
                          "depend on the weights; for trying a --model config file or preset)")

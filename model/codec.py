@@ -168,8 +168,8 @@ class Codec:
 
     def provenance(self) -> str:
         """The commands that made this model file, from its ``meta``: the training command, then
-        any ``cascade codebooks`` / ``cascade tune-postfilter`` run on it since."""
-        later = self.meta.get("codebook_updates", []) + self.meta.get("postfilter_updates", [])
+        any ``cascade codebooks`` / ``cascade tune-postfilter`` / ``cascade set-search`` run on it since."""
+        later = sum((self.meta.get(k, []) for k in ("codebook_updates", "postfilter_updates", "search_updates")), [])
         return " && ".join([str(self.meta.get("made_by", "?"))] + [u["command"] for u in later if "command" in u])
 
     def save(self, path: str | Path, force: bool = True) -> Path:

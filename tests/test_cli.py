@@ -609,3 +609,39 @@ def test_light_commands_import_no_heavy_modules(cas, tmp_path):
                        timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "[0, 1, 1] []", p.stdout
+
+
+def test_set_search(capsys, tiny_model_path, tmp_path):
+    """set-search writes the search into a new model file (weights and config hash unchanged, the
+    input file untouched, the command in its provenance); with --board it refuses, in one line and
+    writing nothing, a search that would leave the encoder core under --min-rtf there, and the
+    real-time factor it reports is the cycle model's at that clock."""
+    import torch
+    from hw.synth import cycles_per_frame
+    from model.codec import Codec
+    before = tiny_model_path.read_bytes()
+    out = tmp_path / "s.pt"
+    rc, stdout, err = run(capsys, "set-search", "--model", tiny_model_path, "--out", out, "--search", 1,
+                          "--search-candidates", "3", "--board", "icebreaker", "--clock", "18", "--lanes", 4,
+                          "--min-rtf", "0.001")
+    assert rc == 0, err
+    base, new = Codec.load(tiny_model_path), Codec.load(out)
+    assert tiny_model_path.read_bytes() == before
+    assert new.cfg.search.candidates == 3 and new.cfg.search.passes == 1
+    assert new.cfg.config_hash == base.cfg.config_hash
+    for k, v in base.net.state_dict().items():
+        assert torch.equal(v, new.net.state_dict()[k]), k
+    assert new.provenance().startswith(base.provenance() + " && cascade set-search ")
+    got = json.loads(stdout)["real_time"]
+    cycles = cycles_per_frame(new.int_model(), 4, ("encoder",))["encoder"]
+    assert got["cycles_per_frame"] == cycles and got["clock_mhz"] == 18
+    assert got["real_time_factor"] == pytest.approx(18e6 / (cycles * new.cfg.signal.frame_rate), abs=1e-3)
+    # a search too slow for the board: one line, nothing written
+    too_slow = got["real_time_factor"] * 1.5
+    rc, stdout, err = run(capsys, "set-search", "--model", tiny_model_path, "--out", tmp_path / "no.pt",
+                          "--search-candidates", "3", "--board", "icebreaker", "--clock", "18", "--lanes", 4,
+                          "--min-rtf", too_slow)
+    assert rc == 1 and err.startswith("cascade: error: ") and err.count("\n") == 1 and "real time" in err
+    assert not (tmp_path / "no.pt").exists()
+    rc, stdout, err = run(capsys, "set-search", "--model", tiny_model_path, "--out", tmp_path / "no.pt")
+    assert rc == 1 and "needs --search" in err and not (tmp_path / "no.pt").exists()
