@@ -140,15 +140,10 @@ class Schedule:
         ops: list[LayerOp] = []
         w_base = p_base = 0
         self.stage_first_op = []
+        core_layers = cfg.core_layers(side)          # the one definition of what this core runs
         for s in range(N):
             st = model.stages[s]
-            layers = []
-            if side == "encoder":
-                layers += [("encoder", i, l) for i, l in enumerate(st.encoder)]
-                if s < N - 1:
-                    layers += [("decoder", i, l) for i, l in enumerate(st.decoder)]
-            else:
-                layers += [("decoder", i, l) for i, l in enumerate(st.decoder)]
+            layers = [(net, i, getattr(st, net)[i]) for st_, net, i in core_layers if st_ == s]
             self.stage_first_op.append(len(ops))
             searched = bool(self.search_candidates[s])
             cur = None  # region holding the current layer's input: None = stage input
@@ -312,10 +307,8 @@ class Schedule:
         """Runs of stage ``stage``'s decoder per frame: 1 in the decoder core; in the encoder
         core 0 for the last stage, else 1, or with search the baseline, ``passes * C_n`` trials
         and the final run."""
-        if self.side == "decoder":
-            return 1
-        if stage == self.N - 1:
-            return 0
+        if not any(op.stage == stage and op.side == "decoder" for op in self.ops):
+            return 0                                  # (the encoder core: not decoder N)
         C = self.search_candidates[stage]
         return 2 + self.search_passes * C if C else 1
 
@@ -325,13 +318,8 @@ class Schedule:
 
     def binary_macs_per_frame(self) -> int:
         """MACs per frame, search runs included (``cfg.binary_macs_per_frame`` without search)."""
-        total = 0
-        for s in range(self.N):
-            shapes = self.cfg.layer_shapes(s)
-            if self.side == "encoder":
-                total += sum(i * o for _, i, o in shapes["encoder"])
-            total += self.stage_decoder_runs(s) * sum(i * o for _, i, o in shapes["decoder"])
-        return total
+        return sum(op.fan_in * op.fan_out * (self.stage_decoder_runs(op.stage) if op.side == "decoder" else 1)
+                   for op in self.ops)
 
     def ideal_cycles_per_frame(self) -> float:
         """MACs per frame / P (search runs included)."""

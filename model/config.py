@@ -452,6 +452,23 @@ class CodecConfig:
         dec = [("in", b, h)] + [("res", h, h)] * n.res_layers + [("out", h, d)]
         return {"encoder": enc, "decoder": dec}
 
+    def core_layers(self, side: str) -> list[tuple[int, str, int]]:
+        """The networks' layers one core runs per frame, in its order, as ``(stage, net, layer)``
+        (``net`` is ``"encoder"`` or ``"decoder"``, ``layer`` an index into
+        ``layer_shapes(stage)[net]``): the one definition of what the ``encoder`` core (stage by
+        stage its encoder, then its decoder for the residual the next stage codes: decoders
+        1..N-1, not N) and the ``decoder`` core (decoders 1..N) compute.  ``hw.schedule.Schedule``
+        lays its ops out in this order; the MAC counts below sum it.  A searched stage's
+        decoder runs more than once (``hw.schedule.Schedule.stage_decoder_runs``)."""
+        if side not in ("encoder", "decoder"):
+            raise ValueError(f"side must be 'encoder' or 'decoder', not {side!r}")
+        N, out = self.network.stages, []
+        for s in range(N):
+            shapes = self.layer_shapes(s)
+            nets = (("encoder",) + (("decoder",) if s < N - 1 else ())) if side == "encoder" else ("decoder",)
+            out += [(s, net, i) for net in nets for i in range(len(shapes[net]))]
+        return out
+
     def search_bits(self, stage: int) -> int:
         """Code bits the encoder's search visits per pass in stage ``stage`` (0-based): 0 when
         the stage is not searched (no search, or the last stage)."""
@@ -464,15 +481,11 @@ class CodecConfig:
         """Binary multiply-accumulates per frame of the ``encoder`` core (all encoders and the
         decoders 1..N-1) or of the ``decoder`` core (all decoders); the shared network of a
         sub-band model runs once per sub-band."""
+        shapes = [self.layer_shapes(s) for s in range(self.network.stages)]
         total = 0
-        for s in range(self.network.stages):
-            shapes = self.layer_shapes(s)
-            if side == "encoder":
-                total += sum(i * o for _, i, o in shapes["encoder"])
-                if s < self.network.stages - 1:
-                    total += sum(i * o for _, i, o in shapes["decoder"])
-            else:
-                total += sum(i * o for _, i, o in shapes["decoder"])
+        for s, net, i in self.core_layers(side):
+            _, fan_in, fan_out = shapes[s][net][i]
+            total += fan_in * fan_out
         return total * self.network.subbands
 
     # ---- checks ---------------------------------------------------------------------------------

@@ -23,6 +23,16 @@ def test_schedule_follows_layer_shapes(side):
         sh = CFG.layer_shapes(s)
         exp += sh[side] if side == "decoder" else sh["encoder"] + (sh["decoder"] if s < CFG.network.stages - 1 else [])
     assert [(op.kind, op.fan_in, op.fan_out) for op in sc.ops] == exp
+    # the ops are CodecConfig.core_layers(side), the one definition of what a core runs
+    assert [(op.stage, op.side, op.layer) for op in sc.ops] == CFG.core_layers(side)
+    shapes = [CFG.layer_shapes(s) for s in range(CFG.network.stages)]
+    assert CFG.binary_macs_per_frame(side) == sum(shapes[s][n][i][1] * shapes[s][n][i][2]
+                                                  for s, n, i in CFG.core_layers(side))
+    import dataclasses
+    plain = dataclasses.replace(MODEL, config=CFG.replace(search={"passes": 0}))
+    assert Schedule(plain, 8, side).binary_macs_per_frame() == CFG.binary_macs_per_frame(side)
+    with pytest.raises(ValueError):
+        CFG.core_layers("both")
 
 
 def test_weight_and_param_images_decode_back():
