@@ -318,14 +318,10 @@ class SearchConfig:
     (``1 + passes * C_n + 1`` decoder runs per searched stage instead of one).
 
     Default: 1 pass, 48 trials per frame spent mostly on the first stages, which every K
-    decodes: (24, 8, 4, 4, 2, ...).  48 trials are the most that keep the shipped encoders
-    real-time at their boards' own clocks (iCEBreaker, 12 MHz: 215,264 cycles per 20 ms frame,
-    real-time factor 1.11; the large model on the ULX3S-85F at 25 MHz, about 1.4).  Held-out
-    PESQ-WB (``--arith fixed``, the shipped model before learned scales and the pitch
-    postfilter; docs/RESULTS.md has the commands): at K = 9 2.81
-    without search, 2.95 with these 48 trials or with 6 per stage, 3.18 with 2 passes over all
-    bits (``--search 2 --search-candidates 0``: a software-only setting, 65x the core's
-    decoder work); at K = 1 1.50, 1.78 with this schedule, 1.53 with 6 per stage.
+    decodes: (24, 8, 4, 4, 2, ...), what keeps the iCEBreaker encoder core real-time at the
+    board's own 12 MHz.  A model file carries its own (``cascade set-search``, which checks the
+    real-time factor on a board at a clock): the shipped default model's is wider, for the
+    iCEBreaker at a PLL clock.  The figures behind both are in docs/RESULTS.md.
     """
     passes: int = 1
     candidates: int | tuple[int, ...] = (24, 8, 4, 4, 2)
