@@ -14,27 +14,9 @@ import numpy as np
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, Timer
+from cocotb.triggers import FallingEdge
 
-
-async def _drive(dut, name, words, bits, p_valid, rng):
-    valid = getattr(dut, f"{name}__valid")
-    payload = getattr(dut, f"{name}__payload")
-    ready = getattr(dut, f"{name}__ready")
-    mask = (1 << bits) - 1
-    idx, holding = 0, False
-    while idx < len(words):
-        await FallingEdge(dut.clk)
-        if holding or rng.random() < p_valid:
-            valid.value, holding = 1, True
-            payload.value = int(words[idx]) & mask
-        else:
-            valid.value = 0
-        await Timer(1, "ns")
-        if holding and int(ready.value):
-            idx, holding = idx + 1, False
-    await FallingEdge(dut.clk)
-    valid.value = 0
+from sim.streams import receive, send
 
 
 @cocotb.test()
@@ -61,29 +43,20 @@ async def run_vectors(dut):
 
     if "load" in v.files:
         # a RAM-stored core: send the weight/parameter image first, as the board does
-        await _drive(dut, "load", v["load"], int(v["load_bits"]), p_valid, random.Random(rng.random()))
+        await send(dut, "load", v["load"], bits=int(v["load_bits"]), p_valid=p_valid, rng=random.Random(rng.random()))
         for _ in range(2):
             await FallingEdge(dut.clk)
         assert int(dut.loaded.value) == 1, "core not loaded after its whole image"
 
     if side == "encoder":
-        cocotb.start_soon(_drive(dut, "i", v["inputs"], int(v["act_bits"]), p_valid, rng))
+        cocotb.start_soon(send(dut, "i", v["inputs"], bits=int(v["act_bits"]), p_valid=p_valid, rng=rng))
     else:
-        cocotb.start_soon(_drive(dut, "k", v["ks"], 8, p_valid, random.Random(rng.random())))
-        cocotb.start_soon(_drive(dut, "i", v["inputs"], 1, p_valid, random.Random(rng.random())))
+        cocotb.start_soon(send(dut, "k", v["ks"], bits=8, p_valid=p_valid, rng=random.Random(rng.random())))
+        cocotb.start_soon(send(dut, "i", v["inputs"], bits=1, p_valid=p_valid, rng=random.Random(rng.random())))
 
-    got, times, cycle = [], [], 0
-    signed_out = side == "decoder"
-    while len(got) < n_exp and cycle < max_cycles:
-        await FallingEdge(dut.clk)
-        cycle += 1
-        r = rng.random() < p_ready
-        dut.o__ready.value = int(r)
-        await Timer(1, "ns")
-        if r and int(dut.o__valid.value):
-            val = dut.o__payload.value
-            got.append(val.to_signed() if signed_out else int(val))
-            times.append(cycle)
+    got, times = await receive(dut, "o", n_exp, p_ready=p_ready, rng=rng, max_cycles=max_cycles,
+                               signed=side == "decoder")
+    cycle = (times[-1] if times else 0) if len(got) == n_exp else max_cycles
 
     got_a = np.array(got + [None] * (n_exp - len(got)), dtype=object)
     mism = [n for n in range(n_exp) if got_a[n] is None or int(got_a[n]) != int(expected[n])]

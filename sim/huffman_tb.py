@@ -14,6 +14,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from sim.streams import receive, send
+
 V = np.load(os.environ["HUFFMAN_VECTORS"])
 K = int(os.environ["HUFFMAN_K"])
 
@@ -33,35 +35,12 @@ async def reset(dut):
 
 
 async def drive(dut, prefix, payloads, p_valid=0.6):
-    """Send payloads on stream ``prefix`` with random idle cycles."""
-    valid, payload, ready = (getattr(dut, f"{prefix}__{n}") for n in ("valid", "payload", "ready"))
-    for p in payloads:
-        while random.random() > p_valid:
-            valid.value = 0
-            await RisingEdge(dut.clk)
-        valid.value = 1
-        payload.value = int(p)
-        while True:
-            await ReadOnly()
-            taken = ready.value == 1          # sampled before the clock edge
-            await RisingEdge(dut.clk)
-            if taken:
-                break
-    valid.value = 0
+    """Send payloads on stream ``prefix`` with random idle cycles (``sim.streams.send``)."""
+    await send(dut, prefix, payloads, p_valid=p_valid)
 
 
 async def collect(dut, n, p_ready=0.5, timeout=200000):
-    out = []
-    for _ in range(timeout):
-        if len(out) == n:
-            break
-        dut.o__ready.value = int(random.random() < p_ready)
-        await ReadOnly()
-        if dut.o__valid.value == 1 and dut.o__ready.value == 1:
-            out.append(int(dut.o__payload.value))
-        await RisingEdge(dut.clk)
-    dut.o__ready.value = 0
-    return out
+    return (await receive(dut, "o", n, p_ready=p_ready, max_cycles=timeout))[0]
 
 
 @cocotb.test()
