@@ -468,8 +468,12 @@ def test_fuzz_random_bytes(data):
        st.integers(0, 10**6), st.booleans())
 def test_fuzz_mutated_streams(which, flips, cut, do_cut):
     """Bit flips and truncations of good streams (raw and Huffman): only BitstreamError escapes,
-    and the side information of every frame not marked lost reads back unchanged.  Inputs tried per run: see FUZZ_COUNT
-    (about 1,000 with 300 + 2 x 400 examples, plus the two _check calls per random-bytes example)."""
+    and the side information of every frame not marked lost reads back unchanged, except where
+    two or more flips hit one frame's check: a compact side block's CRC-8 covers about 340 bits,
+    more than an 8-bit check can guard against every 2-bit error (it catches every 1-bit error and
+    all but about 1 in 256 heavier ones; docs/bitstream.md), so a frame that two of the flips
+    each make lost on their own is not judged.  Inputs tried per run: see FUZZ_COUNT (about 1,000
+    with 300 + 2 x 400 examples, plus the two _check calls per random-bytes example)."""
     good = GOOD[which]
     cbs = CODEBOOKS if which else None
     side = SIDE if which == "hs" else None
@@ -484,7 +488,15 @@ def test_fuzz_mutated_streams(which, flips, cut, do_cut):
     except BitstreamError:
         return
     ref = make_frames(T=60)
-    ok = ~out.lost
+    hits = np.zeros(len(ref.gain_idx), int)     # per frame: how many single flips make it lost
+    for pos, bit in flips:
+        one = bytearray(good)
+        one[pos % len(one)] ^= 1 << bit
+        try:
+            hits += read_stream(bytes(one), CFG, cbs, side=side).lost
+        except BitstreamError:
+            hits += 1
+    ok = ~out.lost & (hits < 2)
     assert np.array_equal(out.gain_idx[ok], ref.gain_idx[ok]) and np.array_equal(out.lsf_idx[ok], ref.lsf_idx[ok])
 
 
