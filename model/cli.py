@@ -247,8 +247,11 @@ def _input_file(path) -> Path:
 def cmd_encode(a):
     _input_file(a.input)
     out = _out_path(a.output, a.force)
+    from .data import load_wav
+    from .modelfile import read_config
+    # the audio is checked (rate, channels, samples) before PyTorch and the weights load
+    x = load_wav(a.input, read_config(a.model).signal.sample_rate, resample=a.resample)
     codec = _host_settings(_load_codec(a.model), a)
-    x = _load_audio(a.input, codec, a.resample)
     data = codec.encode_bytes(x, a.arith, _stages_arg(codec, a.stages), robust=a.robust, side_block=a.side_block)
     write_file(out, data, a.force)
     dur = len(x) / codec.cfg.signal.sample_rate

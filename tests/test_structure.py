@@ -130,3 +130,25 @@ def test_info_and_truncate_import_no_torch(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(root)})
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "c.cas").is_file()
+
+
+def test_refused_audio_imports_no_torch(tmp_path):
+    """``cascade encode`` refuses a stereo or wrong-rate WAV (one line, exit 1) before PyTorch,
+    SciPy's signal package or the weights load: the argument checks answer in well under a
+    second (issue 16 item 6)."""
+    import wave
+    root = Path(__file__).resolve().parent.parent
+    bad = []
+    for name, ch, rate in (("stereo.wav", 2, 16000), ("rate.wav", 1, 8000)):
+        with wave.open(str(tmp_path / name), "wb") as w:
+            w.setnchannels(ch), w.setsampwidth(2), w.setframerate(rate), w.writeframes(b"\0" * 3200)
+        bad.append(str(tmp_path / name))
+    code = ("import sys; from model.cli import main\n"
+            f"for src in {bad!r}:\n"
+            f"    assert main(['encode', src, {str(tmp_path / 'o.cas')!r}]) == 1\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "assert 'scipy.signal' not in sys.modules, 'scipy.signal imported'\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count("cascade: error: ") == 2 and not (tmp_path / "o.cas").exists()
