@@ -41,6 +41,7 @@ activation range, from a fixed seed) through the encoder and compares every code
 word with ``model.golden.decode``.
 """
 
+import math
 import operator
 
 import numpy as np
@@ -54,6 +55,7 @@ from model import golden
 from model.golden import IntModel
 
 from .clocks import SystemClock
+from .flash import SPIBus, SPIFlashReader, WAKE_SECONDS
 from . import protocol
 from .link import CommandRule, PacketFIFO, ReplyFramer, RequestDeframer
 from .protocol import Command, InfoFlag, Status
@@ -140,21 +142,32 @@ class BoardCore(wiring.Component):
         cores).
     storage : str
         Where the cores keep weights and parameters (``hw/store.py``): ``"rom"`` (in the
-        bitstream), ``"ram"`` or ``"spram"`` (loaded by the host with ``W``).
+        bitstream), ``"ram"`` or ``"spram"`` (loaded by the host with ``W``, or from flash).
+    flash_boot : bool
+        RAM storage only: at power-up read the weight image from the SPI flash
+        (:class:`hw.flash.SPIFlashReader`; the image is ``protocol.flash_image``, a ``W`` request
+        frame, at ``flash_offset``) through the same receiver as a ``W`` from the UART, then run
+        the self-test and light the LEDs, so the board works without a host loading it.  UART bytes
+        during the boot are dropped and the boot's own ``W`` gets no reply.  A damaged, blank or
+        short image leaves the board unloaded with ``led_fail`` lit; ``W`` over the UART still
+        loads it then.
+    flash_offset : int
+        Byte address of the image in the flash (default ``protocol.FLASH_IMAGE_OFFSET``).
+    wake_cycles : int, optional
+        Cycles the flash gets to wake from power-down (default: ``hw.flash.WAKE_SECONDS`` at
+        ``clk_freq``).
 
     Ports: ``rx`` (in) and ``tx`` (out) UART lines; ``led_pass``, ``led_fail`` (self-test result,
-    both 0 while it runs); ``busy`` (a command or the self-test runs).
+    both 0 while it runs; ``led_fail`` also after a failed flash boot); ``busy`` (a command, the
+    flash boot or the self-test runs); with ``flash_boot``, ``flash`` (``hw.flash.SPIBus``).
     """
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
-    led_pass: Out(1)
-    led_fail: Out(1)
-    busy: Out(1)
 
     def __init__(self, model: IntModel, lanes: int = 1, *, clk_freq: float = 12e6, baud: int = 1_000_000,
                  divisor: int | None = None, byte_timeout: float = protocol.BYTE_TIMEOUT,
                  timeout_cycles: int | None = None, cores=CORE_NAMES, selftest_frames: int = 2,
-                 encoder_cls=None, decoder_cls=None, selftest=None, storage: str = "rom"):
+                 encoder_cls=None, decoder_cls=None, selftest=None, storage: str = "rom",
+                 flash_boot: bool = False, flash_offset: int = protocol.FLASH_IMAGE_OFFSET,
+                 wake_cycles: int | None = None):
         if not isinstance(model, IntModel):
             raise TypeError(f"model must be an IntModel, not {model!r}")
         model.check()
@@ -193,7 +206,18 @@ class BoardCore(wiring.Component):
         if x.shape[0] != self._frames:
             raise ValueError(f"selftest has {x.shape[0]} frames, selftest_frames is {self._frames}")
         self._selftest = x, bits, y
-        super().__init__()
+        self._flash_boot = bool(flash_boot)
+        if self._flash_boot and storage == "rom":
+            raise ValueError("flash boot loads weights into RAM: it needs storage 'ram' or 'spram', "
+                             "not 'rom' (the bitstream already holds the weights then)")
+        self._flash_offset = operator.index(flash_offset)
+        self._wake = (operator.index(wake_cycles) if wake_cycles is not None
+                      else max(1, math.ceil(clk_freq * WAKE_SECONDS)))
+        signature = {"rx": In(1, init=1), "tx": Out(1, init=1), "led_pass": Out(1), "led_fail": Out(1),
+                     "busy": Out(1)}
+        if self._flash_boot:
+            signature["flash"] = Out(SPIBus)
+        super().__init__(signature)
 
     @property
     def model(self) -> IntModel:
@@ -211,6 +235,14 @@ class BoardCore(wiring.Component):
     @property
     def storage(self) -> str:
         return self._storage
+
+    @property
+    def flash_boot(self) -> bool:
+        return self._flash_boot
+
+    @property
+    def flash_offset(self) -> int:
+        return self._flash_offset
 
     @property
     def cores(self) -> tuple:
@@ -269,7 +301,21 @@ class BoardCore(wiring.Component):
         m.submodules.deframer = deframer = RequestDeframer(self.command_rules(), self._timeout)
         m.submodules.rx_fifo = fifo = PacketFIFO(8, self.rx_fifo_depth)
         m.submodules.framer = framer = ReplyFramer(max(protocol.reply_payload(cfg, c) for c in Command))
-        wiring.connect(m, urx.o, deframer.i)
+        booting = Signal(init=1) if self._flash_boot else Const(0)
+        boot_failed = Signal()
+        if self._flash_boot:
+            # the weight image from flash goes to the receiver the UART uses otherwise
+            image = protocol.REQUEST_OVERHEAD + self.load_bytes
+            m.submodules.flash_reader = reader = SPIFlashReader(self._flash_offset, image, self._wake)
+            wiring.connect(m, reader.bus, wiring.flipped(self.flash))
+            with m.If(booting):
+                m.d.comb += [deframer.i.payload.eq(reader.o.payload), deframer.i.valid.eq(reader.o.valid),
+                             reader.o.ready.eq(deframer.i.ready), urx.o.ready.eq(1)]
+            with m.Else():
+                m.d.comb += [deframer.i.payload.eq(urx.o.payload), deframer.i.valid.eq(urx.o.valid),
+                             urx.o.ready.eq(deframer.i.ready)]
+        else:
+            wiring.connect(m, urx.o, deframer.i)
         wiring.connect(m, deframer.o, fifo.w)
         wiring.connect(m, framer.o, utx.i)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), fifo.commit.eq(deframer.commit),
@@ -318,13 +364,15 @@ class BoardCore(wiring.Component):
         m.d.comb += flags_byte.eq((InfoFlag.ENCODER if enc is not None else 0)
                                   | (InfoFlag.DECODER if dec is not None else 0)
                                   | (InfoFlag.NEEDS_LOAD if loadable else 0)
-                                  | Mux(all_loaded, InfoFlag.LOADED, 0) | InfoFlag.TWO_IN_FLIGHT)
+                                  | Mux(all_loaded, InfoFlag.LOADED, 0) | InfoFlag.TWO_IN_FLIGHT
+                                  | (InfoFlag.FLASH_BOOT if self._flash_boot else 0))
         info = [*bytes.fromhex(cfg.config_hash), 0, self._lanes, protocol.VERSION]
         assert len(info) == protocol.INFO_PAYLOAD
         info_rom = Array(Const(b, 8) for b in info)
         prefix_rom = Array(Const(p, range(B + 1)) for p in prefix)
 
-        m.d.comb += [self.led_pass.eq(tested & (flags == 0)), self.led_fail.eq(tested & (flags != 0))]
+        m.d.comb += [self.led_pass.eq(tested & (flags == 0)),
+                     self.led_fail.eq((tested & (flags != 0)) | (boot_failed & ~all_loaded))]
 
         if dec is not None:
             m.d.comb += [dec.k.payload.eq(k), dec.k.valid.eq(k_pending)]
@@ -340,7 +388,7 @@ class BoardCore(wiring.Component):
                 m.next = then
 
         with m.FSM(init="BOOT") as fsm:
-            m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+            m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | booting)
 
             with m.State("BOOT"):
                 m.d.sync += reply.eq(0)
@@ -385,7 +433,10 @@ class BoardCore(wiring.Component):
                     m.d.sync += status.eq(rx_data)
                     m.next = "ERR_REPLY"
             with m.State("ERR_REPLY"):
-                send_header(command, status, 0, "IDLE")
+                with m.If(booting):              # the boot's image was refused: nobody to tell
+                    m.next = "IDLE"
+                with m.Else():
+                    send_header(command, status, 0, "IDLE")
 
             with m.State("I_HDR"):
                 send_header(Command.INFO, Status.OK, protocol.INFO_PAYLOAD, "I_SEND")
@@ -438,7 +489,13 @@ class BoardCore(wiring.Component):
                         m.d.sync += [status.eq(rx_data), weights_ok.eq(rx_data == Status.OK)]
                         m.next = "W_REPLY"
                 with m.State("W_REPLY"):
-                    send_header(Command.LOAD, status, 0, "IDLE")
+                    with m.If(booting & (status == Status.OK)):   # from flash: test it, light the LEDs
+                        m.d.sync += reply.eq(0)
+                        m.next = "T_START"
+                    with m.Elif(booting):        # the flash image was refused: nobody to tell
+                        m.next = "IDLE"
+                    with m.Else():
+                        send_header(Command.LOAD, status, 0, "IDLE")
 
             # ---- E: encode one frame from the host --------------------------------------------------
             if enc is not None:
@@ -595,6 +652,14 @@ class BoardCore(wiring.Component):
                 m.d.comb += [tx_data.eq(flags), tx_valid.eq(1)]
                 with m.If(tx_ready):
                     m.next = "IDLE"
+        if self._flash_boot:
+            # the boot ends once the image has been read, the receiver has had its timeout to
+            # finish (or refuse) it, and the command logic is idle again
+            settle = Signal(range(self._timeout + 2))
+            with m.If(reader.done & (settle != self._timeout + 1)):
+                m.d.sync += settle.eq(settle + 1)
+            with m.If(booting & (settle == self._timeout + 1) & fsm.ongoing("IDLE") & ~rx_valid):
+                m.d.sync += [booting.eq(0), boot_failed.eq(~all_loaded)]
         return m
 
 

@@ -168,14 +168,16 @@ def _info_fields(payload: bytes) -> dict:
     return {"config_hash": payload[:h].hex(), "encoder": bool(f & InfoFlag.ENCODER),
             "decoder": bool(f & InfoFlag.DECODER), "needs_load": bool(f & InfoFlag.NEEDS_LOAD),
             "loaded": bool(f & InfoFlag.LOADED), "lanes": payload[h + 1],
-            "in_flight": 2 if f & InfoFlag.TWO_IN_FLIGHT else 1, "protocol": payload[h + 2]}
+            "in_flight": 2 if f & InfoFlag.TWO_IN_FLIGHT else 1, "flash_boot": bool(f & InfoFlag.FLASH_BOOT),
+            "protocol": payload[h + 2]}
 
 
 def parse_info_reply(data: bytes) -> dict:
     """``{"config_hash": 16 hex digits, "encoder": bool, "decoder": bool, "needs_load": bool,
-    "loaded": bool, "lanes": P, "in_flight": 1 or 2, "protocol": version}`` (``needs_load``: the
-    weights live in RAM and come from ``W``; ``in_flight``: requests the board takes before
-    answering the first)."""
+    "loaded": bool, "lanes": P, "in_flight": 1 or 2, "flash_boot": bool, "protocol": version}``
+    (``needs_load``: the weights live in RAM and come from ``W`` or the flash; ``in_flight``:
+    requests the board takes before answering the first; ``flash_boot``: the board loads them
+    from its SPI flash at power-up)."""
     return _info_fields(_ok_payload(parse_reply(data), Command.INFO, protocol.INFO_PAYLOAD))
 
 

@@ -25,7 +25,7 @@ __all__ = ["Command", "Status", "InfoFlag", "REQUEST_SOF", "REPLY_SOF", "REQUEST
            "CRC_BYTES", "REQUEST_OVERHEAD", "REPLY_OVERHEAD", "MAX_REQUEST_PAYLOAD", "VERSION",
            "MAX_BOARD_LANES", "BYTE_TIMEOUT", "INFO_HASH_BYTES", "INFO_PAYLOAD", "RETRYABLE",
            "crc16", "crc16_step", "code_bytes", "request_payloads", "reply_payload",
-           "request_frame", "reply_frame", "load_image_bytes"]
+           "request_frame", "reply_frame", "load_image_bytes", "FLASH_IMAGE_OFFSET", "flash_image"]
 
 #: Start of a request frame and of a reply frame.
 REQUEST_SOF, REPLY_SOF = 0xA5, 0x5A
@@ -82,7 +82,13 @@ class InfoFlag(enum.IntFlag, shape=8):
     NEEDS_LOAD = 4       #: the weights live in RAM and come from ``W``
     LOADED = 8           #: they are loaded (always set on a ROM board)
     TWO_IN_FLIGHT = 16   #: the board takes a second ``E``/``D`` request before answering the first
+    FLASH_BOOT = 32      #: at power-up the board loads its weights from its SPI flash
 
+
+#: Where a flash-booting board (``BoardCore(flash_boot=True)``) finds its weight image in the SPI
+#: flash: 1 MiB, after the FPGA's bitstream (an iCE40 UP5K's is 104 kB, an ECP5-85F's 2.3 MB would
+#: not leave room: ECP5 boards do not flash-boot).
+FLASH_IMAGE_OFFSET = 0x100000
 
 #: INFO payload: config hash (8 bytes), flags, lanes P, protocol version.
 INFO_HASH_BYTES = 8
@@ -115,6 +121,12 @@ def load_image_bytes(schedules) -> int:
     """Length of a ``W`` payload: every word of each schedule's load image
     (``hw.schedule.Schedule.load_words``) in ceil(load_word_bits / 8) bytes."""
     return sum((sc.weight_depth + sc.param_depth) * ((sc.load_word_bits + 7) // 8) for sc in schedules)
+
+
+def flash_image(load_payload: bytes) -> bytes:
+    """What a flash-booting board reads at :data:`FLASH_IMAGE_OFFSET`: the ``W`` request frame of
+    ``load_payload`` (tag 0), checked on the board like a ``W`` from the host (length, CRC-16)."""
+    return request_frame(Command.LOAD, load_payload, 0)
 
 
 def request_payloads(cfg, command: Command, load_bytes: int = 0) -> tuple[int, ...]:

@@ -32,22 +32,25 @@ def build_board(model: IntModel, lanes: int, build_dir, divisor: int = 4, **boar
     return build_icarus(board, top, build_dir, spram=board.storage == "spram"), top, board
 
 
-def board_transactions(model: IntModel, frames, ks, lanes: int = 1,
-                       storage: str = "rom") -> list[tuple[str, bytes, list]]:
+def board_transactions(model: IntModel, frames, ks, lanes: int = 1, storage: str = "rom",
+                       flash_boot: bool = False, flash_ok: bool = True) -> list[tuple[str, bytes, list]]:
     """``(name, request bytes, [(tag, kind, expected) per reply frame])`` for: info, self-test,
     ``E`` of every frame, ``D`` of every frame's golden codes with the K given, and requests that go
     wrong, each followed by a valid one: truncated, corrupted, oversized, trailing bytes, a bad K,
     and ``W`` on a ROM board (with a short payload; the full-length one is in
     ``tests/test_board_protocol.py``) (a RAM board instead first refuses ``E``, gets a damaged and a truncated
-    ``W``, refuses ``E`` again, then gets the load image).  ``kind`` is ``info``, ``selftest``,
+    ``W``, refuses ``E`` again, then gets the load image; a flash-booting board whose image was good
+    (``flash_ok``) is loaded from the start).  ``kind`` is ``info``, ``selftest``,
     ``encode``, ``decode`` or ``status`` (expected: (command, status) of an error reply)."""
     cfg = model.config
     frames = np.asarray(frames, dtype=np.int64)
     codes = golden.encode(model, frames)
     ram = storage != "rom"
+    loaded_at_start = not ram or (flash_boot and flash_ok)
     tags = iter(range(1, 256))
     info = {"config_hash": cfg.config_hash, "encoder": True, "decoder": True, "needs_load": ram,
-            "loaded": not ram, "lanes": lanes, "in_flight": 2, "protocol": protocol.VERSION}
+            "loaded": loaded_at_start, "lanes": lanes, "in_flight": 2, "flash_boot": flash_boot,
+            "protocol": protocol.VERSION}
     C, S = protocol.Command, protocol.Status
 
     def req(kind, expected, make):
@@ -65,7 +68,7 @@ def board_transactions(model: IntModel, frames, ks, lanes: int = 1,
         return req("decode", expected, lambda tag: host.decode_request(cfg, [c[t] for c in codes], k, tag))
 
     tr = [("info", *req("info", info, host.info_request))]
-    if ram:
+    if not loaded_at_start:
         image = host.load_payload(model, lanes, ("encoder", "decoder"))
         tr += [("unloaded", *status(C.ENCODE, S.NOT_LOADED, lambda tag: host.encode_request(cfg, frames[0], tag))),
                ("load damaged", *status(C.LOAD, S.BAD_CRC, lambda tag: _flip(protocol.request_frame(
@@ -140,17 +143,26 @@ def _check(cfg, name, reply: bytes, tag: int, kind: str, expected) -> str | None
 
 
 def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int = 4, built=None,
-              **board_kwargs) -> dict:
+              flash_image: bytes | None = None, **board_kwargs) -> dict:
     """Simulate the board on ``frames`` (``E`` each) and ``ks`` (``D`` of frame t's codes with
     ``ks[t]`` stages), and on the bad requests of :func:`board_transactions`.  Returns ``{"leds":
     [pass, fail] after the power-up self-test, "leds_end": [pass, fail] after the last transaction,
     "errors": [one line per wrong answer], "cycles": {transaction: cycles}, "boot_cycles": n}``.
-    The board's inter-byte timeout is 40 byte times unless ``timeout_cycles`` is given."""
+    The board's inter-byte timeout is 40 byte times unless ``timeout_cycles`` is given.
+
+    A board built with ``flash_boot=True`` boots from ``sim/flash_model.py``'s SPI flash holding
+    ``flash_image`` (default: the board's good image, ``protocol.flash_image``) at its offset; the
+    result then also has ``"flash": {"commands": [(command, address)], "bytes_read": n}``, and the
+    transactions expect the board loaded if ``flash_image`` is the good one."""
     build_dir = Path(build_dir).resolve()   # the simulator runs in build_dir: absolute paths
     board_kwargs.setdefault("timeout_cycles", 400 * divisor)
     runner, top, board = built if built is not None else build_board(model, lanes, build_dir, divisor, **board_kwargs)
     cfg = model.config
-    tr = board_transactions(model, frames, ks, lanes, board.storage)
+    good = None
+    if board.flash_boot:
+        good = protocol.flash_image(host.load_payload(model, lanes, board.cores))
+        flash_image = good if flash_image is None else bytes(flash_image)
+    tr = board_transactions(model, frames, ks, lanes, board.storage, board.flash_boot, flash_image == good)
     reqs = [np.frombuffer(r, np.uint8) for _, r, _ in tr]
     longest = max(len(r) for _, r, _ in tr) + 2 * max(host.encode_reply_len(cfg), host.decode_reply_len(cfg))
     cpf = max(getattr(board, c).cycles_per_frame for c in board.cores)
@@ -158,7 +170,9 @@ def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int =
     vpath, rpath = build_dir / "board_vectors.npz", build_dir / "board_result.json"
     np.savez(vpath, divisor=board.divisor, timeout_cycles=timeout, quiet_cycles=3 * board.timeout_cycles,
              request_bytes=np.concatenate(reqs), request_splits=np.cumsum([len(r) for r in reqs])[:-1],
-             reply_frames=np.array([len(e) for _, _, e in tr]))
+             reply_frames=np.array([len(e) for _, _, e in tr]),
+             flash_image=np.frombuffer(flash_image or b"", np.uint8),
+             flash_offset=board.flash_offset if board.flash_boot else -1)
     if rpath.exists():
         rpath.unlink()
     env = {"CASCADE_BOARD": str(vpath), "CASCADE_RESULT": str(rpath),
@@ -177,5 +191,8 @@ def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int =
                    if (e := _check(cfg, name, bytes.fromhex(rep), tag, kind, exp))]
     if res.get("extra"):
         errors.append(f"bytes after the last reply: {res['extra']}")
-    return {"leds": res["leds"], "leds_end": res["leds_end"], "errors": errors, "boot_cycles": res["boot_cycles"],
-            "cycles": {name: c for (name, _, _), c in zip(tr, res["cycles"])}}
+    out = {"leds": res["leds"], "leds_end": res["leds_end"], "errors": errors, "boot_cycles": res["boot_cycles"],
+           "cycles": {name: c for (name, _, _), c in zip(tr, res["cycles"])}}
+    if "flash" in res:
+        out["flash"] = res["flash"]
+    return out

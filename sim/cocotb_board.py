@@ -1,7 +1,8 @@
 """cocotb bench of the whole board top level (``hw.board.BoardCore``: UART, command decoder,
 self-test, cores), imported inside the simulator.
 
-A byte mover: reads ``CASCADE_BOARD`` (an .npz written by ``sim/board.py``) with the UART divisor
+A byte mover: with a flash-booting board it first runs ``sim/flash_model.py``'s SPI flash on the
+``flash`` pins until the boot is over; then it reads ``CASCADE_BOARD`` (an .npz written by ``sim/board.py``) with the UART divisor
 and the request byte strings with the number of reply frames each gets, bit-bangs each request into
 ``rx`` while it collects the reply frames from ``tx`` (each as long as its header says), and writes
 the LED state after the power-up self-test, every reply frame (hex), the cycles each transaction
@@ -62,6 +63,14 @@ async def recv_frames(dut, n: int, div: int, timeout_cycles: int) -> list[str]:
     return out
 
 
+async def flash_pins(dut, flash):
+    """Drive ``flash__cipo`` from the flash model, the pins read in the middle of each cycle."""
+    while True:
+        await FallingEdge(dut.clk)
+        dut.flash__cipo.value = flash.step(int(dut.flash__cs_n.value), int(dut.flash__sck.value),
+                                           int(dut.flash__copi.value))
+
+
 @cocotb.test()
 async def board_transactions(dut):
     v = np.load(os.environ["CASCADE_BOARD"])
@@ -76,6 +85,11 @@ async def board_transactions(dut):
 
     result = {"boot_cycles": None, "replies": [], "cycles": []}
     cycles = 0
+    flash = None
+    if int(v["flash_offset"]) >= 0:
+        from sim.flash_model import SPIFlashModel
+        flash = SPIFlashModel(v["flash_image"].astype(np.uint8).tobytes(), int(v["flash_offset"]), asleep=True)
+        pins = cocotb.start_soon(flash_pins(dut, flash))
     await ClockCycles(dut.clk, 2)
     while int(dut.busy.value):   # power-up self-test (ROM weights) or nothing (RAM weights)
         await RisingEdge(dut.clk)
@@ -83,6 +97,9 @@ async def board_transactions(dut):
         if cycles > timeout:
             break
     result["boot_cycles"] = cycles
+    if flash is not None:
+        pins.cancel()
+        result["flash"] = {"commands": flash.commands, "bytes_read": flash.bytes_read}
     result["leds"] = [int(dut.led_pass.value), int(dut.led_fail.value)]
 
     for req, n in zip(requests, counts):

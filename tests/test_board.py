@@ -44,3 +44,42 @@ def test_board_selftest_catches_wrong_rom(tmp_path):
     assert res["leds"] == [0, 1]
     assert res["errors"] == ["selftest: got {'encoder_ok': True, 'decoder_ok': False}, "
                              "expected {'encoder_ok': True, 'decoder_ok': True}"]
+
+
+def _flash_board_case():
+    cfg = preset("tiny").replace(fixed={"scale_bits": 8, "bias_bits": 8})
+    model = golden.random_model(cfg, 5)
+    A = cfg.fixed.act_bits
+    frames = np.random.default_rng(13).integers(-(1 << (A - 1)), 1 << (A - 1), (2, cfg.coefficients))
+    return cfg, model, frames
+
+
+def test_board_boots_from_flash(tmp_path):
+    """Weights in SPRAM, read at power-up from a SPI flash model (``sim/flash_model.py``, asleep
+    until woken) at ``protocol.FLASH_IMAGE_OFFSET``: the self-test passes without any ``W``, and
+    ``I``, ``E`` (two in flight) and ``D`` answer bit-exactly."""
+    from hw import host, protocol
+    from hw.flash import FlashCommand
+    cfg, model, frames = _flash_board_case()
+    res = run_board(model, 16, tmp_path, frames, ks=[cfg.network.stages, 2], storage="spram",
+                    selftest_frames=1, flash_boot=True)
+    assert res["errors"] == []
+    assert res["leds"] == [1, 0] and res["leds_end"] == [1, 0]
+    image = protocol.flash_image(host.load_payload(model, 16, ("encoder", "decoder")))
+    assert res["flash"]["commands"] == [[FlashCommand.RELEASE_POWER_DOWN, None],
+                                        [FlashCommand.READ, protocol.FLASH_IMAGE_OFFSET]]
+    assert res["flash"]["bytes_read"] == len(image)
+
+
+def test_board_refuses_a_flash_image_with_one_wrong_bit(tmp_path):
+    """One weight bit flipped in the flash image: the boot's CRC check refuses it, ``led_fail``
+    lights, ``E`` is answered ``NOT_LOADED``; a ``W`` over the UART then loads the board."""
+    from hw import host, protocol
+    cfg, model, frames = _flash_board_case()
+    image = bytearray(protocol.flash_image(host.load_payload(model, 16, ("encoder", "decoder"))))
+    image[protocol.REQUEST_HEADER + 3] ^= 0x10
+    res = run_board(model, 16, tmp_path, frames, ks=[1], storage="spram", selftest_frames=1,
+                    flash_boot=True, flash_image=bytes(image))
+    assert res["errors"] == []
+    assert res["leds"] == [0, 1]
+    assert res["leds_end"] == [1, 0]
