@@ -22,8 +22,8 @@ report: install
 
 # the committed bitstreams of the shipped model (one command per board: cascade synth --board B)
 bitstreams: install
-	cascade synth --board icebreaker --cores encoder --clock 20.25   # PLL clock: pays for the model's 96-trial search (cascade set-search)
-	cascade synth --board icebreaker --cores decoder   # one bitstream per core: icebreaker-encoder/, icebreaker-decoder/
+	cascade synth --board icebreaker --cores encoder --clock 20.25 --flash-boot   # PLL clock: pays for the model's 96-trial search (cascade set-search); weights from the SPI flash
+	cascade synth --board icebreaker --cores decoder --flash-boot   # one bitstream per core: icebreaker-encoder/, icebreaker-decoder/
 	cascade synth --board ulx3s-85f --search 1 --search-candidates 32   # the wider search, chosen on the validation voice (docs/RESULTS.md)
 	cascade synth --board ulx3s-25f
 	cascade synth --board ulx3s-85f --model model/large/model.pt --cores encoder --out bitstreams/ulx3s-85f-large-encoder

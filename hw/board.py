@@ -683,6 +683,19 @@ class BoardTop(Elaboratable):
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.d.comb += [core.rx.eq(rx_buf.i), tx_buf.o.eq(core.tx)]
+        if core.flash_boot:
+            if getattr(platform, "family", None) != "iCE40":
+                raise ValueError("flash boot is built for iCE40 boards (an ECP5 reaches its "
+                                 "configuration flash's clock only through USRMCLK, not wired here)")
+            spi = platform.request("spi_flash_1x", 0, dir={n: "-" for n in ("cs", "clk", "copi", "cipo", "wp", "hold")})
+            bufs = {n: io.Buffer("i" if n == "cipo" else "o", getattr(spi, n)) for n in ("cs", "clk", "copi", "cipo", "wp", "hold")}
+            for n, buf in bufs.items():
+                m.submodules[f"flash_{n}_buf"] = buf
+            # cs, wp and hold are active low on the pins (the resource inverts them): select the
+            # chip while cs_n is low, never write-protect or hold it
+            m.d.comb += [bufs["cs"].o.eq(~core.flash.cs_n), bufs["clk"].o.eq(core.flash.sck),
+                         bufs["copi"].o.eq(core.flash.copi), core.flash.cipo.eq(bufs["cipo"].i),
+                         bufs["wp"].o.eq(0), bufs["hold"].o.eq(0)]
         for n, sig in enumerate((core.led_fail, core.led_pass, core.busy)):
             try:
                 led = platform.request("led", n, dir="-")

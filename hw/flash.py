@@ -67,6 +67,9 @@ class SPIFlashReader(wiring.Component):
         High once all ``length`` bytes have been taken from ``o``; chip select is released then.
     """
 
+    #: Cycles per byte while ``o`` is always ready: 8 SCK periods of 2 cycles, 1 to hand it off.
+    CYCLES_PER_BYTE = 17
+
     def __init__(self, offset: int, length: int, wake_cycles: int = 64):
         self._offset = operator.index(offset)
         self._length = operator.index(length)

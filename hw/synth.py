@@ -30,7 +30,8 @@ from pathlib import Path
 from model.errors import CascadeError
 from model.golden import IntModel
 
-from . import host
+from . import host, protocol
+from .flash import SPIFlashReader
 from .tools import require, tool_env
 
 __all__ = ["BOARDS", "FitError", "ToolError", "fit_check", "platform_for", "estimate", "resolve_storage", "synth",
@@ -114,13 +115,14 @@ def _blocks(width: int, depth: int, shapes) -> int:
 #: 128): the board's UART, self-test and command logic; per core a base, the layer table's
 #: decode per layer op, the code search (margins, flips, error accumulator); per lane an
 #: accumulator, its shadow register and its share of the post unit's lane multiplexer.
-#: iCE40 logic cells come out about 10 % above ECP5's for the same design (SPRAM glue).
+#: iCE40 logic cells come out about 10 % above ECP5's for the same design (SPRAM glue).  A
+#: flash-booting top adds the SPI flash reader and its boot sequencing.
 LC_MODEL = {"board": 700, "core": 1080, "per_op": 12, "search": 1100, "per_lane_acc_bit": 3,
-            "per_lane": 4, "ice40_factor": 1.1}
+            "per_lane": 4, "ice40_factor": 1.1, "flash_boot": 140}
 
 
 def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1,
-             storage: str = "rom") -> dict:
+             storage: str = "rom", flash_boot: bool = False) -> dict:
     """Memory bits, LUTs and DSPs that the board top needs, before any tool runs.
 
     Memory bits are exact for weights (padded to whole groups of ``lanes`` outputs) and parameters
@@ -139,7 +141,7 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
     if storage == "spram":
         est["spram_banks"] = {}
         est["spram_banks_available"] = b.get("spram_banks", 0)
-    shapes, blocks, lc = b["block_shapes"], 0, LC_MODEL["board"]
+    shapes, blocks, lc = b["block_shapes"], 0, LC_MODEL["board"] + LC_MODEL["flash_boot"] * bool(flash_boot)
     for side in cores:
         sc = Schedule(model, lanes, side)
         if storage == "spram":
@@ -361,6 +363,10 @@ def _run_yosys_only(top_core, b, out_dir: Path, env) -> dict:
 
 
 # ---- the build ----------------------------------------------------------------------------------
+#: The flash image a flash-booting build writes beside its bitstream (``protocol.flash_image``).
+FLASH_IMAGE = "flash-image.bin"
+
+
 def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_CORES, mode: str = "full",
           baud: int = 1_000_000, selftest_frames: int = 1, seed: int = 1, check_fit: bool = True,
           storage: str = "auto", clock_hz: float | None = None, **board_kwargs) -> dict:
@@ -428,7 +434,15 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
               "uart_divisor": top.core.divisor, "selftest_frames": selftest_frames,
               "top": "one board top (hw.board.BoardTop) holding " + " and ".join(cores),
               "storage": storage,
-              "estimate": estimate(model, board, lanes, cores, selftest_frames, storage)}
+              "estimate": estimate(model, board, lanes, cores, selftest_frames, storage, top.core.flash_boot)}
+    if top.core.flash_boot:
+        from model.files import write_file
+        image = protocol.flash_image(host.load_payload(model, lanes, cores))
+        write_file(out_dir / FLASH_IMAGE, image, force=True)
+        report["flash_boot"] = {
+            "image": FLASH_IMAGE, "image_bytes": len(image), "offset": protocol.FLASH_IMAGE_OFFSET,
+            "program": f"iceprog top.bin && iceprog -o {protocol.FLASH_IMAGE_OFFSET // 1024}k {FLASH_IMAGE}",
+            "boot_ms": round(1e3 * len(image) * SPIFlashReader.CYCLES_PER_BYTE / clk, 1)}
 
     if mode == "yosys":
         require(env, "YOSYS")
@@ -715,7 +729,13 @@ def _markdown(r: dict, b: dict) -> str:
               "ram": "Weights and parameters in block RAM, loaded over the UART (`cascade board load`).",
               "spram": "Weights and parameters in SPRAM (a bitstream cannot initialize it), loaded over the UART "
                        "after configuration: `cascade board load --port ...` (every `cascade board` action does it "
-                       "when the board says it has no weights)."}[r.get("storage", "rom")], "",
+                       "when the board says it has no weights)."}[r.get("storage", "rom")]
+             if not r.get("flash_boot") else
+             (f"Weights and parameters in {r['storage'].upper()}, read from the board's SPI flash at power-up "
+              f"({r['flash_boot']['image_bytes']} bytes at offset {r['flash_boot']['offset']:#x}, about "
+              f"{r['flash_boot']['boot_ms']:g} ms), checked (length, CRC-16) and self-tested before the LEDs light; "
+              f"program both once: `{r['flash_boot']['program']}` (`cascade board load` over the UART still works)."),
+             "",
              "| resource | used | available |", "|---|---|---|",
              f"| LUT4 (Yosys) | {s['luts']} | {b['luts']} |", f"| FF (Yosys) | {s['ffs']} | |"]
     for k, u in r.get("utilization", {}).items():

@@ -654,6 +654,15 @@ def cmd_synth(a):
     if a.clock_hz is not None and abs(a.clock_hz - a.clock * 1e6) > 1:
         print(f"clock: {a.clock_hz / 1e6:g} MHz, the PLL's nearest output at or below {a.clock:g} MHz",
               file=sys.stderr)
+    board_kwargs = {}
+    if a.flash_boot:
+        if platform_for(a.board).family != "iCE40":
+            raise UserError(f"--flash-boot: {a.board} is not an iCE40 board (flash boot is built for the iCEBreaker)")
+        if a.storage == "rom":
+            raise UserError("--flash-boot loads the weights into RAM: use --storage spram or ram (or auto)")
+        if a.storage == "auto":
+            a.storage = "spram"
+        board_kwargs["flash_boot"] = True
     if a.random_weights:   # --model may then name a config file or preset as well as a model
         from .config import CodecConfig
         from .golden import random_model
@@ -690,6 +699,8 @@ def cmd_synth(a):
     if a.out and len(builds) > 1:
         raise UserError("the cores need one bitstream each here: give --cores encoder or --cores decoder with --out")
     if a.sweep:
+        if a.flash_boot:
+            raise UserError("--sweep builds without --flash-boot (the flash reader adds the same few cells at every P)")
         if a.mode != "full":
             raise UserError("--sweep needs --mode full (each row has Fmax from place and route)")
         return _synth_sweep(a, model, builds)
@@ -699,7 +710,7 @@ def cmd_synth(a):
         out = Path(a.out) if a.out else REPO / "bitstreams" / name
         print(f"building {' + '.join(cores)} for {a.board} -> {out}", file=sys.stderr)
         results[name] = synth(model, a.board, a.lanes, out, cores=cores, storage=a.storage, mode=a.mode,
-                              clock_hz=a.clock_hz)
+                              clock_hz=a.clock_hz, **board_kwargs)
         if "lanes_choice" in results[name]:
             print(f"lanes: {results[name]['lanes']} ({results[name]['lanes_choice']['why']})", file=sys.stderr)
         for core, e in results[name]["per_core"].items():
@@ -1118,6 +1129,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "made by the board's PLL (iCE40 boards), the nearest output at or below MHZ; the "
                          "build checks timing at it and the report's real-time factors use it; a faster "
                          "clock pays for a wider --search-candidates")
+    sp.add_argument("--flash-boot", action="store_true",
+                    help="iCE40: the board reads its weights from its SPI flash at power-up (no host "
+                         "needed to load them; weights in SPRAM or RAM); the build writes OUT/flash-image.bin "
+                         "and the report says how to program it (iceprog -o 1024k flash-image.bin)")
     sp.add_argument("--random-weights", action="store_true",
                     help="the model's config with random weights (hardware size and timing do not "
                          "depend on the weights; for trying a --model config file or preset)")

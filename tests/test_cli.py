@@ -576,6 +576,11 @@ def _contract_cases(tmp_path, speech_wav, tiny_model_path, cas):
         ("decode-missing", ("decode", tmp_path / "nope.cas", tmp_path / "o.wav", *m)),
         ("verify-json-exists", ("verify", "--json", a_file, *m)),
         ("synth-too-many-lanes", ("synth", "--board", "ulx3s-85f", "--lanes", "256", "--out", folder, *m)),
+        ("synth-flash-boot-ecp5", ("synth", "--board", "ulx3s-25f", "--flash-boot", "--out", folder, *m)),
+        ("synth-flash-boot-rom", ("synth", "--board", "icebreaker", "--flash-boot", "--storage", "rom",
+                                  "--out", folder, *m)),
+        ("synth-flash-boot-sweep", ("synth", "--board", "icebreaker", "--flash-boot", "--sweep", "8",
+                                    "--out", folder, *m)),
     ]
 
 

@@ -173,6 +173,22 @@ def test_icebreaker_spram_yosys(tmp_path):
     assert "SPRAM" in (tmp_path / "report.md").read_text()
 
 
+def test_icebreaker_flash_boot_build(tmp_path):
+    """A real build of a flash-booting SPRAM top: the flash pins are placed, the flash image the
+    build writes beside the bitstream is the board's ``W`` frame, and the report says where it goes."""
+    from hw import host, protocol
+    cfg = preset("tiny").replace(fixed={"scale_bits": 8, "bias_bits": 8})
+    m = golden.random_model(cfg, 0)
+    r = synth(m, "icebreaker", 16, tmp_path, cores=("decoder",), storage="spram", flash_boot=True)
+    image = protocol.flash_image(host.load_payload(m, 16, ("decoder",)))
+    assert (tmp_path / r["flash_boot"]["image"]).read_bytes() == image
+    assert r["flash_boot"]["image_bytes"] == len(image) and r["flash_boot"]["offset"] == protocol.FLASH_IMAGE_OFFSET
+    assert f"-o {protocol.FLASH_IMAGE_OFFSET // 1024}k" in r["flash_boot"]["program"]
+    assert r["utilization"]["io"]["used"] >= 3 + 6     # clock, UART, LEDs + the six flash pins
+    assert r["fmax_mhz"] > 12
+    assert "flash" in (tmp_path / "report.md").read_text()
+
+
 def test_estimate_counts_weight_bits_exactly(tiny_model):
     cfg = tiny_model.config
     e = estimate(tiny_model, "icebreaker", 1)
