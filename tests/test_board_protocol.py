@@ -101,7 +101,7 @@ def test_protocol_with_standin_cores(tiny):
     assert leds == (1, 0)
     info = host.parse_info_reply(replies[0][0])
     assert info == {"config_hash": cfg.config_hash, "encoder": True, "decoder": True, "needs_load": False,
-                    "loaded": True, "lanes": 1, "in_flight": 2, "protocol": protocol.VERSION}
+                    "loaded": True, "lanes": 1, "in_flight": 2, "flash_boot": False, "protocol": protocol.VERSION}
     assert host.parse_selftest_reply(replies[1][0]) == {"encoder_ok": True, "decoder_ok": True}
     _encoded(cfg, replies[2][0], frame, 3)
     np.testing.assert_array_equal(host.parse_decode_reply(cfg, replies[3][0]), standin_decode(cfg, bits[None], 1)[0])

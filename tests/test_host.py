@@ -138,7 +138,7 @@ def test_board_roundtrip_matches_golden():
     model = golden.random_model(cfg, 2)
     board = host.Board(SoftLink(model), cfg)
     assert board.info() == {"config_hash": cfg.config_hash, "encoder": True, "decoder": True,
-                            "needs_load": False, "loaded": True, "lanes": 1, "in_flight": 1,
+                            "needs_load": False, "loaded": True, "lanes": 1, "in_flight": 1, "flash_boot": False,
                             "protocol": protocol.VERSION}
     assert board.selftest() == {"encoder_ok": True, "decoder_ok": True}
     x = _frames(cfg, 3, 0)
