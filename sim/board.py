@@ -33,7 +33,8 @@ def build_board(model: IntModel, lanes: int, build_dir, divisor: int = 4, **boar
 
 
 def board_transactions(model: IntModel, frames, ks, lanes: int = 1, storage: str = "rom",
-                       flash_boot: bool = False, flash_ok: bool = True) -> list[tuple[str, bytes, list]]:
+                       flash_boot: bool = False, flash_ok: bool = True,
+                       cores=("encoder", "decoder")) -> list[tuple[str, bytes, list]]:
     """``(name, request bytes, [(tag, kind, expected) per reply frame])`` for: info, self-test,
     ``E`` of every frame, ``D`` of every frame's golden codes with the K given, and requests that go
     wrong, each followed by a valid one: truncated, corrupted, oversized, trailing bytes, a bad K,
@@ -41,14 +42,21 @@ def board_transactions(model: IntModel, frames, ks, lanes: int = 1, storage: str
     ``tests/test_board_protocol.py``) (a RAM board instead first refuses ``E``, gets a damaged and a truncated
     ``W``, refuses ``E`` again, then gets the load image; a flash-booting board whose image was good
     (``flash_ok``) is loaded from the start).  ``kind`` is ``info``, ``selftest``,
-    ``encode``, ``decode`` or ``status`` (expected: (command, status) of an error reply)."""
+    ``encode``, ``decode`` or ``status`` (expected: (command, status) of an error reply).
+
+    A board with one of the two ``cores`` (the shipped model's iCEBreaker tops) gets the short
+    list: info, self-test, and that core's requests (``E`` of every frame, or ``D`` of every
+    frame with its K), after the load sequence if it needs one."""
     cfg = model.config
     frames = np.asarray(frames, dtype=np.int64)
     codes = golden.encode(model, frames)
     ram = storage != "rom"
     loaded_at_start = not ram or (flash_boot and flash_ok)
     tags = iter(range(1, 256))
-    info = {"config_hash": cfg.config_hash, "encoder": True, "decoder": True, "needs_load": ram,
+    cores = tuple(cores)
+    both = set(cores) == {"encoder", "decoder"}
+    info = {"config_hash": cfg.config_hash, "encoder": "encoder" in cores, "decoder": "decoder" in cores,
+            "needs_load": ram,
             "loaded": loaded_at_start, "lanes": lanes, "in_flight": 2, "flash_boot": flash_boot,
             "protocol": protocol.VERSION}
     C, S = protocol.Command, protocol.Status
@@ -69,16 +77,32 @@ def board_transactions(model: IntModel, frames, ks, lanes: int = 1, storage: str
 
     tr = [("info", *req("info", info, host.info_request))]
     if not loaded_at_start:
-        image = host.load_payload(model, lanes, ("encoder", "decoder"))
-        tr += [("unloaded", *status(C.ENCODE, S.NOT_LOADED, lambda tag: host.encode_request(cfg, frames[0], tag))),
+        image = host.load_payload(model, lanes, cores)
+        if "encoder" in cores:
+            probe_cmd, probe = C.ENCODE, lambda tag: host.encode_request(cfg, frames[0], tag)
+        else:
+            probe_cmd, probe = C.DECODE, lambda tag: host.decode_request(cfg, [c[0] for c in codes], 1, tag)
+        tr += [("unloaded", *status(probe_cmd, S.NOT_LOADED, probe)),
                ("load damaged", *status(C.LOAD, S.BAD_CRC, lambda tag: _flip(protocol.request_frame(
                    C.LOAD, image, tag), len(image) // 2))),
                ("load truncated", *status(C.LOAD, S.TIMEOUT, lambda tag: protocol.request_frame(
                    C.LOAD, image, tag)[:len(image) // 3])),
-               ("still unloaded", *status(C.ENCODE, S.NOT_LOADED, lambda tag: host.encode_request(cfg, frames[0], tag))),
+               ("still unloaded", *status(probe_cmd, S.NOT_LOADED, probe)),
                ("load", *req("status", (C.LOAD, S.OK), lambda tag: protocol.request_frame(C.LOAD, image, tag))),
                ("info", *req("info", dict(info, loaded=True), host.info_request))]
     tr.append(("selftest", *req("selftest", {"encoder_ok": True, "decoder_ok": True}, host.selftest_request)))
+    if not both:
+        if "encoder" in cores:
+            tr += [(f"E{t}", *encode(t)) for t in range(len(frames))]
+            if len(frames) > 1:
+                (r0, e0), (r1, e1) = encode(0), encode(1)
+                tr.append(("E01 in flight", r0 + r1, e0 + e1))
+        else:
+            tr += [(f"D{t}k{k}", *decode(t, k)) for t, k in enumerate(ks)]
+            if len(ks) > 1:
+                (r0, e0), (r1, e1) = decode(0, ks[0]), decode(1, ks[1])
+                tr.append(("D01 in flight", r0 + r1, e0 + e1))
+        return tr
     for t in range(len(frames)):
         tr.append((f"E{t}", *encode(t)))
     if len(frames) > 1:   # two requests in flight: the second arrives while the first computes
@@ -162,11 +186,15 @@ def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int =
     if board.flash_boot:
         good = protocol.flash_image(host.load_payload(model, lanes, board.cores))
         flash_image = good if flash_image is None else bytes(flash_image)
-    tr = board_transactions(model, frames, ks, lanes, board.storage, board.flash_boot, flash_image == good)
+    tr = board_transactions(model, frames, ks, lanes, board.storage, board.flash_boot, flash_image == good,
+                            board.cores)
     reqs = [np.frombuffer(r, np.uint8) for _, r, _ in tr]
     longest = max(len(r) for _, r, _ in tr) + 2 * max(host.encode_reply_len(cfg), host.decode_reply_len(cfg))
     cpf = max(getattr(board, c).cycles_per_frame for c in board.cores)
     timeout = 20 * divisor * longest + 4 * cpf * (board._frames + 1) + 2 * board.timeout_cycles + 10_000
+    if board.flash_boot:     # the boot reads the image at SPIFlashReader.CYCLES_PER_BYTE a byte, or slower
+        from hw.flash import SPIFlashReader
+        timeout += 2 * SPIFlashReader.CYCLES_PER_BYTE * len(flash_image)
     vpath, rpath = build_dir / "board_vectors.npz", build_dir / "board_result.json"
     np.savez(vpath, divisor=board.divisor, timeout_cycles=timeout, quiet_cycles=3 * board.timeout_cycles,
              request_bytes=np.concatenate(reqs), request_splits=np.cumsum([len(r) for r in reqs])[:-1],

@@ -2,6 +2,7 @@
 self-test LEDs, ``I``, ``T``, ``E`` and ``D`` (several K) answers, and a refused bad K."""
 
 import numpy as np
+import pytest
 
 from model import golden
 from model.config import preset
@@ -83,3 +84,32 @@ def test_board_refuses_a_flash_image_with_one_wrong_bit(tmp_path):
     assert res["errors"] == []
     assert res["leds"] == [0, 1]
     assert res["leds_end"] == [1, 0]
+
+
+def _shipped_frames(n: int):
+    """The shipped default model's integer model and ``n`` quantized frames of a real recording
+    (the middle of a test-voice file)."""
+    from pathlib import Path
+    from model import dsp
+    from model.codec import Codec
+    from model.data import load_wav
+    root = Path(__file__).resolve().parents[1]
+    codec = Codec.load(root / "model" / "default" / "model.pt")
+    wav = sorted((root / "data" / "test" / "cmu").glob("*.wav"))[0]
+    an = dsp.analyze(load_wav(wav, codec.cfg.signal.sample_rate), codec.cfg, codec.lsf_q)
+    x = golden.quantize_frames(an.frames, codec.cfg)
+    mid = len(x) // 2
+    return codec.int_model(), x[mid:mid + n]
+
+
+@pytest.mark.slow  # about N minutes of Icarus: the boot clocks in the whole 61 kB image
+@pytest.mark.parametrize("core", ["decoder"])
+def test_shipped_board_boots_from_flash(tmp_path, core):
+    """The shipped model's iCEBreaker decoder top as committed (P = 16, SPRAM, flash boot) boots
+    from the flash model and decodes real speech frames bit-exactly at two K, two in flight."""
+    model, frames = _shipped_frames(2)
+    N = model.config.network.stages
+    res = run_board(model, 16, tmp_path, frames, ks=[N, 3], storage="spram", selftest_frames=1,
+                    flash_boot=True, cores=(core,))
+    assert res["errors"] == []
+    assert res["leds"] == [1, 0]

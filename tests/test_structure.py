@@ -126,10 +126,16 @@ def test_info_and_truncate_import_no_torch(tmp_path):
             f"for argv in (['info', {str(src)!r}], ['truncate', {str(src)!r}, {str(tmp_path / 'c.cas')!r}, '--stages', '2']):\n"
             "    try:\n        main(argv)\n    except SystemExit as e:\n        assert not e.code, e.code\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
+    _run_fresh(code, root)
+    assert (tmp_path / "c.cas").is_file()
+
+
+def _run_fresh(code: str, root: Path):
+    """Run ``code`` in a fresh interpreter at the repository root; it must exit 0."""
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(root)})
     assert r.returncode == 0, r.stderr[-2000:]
-    assert (tmp_path / "c.cas").is_file()
+    return r
 
 
 def test_refused_audio_imports_no_torch(tmp_path):
@@ -148,7 +154,5 @@ def test_refused_audio_imports_no_torch(tmp_path):
             f"    assert main(['encode', src, {str(tmp_path / 'o.cas')!r}]) == 1\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n"
             "assert 'scipy.signal' not in sys.modules, 'scipy.signal imported'\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(root)})
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = _run_fresh(code, root)
     assert r.stderr.count("cascade: error: ") == 2 and not (tmp_path / "o.cas").exists()
