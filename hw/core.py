@@ -127,7 +127,7 @@ class CascadeCore(wiring.Component):
         fifo_depth = 2 * per_frame_out
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=1 if enc else A, depth=fifo_depth)
         m.submodules.mac = mac = MacEngine(P, A, sc.acc_bits)
-        m.submodules.post = post = PostUnit(cfg, sc.acc_bits, bb, sc.max_shift, margin=sc.searches)
+        m.submodules.post = post = PostUnit(A, cfg.fixed.act_frac, sb, sc.acc_bits, bb, sc.max_shift, margin=sc.searches)
         assert PostUnit.LATENCY == POST_UNIT_LATENCY == POST_LATENCY - 2   # p0, p1 + PostUnit
 
         # ---- loader: stream input -> frames/codes bank ------------------------------------

@@ -6,7 +6,7 @@ from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .schedule import MODE_CODE, MODE_IN, MODE_OUT, MODE_OUT_ADD, MODE_OUT_SUB, MODE_RES, POST_UNIT_LATENCY
+from .schedule import POST_UNIT_LATENCY, PostMode
 
 __all__ = ["PostUnit"]
 
@@ -32,12 +32,14 @@ class PostUnit(wiring.Component):
 
         p = acc * mult
         z = ((p + 2**(shift-1)) >> shift) + bias  # round half up (no rounding when shift == 0)
-        MODE_IN:      value = clamp(z, -2**F, 2**F)                (hardtanh)
-        MODE_RES:     value = sat_A(res + clamp(z, -2**F, 2**F))
-        MODE_CODE:    bit = z >= 0, value = +1 if bit else -1      (sign; +-1 for the next decoder)
-        MODE_OUT:     value = sat_A(z)
-        MODE_OUT_ADD: value = sat_A(res + sat_A(z))                (decoder running sum)
-        MODE_OUT_SUB: value = sat_A(res - sat_A(z))                (encoder residual r - y)
+        IN:      value = clamp(z, -2**F, 2**F)                (hardtanh)
+        RES:     value = sat_A(res + clamp(z, -2**F, 2**F))
+        CODE:    bit = z >= 0, value = +1 if bit else -1      (sign; +-1 for the next decoder)
+        OUT:     value = sat_A(z)
+        OUT_ADD: value = sat_A(res + sat_A(z))                (decoder running sum)
+        OUT_SUB: value = sat_A(res - sat_A(z))                (encoder residual r - y)
+
+    (``mode``: :class:`hw.schedule.PostMode`.)
         margin = |sat_A(z)|  (with ``margin=True``: how far a code bit is from flipping)
 
     Number formats (``model/golden.py``): ``acc`` signed ``acc_bits``, ``mult`` signed
@@ -65,9 +67,10 @@ class PostUnit(wiring.Component):
 
     Parameters
     ----------
-    cfg : CodecConfig
-    acc_bits, bias_bits : int
-        Widths of the accumulator and of the bias.
+    act_bits, act_frac : int
+        A and F of the activations (``cfg.fixed``).
+    scale_bits, acc_bits, bias_bits : int
+        Widths of the per-output scale, the accumulator and the bias.
     max_shift : int
         Largest layer shift the unit must support.
     margin : bool
@@ -76,10 +79,10 @@ class PostUnit(wiring.Component):
 
     LATENCY = POST_UNIT_LATENCY
 
-    def __init__(self, cfg, acc_bits: int, bias_bits: int, max_shift: int, margin: bool = False):
-        fx = cfg.fixed
-        self._A, self._F = fx.act_bits, fx.act_frac
-        self._acc_bits, self._bias_bits, self._scale_bits = int(acc_bits), int(bias_bits), fx.scale_bits
+    def __init__(self, act_bits: int, act_frac: int, scale_bits: int, acc_bits: int, bias_bits: int,
+                 max_shift: int, margin: bool = False):
+        self._A, self._F = int(act_bits), int(act_frac)
+        self._acc_bits, self._bias_bits, self._scale_bits = int(acc_bits), int(bias_bits), int(scale_bits)
         self._max_shift = int(max_shift)
         self._margin = bool(margin)
         super().__init__({
@@ -89,7 +92,7 @@ class PostUnit(wiring.Component):
             "bias": In(signed(self._bias_bits)),
             "res": In(signed(self._A)),
             "shift": In(range(self._max_shift + 1)),
-            "mode": In(range(6)),
+            "mode": In(PostMode),
             "o_valid": Out(1),
             "value": Out(signed(self._A)),
             "bit": Out(1),
@@ -162,17 +165,17 @@ class PostUnit(wiring.Component):
             zs.eq(_sat(z, A)),
         ]
         with m.Switch(mode):
-            with m.Case(MODE_IN):
+            with m.Case(PostMode.IN):
                 m.d.comb += value.eq(act)
-            with m.Case(MODE_RES):
+            with m.Case(PostMode.RES):
                 m.d.comb += value.eq(_sat(res + act, A))
-            with m.Case(MODE_CODE):
+            with m.Case(PostMode.CODE):
                 m.d.comb += value.eq(Mux(z[-1], -1, 1))
-            with m.Case(MODE_OUT):
+            with m.Case(PostMode.OUT):
                 m.d.comb += value.eq(zs)
-            with m.Case(MODE_OUT_ADD):
+            with m.Case(PostMode.OUT_ADD):
                 m.d.comb += value.eq(_sat(res + zs, A))
-            with m.Case(MODE_OUT_SUB):
+            with m.Case(PostMode.OUT_SUB):
                 m.d.comb += value.eq(_sat(res - zs, A))
         m.d.sync += [self.o_valid.eq(r2["valid"]), self.value.eq(value), self.bit.eq(~z[-1])]
         if self._margin:

@@ -40,14 +40,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from amaranth.lib import enum
+
 from model.config import ConfigError
 from model.golden import IntModel
 
-__all__ = ["Schedule", "LayerOp", "MODE_IN", "MODE_RES", "MODE_CODE", "MODE_OUT",
+__all__ = ["Schedule", "LayerOp", "PostMode", "MODE_IN", "MODE_RES", "MODE_CODE", "MODE_OUT",
            "MODE_OUT_ADD", "MODE_OUT_SUB", "POST_LATENCY", "POST_UNIT_LATENCY", "search_drain"]
 
-# Post unit modes (what is done after z = round_shift(acc*mult + bias)); see hw/post.py.
-MODE_IN, MODE_RES, MODE_CODE, MODE_OUT, MODE_OUT_ADD, MODE_OUT_SUB = range(6)
+class PostMode(enum.IntEnum, shape=3):
+    """What the post unit does after z = round_shift(acc * mult) + bias (``hw/post.py``); the
+    layer table of a core stores one per layer op."""
+    IN = 0          #: hardtanh (first layer)
+    RES = 1         #: residual block: sat_A(res + hardtanh(z))
+    CODE = 2        #: sign code layer: bit and +-1
+    OUT = 3         #: output layer: sat_A(z)
+    OUT_ADD = 4     #: decoder running sum: sat_A(res + sat_A(z))
+    OUT_SUB = 5     #: encoder residual: sat_A(res - sat_A(z))
+
+
+MODE_IN, MODE_RES, MODE_CODE, MODE_OUT, MODE_OUT_ADD, MODE_OUT_SUB = PostMode
 
 #: Pipeline depth of :class:`~hw.post.PostUnit` (input register, multiply, round/shift, finish).
 POST_UNIT_LATENCY = 4

@@ -102,11 +102,12 @@ def _shipped_frames(n: int):
     return codec.int_model(), x[mid:mid + n]
 
 
-@pytest.mark.slow  # about N minutes of Icarus: the boot clocks in the whole 61 kB image
-@pytest.mark.parametrize("core", ["decoder"])
+@pytest.mark.slow  # minutes of Icarus each: the boot clocks in the whole image (61 / 111 kB)
+@pytest.mark.parametrize("core", ["decoder", "encoder"])
 def test_shipped_board_boots_from_flash(tmp_path, core):
-    """The shipped model's iCEBreaker decoder top as committed (P = 16, SPRAM, flash boot) boots
-    from the flash model and decodes real speech frames bit-exactly at two K, two in flight."""
+    """The shipped model's iCEBreaker tops as committed (one core each, P = 16, SPRAM, flash boot)
+    boot from the flash model and code real speech frames bit-exactly: the decoder at two K, the
+    encoder with its code search, two requests in flight."""
     model, frames = _shipped_frames(2)
     N = model.config.network.stages
     res = run_board(model, 16, tmp_path, frames, ks=[N, 3], storage="spram", selftest_frames=1,

@@ -63,7 +63,7 @@ def post_cases(n, seed):
 def run_post(cases):
     """One case per cycle (back to back, then idle); results in order, each exactly
     ``PostUnit.LATENCY`` cycles after its inputs."""
-    dut = PostUnit(CFG, ACC, BB, 14)
+    dut = PostUnit(A, F, SB, ACC, BB, 14)
     out, valid_at = [], []
 
     async def tb(ctx):
