@@ -17,10 +17,9 @@ the whole picture.
 from __future__ import annotations
 
 import operator
-from types import SimpleNamespace
 
 from amaranth import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
@@ -29,10 +28,268 @@ from model.golden import IntModel
 
 from .mac import MacEngine
 from .post import PostUnit
-from .schedule import POST_LATENCY, POST_UNIT_LATENCY, Schedule, search_drain
+from .schedule import POST_LATENCY, POST_UNIT_LATENCY, PostMode, Schedule, search_drain
 from .store import STORAGES, ParamStore, spram_misfit
 
-__all__ = ["CascadeCore"]
+__all__ = ["CascadeCore", "FrameBanks", "ImageLoader", "CodeSearch", "Phase"]
+
+
+class Phase(enum.Enum, shape=2):
+    """What the encoder's current decoder run is for (the code search, ``CodeSearch``)."""
+    FORWARD = 0     #: encoder layers, and a searched stage's baseline decoder run
+    TRIAL = 1       #: a run with one code bit flipped: its error goes to the search
+    FINAL = 2       #: the run with the kept code: it writes the residual
+
+
+class FrameBanks(wiring.Component):
+    """The core's input: frames (encoder) or code bits (decoder) from the ``i`` stream into two
+    banks of one memory, so the next frame loads while one computes.
+
+    ``full[b]`` is high while bank ``b`` holds a whole frame that the datapath has not released;
+    a pulse on ``release[b]`` frees it.  The loader fills bank 0, then 1, then 0 ...; ``i`` is
+    ready while the bank it fills is free.  Encoder: ``D`` signed A-bit words per frame.  Decoder:
+    first ``k`` (the frame's stage count K, kept per bank as ``k_of[b]``), then ``sum(code_bits[:K])``
+    bits (1 = +1), read by the datapath as +-1.
+
+    Read ports (combinational address, data in the next cycle, as the memory's): ``mac_index``
+    / ``mac_data`` (the MAC engine's operand) and, encoder only, ``res_index`` / ``res_data`` (the
+    post unit's residual input), each at index ``*_index`` of bank ``bank``."""
+
+    def __init__(self, side: str, act_bits: int, coefficients: int, code_offsets):
+        self._enc = side == "encoder"
+        self._A, self._D = int(act_bits), int(coefficients)
+        self._offsets = tuple(int(o) for o in code_offsets)
+        N = len(self._offsets) - 1
+        A = self._A
+        self._bank = self._D if self._enc else self._offsets[-1]
+        sig = {"full": Out(2), "release": In(2), "bank": In(1),
+               "mac_index": In(range(2 * self._bank)), "mac_data": Out(signed(A))}
+        if self._enc:
+            sig.update(i=In(stream.Signature(signed(A))), res_index=In(range(2 * self._bank)),
+                       res_data=Out(signed(A)))
+        else:
+            sig.update(k=In(stream.Signature(range(1, N + 1))), i=In(stream.Signature(1)),
+                       k_of_bank=Out(range(N + 1)))
+        super().__init__(sig)
+
+    @property
+    def bank_depth(self) -> int:
+        """Words (encoder) or bits (decoder) per bank."""
+        return self._bank
+
+    def elaborate(self, platform):
+        m = Module()
+        in_bank, D, A = self._bank, self._D, self._A
+        if self._enc:
+            m.submodules.frames = xmem = Memory(shape=signed(A), depth=2 * in_bank, init=[])
+            x_wr, x_mac, x_res = xmem.write_port(), xmem.read_port(), xmem.read_port()
+        else:
+            m.submodules.codes = xmem = Memory(shape=unsigned(1), depth=2 * in_bank, init=[])
+            x_wr, x_mac = xmem.write_port(), xmem.read_port()
+        full, set_full = self.full, Signal(2)
+        ld_bank = Signal()
+        ld_cnt = Signal(range(max(in_bank, 2)))
+        m.d.sync += full.eq((full | set_full) & ~self.release)
+        m.d.comb += x_wr.addr.eq(Mux(ld_bank, in_bank, 0) + ld_cnt)
+        m.d.comb += [x_wr.data.eq(self.i.payload), x_wr.en.eq(self.i.valid & self.i.ready)]
+        if self._enc:
+            m.d.comb += self.i.ready.eq(~full.bit_select(ld_bank, 1))
+            with m.If(self.i.valid & self.i.ready):
+                with m.If(ld_cnt == D - 1):
+                    m.d.sync += [ld_cnt.eq(0), ld_bank.eq(~ld_bank)]
+                    m.d.comb += set_full.eq(Mux(ld_bank, 0b10, 0b01))
+                with m.Else():
+                    m.d.sync += ld_cnt.eq(ld_cnt + 1)
+            m.d.comb += [x_mac.addr.eq(Mux(self.bank, in_bank, 0) + self.mac_index),
+                         x_res.addr.eq(Mux(self.bank, in_bank, 0) + self.res_index),
+                         self.mac_data.eq(x_mac.data), self.res_data.eq(x_res.data)]
+        else:
+            N = len(self._offsets) - 1
+            kbank = [Signal(range(N + 1), name=f"k_bank{b}") for b in range(2)]
+            ld_bits = Signal(range(max(in_bank, 2)))   # code bits of the frame being loaded, minus 1
+            ld_state = Signal()                        # 0: wait for k, 1: code bits
+            nbits = Signal.like(ld_bits)
+            with m.Switch(self.k.payload):
+                for k in range(1, N + 1):
+                    with m.Case(k):
+                        m.d.comb += nbits.eq(self._offsets[k] - 1)
+            m.d.comb += [self.k.ready.eq(~ld_state & ~full.bit_select(ld_bank, 1)),
+                         self.i.ready.eq(ld_state)]
+            with m.If(self.k.valid & self.k.ready):
+                m.d.sync += [ld_state.eq(1), ld_bits.eq(nbits), ld_cnt.eq(0)]
+                with m.If(ld_bank):
+                    m.d.sync += kbank[1].eq(self.k.payload)
+                with m.Else():
+                    m.d.sync += kbank[0].eq(self.k.payload)
+            with m.If(self.i.valid & self.i.ready):
+                with m.If(ld_cnt == ld_bits):
+                    m.d.sync += [ld_cnt.eq(0), ld_bank.eq(~ld_bank), ld_state.eq(0)]
+                    m.d.comb += set_full.eq(Mux(ld_bank, 0b10, 0b01))
+                with m.Else():
+                    m.d.sync += ld_cnt.eq(ld_cnt + 1)
+            m.d.comb += [x_mac.addr.eq(Mux(self.bank, in_bank, 0) + self.mac_index),
+                         self.mac_data.eq(Mux(x_mac.data, 1, -1)),
+                         self.k_of_bank.eq(Mux(self.bank, kbank[1], kbank[0]))]
+        return m
+
+
+class ImageLoader(wiring.Component):
+    """Writes a RAM-stored core's load image into its weight and parameter stores.
+
+    ``load`` carries ``weight_rows`` words (their low ``weight_bits`` go to the weight store at
+    addresses 0, 1, ...), then ``param_rows`` words (their low ``param_bits`` to the parameter
+    store), one word per cycle while ``idle`` is high.  ``loaded`` rises after the last word and
+    falls with the first word of a reload (the pointer wraps to 0 after the last)."""
+
+    def __init__(self, weight_rows: int, weight_bits: int, param_rows: int, param_bits: int, word_bits: int):
+        self._nw, self._np = int(weight_rows), int(param_rows)
+        super().__init__({
+            "load": In(stream.Signature(word_bits)), "idle": In(1), "loaded": Out(1),
+            "w_addr": Out(range(max(self._nw, 2))), "w_data": Out(weight_bits), "w_en": Out(1),
+            "p_addr": Out(range(max(self._np, 2))), "p_data": Out(param_bits), "p_en": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n_w, n_p = self._nw, self._np
+        ptr = Signal(range(n_w + n_p))
+        in_params = Signal()                     # the pointer is in the parameter part
+        m.d.comb += [
+            self.load.ready.eq(self.idle),
+            in_params.eq(ptr >= n_w),
+            self.w_addr.eq(ptr), self.w_data.eq(self.load.payload),
+            self.p_addr.eq(ptr - n_w), self.p_data.eq(self.load.payload),
+        ]
+        with m.If(self.load.valid & self.load.ready):
+            m.d.comb += [self.w_en.eq(~in_params), self.p_en.eq(in_params)]
+            with m.If(ptr == n_w + n_p - 1):
+                m.d.sync += [ptr.eq(0), self.loaded.eq(1)]
+            with m.Else():
+                m.d.sync += [ptr.eq(ptr + 1), self.loaded.eq(0)]
+        return m
+
+
+class CodeSearch(wiring.Component):
+    """The encoder's closed-loop code search (``cfg.search``; ``model.golden.search_code``) beside
+    the sequencer.
+
+    A searched stage's code layer records its bits and margins ``|sat_A(z)|`` (``rec_*``); the
+    stage decoder then runs once (baseline, phase FORWARD) and once per trial with one bit flipped
+    (TRIAL); a trial's out layer feeds ``sat_A(r - y)`` to the squared-error accumulator
+    (``err_*``).  The sequencer pulses ``start`` when it has issued a run whose error the search
+    judges and issues nothing while ``run`` is low.  States: RUN (the sequencer runs layers),
+    DRAIN (``search_drain(P)`` cycles for the error), JUDGE (keep the flip if the error fell, else
+    undo it), SELECT (scan the margins for the next bit in (margin, index) order), FLIP (flip it in
+    the code and in the code region of the activations, ``code_*`` write, then ``restart``
+    TRIAL), EMIT (send the kept code bits, ``emit`` / ``emit_bit``, then ``restart`` FINAL).
+    ``restart`` asks the sequencer to run the stage's decoder again from its first layer in
+    ``restart_phase``.  Cycle counts: ``Schedule.cycles_per_frame``.
+
+    ``bits_m1`` and ``cands_m1`` are the current stage's code bits and candidates, minus one."""
+
+    def __init__(self, lanes: int, act_bits: int, coefficients: int, max_code_bits: int, passes: int,
+                 code_region: int, act_depth: int):
+        self._P, self._A, self._D = int(lanes), int(act_bits), int(coefficients)
+        self._Bm, self._passes = int(max_code_bits), int(passes)
+        self._region = int(code_region)
+        A, Bm = self._A, self._Bm
+        super().__init__({
+            "rec_valid": In(1), "rec_index": In(range(Bm)), "rec_bit": In(1), "rec_margin": In(unsigned(A)),
+            "err_valid": In(1), "err_value": In(signed(A)),
+            "start": In(1), "phase": In(Phase), "bits_m1": In(range(Bm)), "cands_m1": In(range(Bm)),
+            "run": Out(1), "restart": Out(1), "restart_phase": Out(Phase),
+            "code_we": Out(1), "code_addr": Out(range(act_depth)), "code_data": Out(signed(A)),
+            "emit": Out(1), "emit_bit": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        A, Bm, D, passes = self._A, self._Bm, self._D, self._passes
+        drain = search_drain(self._P)
+        m.submodules.margins = mmem = Memory(shape=unsigned(A), depth=Bm, init=[])
+        mg_wr, mg_rd = mmem.write_port(), mmem.read_port()
+        cbits = Signal(Bm)                    # the stage's code (1 = +1)
+        flip_idx = Signal(range(Bm))          # the bit of the current trial
+        cnt = Signal(range(max(drain, Bm + 1)))
+        cand = Signal(range(Bm))
+        pass_n = Signal(range(passes))
+        err_bits = 2 * A + (D - 1).bit_length()
+        err, best_err = Signal(err_bits), Signal(err_bits)
+        sq, sq_valid = Signal(2 * A), Signal()
+        sel_first, sel_have = Signal(), Signal()
+        prev_m, sel_m = Signal(unsigned(A)), Signal(unsigned(A))
+        prev_i, sel_i = Signal(range(Bm)), Signal(range(Bm))
+
+        # record the code layer's bits and margins
+        m.d.comb += [mg_wr.addr.eq(self.rec_index), mg_wr.data.eq(self.rec_margin), mg_wr.en.eq(self.rec_valid)]
+        with m.If(self.rec_valid):
+            m.d.sync += cbits.bit_select(self.rec_index, 1).eq(self.rec_bit)
+        # squared-error accumulator (a trial's out layer: value = sat_A(r - y))
+        m.d.sync += [sq_valid.eq(self.err_valid), sq.eq(self.err_value * self.err_value)]
+        with m.If(sq_valid):
+            m.d.sync += err.eq(err + sq)
+
+        def restart(ph):
+            m.d.comb += [self.restart.eq(1), self.restart_phase.eq(ph)]
+            m.next = "RUN"
+
+        def flip(idx):           # cbits[idx] and C[idx] (as +-1, the decoder's input format)
+            bit = cbits.bit_select(idx, 1)
+            m.d.sync += bit.eq(~bit)
+            m.d.comb += [self.code_we.eq(1), self.code_addr.eq(self._region + idx),
+                         self.code_data.eq(Mux(bit, -1, 1))]
+
+        sel_idx = Signal(range(Bm + 1))       # index whose margin mg_rd.data holds
+        sel_ok = Signal()                     # it comes after the previous pick in the order
+        m.d.comb += [
+            mg_rd.addr.eq(cnt), sel_idx.eq(cnt - 1),
+            sel_ok.eq(sel_first | (mg_rd.data > prev_m) | ((mg_rd.data == prev_m) & (sel_idx > prev_i))),
+            self.emit_bit.eq(cbits.bit_select(cnt, 1)),
+        ]
+        with m.FSM(init="RUN") as fsm:
+            m.d.comb += self.run.eq(fsm.ongoing("RUN"))
+            with m.State("RUN"):
+                with m.If(self.start):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == drain - 1):
+                    m.d.sync += cnt.eq(0)
+                    m.next = "JUDGE"
+            with m.State("JUDGE"):
+                m.d.sync += [err.eq(0), sel_have.eq(0), cnt.eq(0)]
+                m.next = "SELECT"
+                with m.If(self.phase == Phase.FORWARD):       # the baseline run
+                    m.d.sync += [best_err.eq(err), cand.eq(0), pass_n.eq(0), sel_first.eq(1)]
+                with m.Else():
+                    with m.If(err < best_err):
+                        m.d.sync += best_err.eq(err)
+                    with m.Else():                # undo the flip
+                        flip(flip_idx)
+                    with m.If(self.cands_m1 == cand):
+                        m.d.sync += [cand.eq(0), sel_first.eq(1), pass_n.eq(pass_n + 1)]
+                        with m.If(pass_n == passes - 1):
+                            m.next = "EMIT"
+                    with m.Else():
+                        m.d.sync += cand.eq(cand + 1)
+            with m.State("SELECT"):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If((cnt != 0) & sel_ok & (~sel_have | (mg_rd.data < sel_m))):
+                    m.d.sync += [sel_have.eq(1), sel_m.eq(mg_rd.data), sel_i.eq(sel_idx)]
+                with m.If(cnt == self.bits_m1 + 1):
+                    m.d.sync += cnt.eq(0)
+                    m.next = "FLIP"
+            with m.State("FLIP"):
+                m.d.sync += [flip_idx.eq(sel_i), prev_m.eq(sel_m), prev_i.eq(sel_i), sel_first.eq(0)]
+                flip(sel_i)
+                restart(Phase.TRIAL)
+            with m.State("EMIT"):
+                m.d.comb += self.emit.eq(1)
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == self.bits_m1):
+                    m.d.sync += cnt.eq(0)
+                    restart(Phase.FINAL)
+        return m
 
 
 class CascadeCore(wiring.Component):
@@ -95,6 +352,9 @@ class CascadeCore(wiring.Component):
 
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):
+        """Composes the parts: input banks, stores (and their loader), activation memory, the
+        sequencer (issue stage, below), MAC engine, post pipeline p0..p5 (below), post unit, code
+        search (encoder), output FIFO with credit."""
         m = Module()
         sc, cfg = self._sched, self._model.config
         enc = self._side == "encoder"
@@ -103,81 +363,28 @@ class CascadeCore(wiring.Component):
         nL = len(ops)
         sb, bb = sc.scale_bits, sc.bias_bits
 
-        # ---- memories ---------------------------------------------------------------------
+        # ---- parts --------------------------------------------------------------------------
         rom = self._storage == "rom"
         m.submodules.weights = wmem = ParamStore(P, sc.weight_depth, self._storage,
                                                  sc.weight_rows() if rom else None)
         m.submodules.params = pmem = ParamStore(sb + bb, sc.param_depth, self._storage,
                                                 sc.param_rows() if rom else None)
         m.submodules.acts = amem = Memory(shape=signed(A), depth=sc.act_depth, init=[])
-        w_rd = SimpleNamespace(addr=wmem.read_addr, data=wmem.read_data)
-        p_rd = SimpleNamespace(addr=pmem.read_addr, data=pmem.read_data)
         a_mac, a_res, a_wr = amem.read_port(), amem.read_port(), amem.write_port()
-        if enc:
-            in_depth, in_bank = 2 * D, D
-            m.submodules.frames = xmem = Memory(shape=signed(A), depth=in_depth, init=[])
-            x_wr, x_mac, x_res = xmem.write_port(), xmem.read_port(), xmem.read_port()
-        else:
-            in_depth, in_bank = 2 * T, T
-            m.submodules.codes = xmem = Memory(shape=unsigned(1), depth=in_depth, init=[])
-            x_wr, x_mac = xmem.write_port(), xmem.read_port()
-            x_res = None
+        m.submodules.banks = banks = FrameBanks(self._side, A, D, cfg.network.code_offsets)
+        wiring.connect(m, wiring.flipped(self.i), banks.i)
+        if not enc:
+            wiring.connect(m, wiring.flipped(self.k), banks.k)
+        in_bank = banks.bank_depth
+        full = banks.full
 
         per_frame_out = T if enc else D
         fifo_depth = 2 * per_frame_out
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=1 if enc else A, depth=fifo_depth)
         m.submodules.mac = mac = MacEngine(P, A, sc.acc_bits)
-        m.submodules.post = post = PostUnit(A, cfg.fixed.act_frac, sb, sc.acc_bits, bb, sc.max_shift, margin=sc.searches)
+        m.submodules.post = post = PostUnit(A, cfg.fixed.act_frac, sb, sc.acc_bits, bb, sc.max_shift,
+                                            margin=sc.searches)
         assert PostUnit.LATENCY == POST_UNIT_LATENCY == POST_LATENCY - 2   # p0, p1 + PostUnit
-
-        # ---- loader: stream input -> frames/codes bank ------------------------------------
-        full = Signal(2)            # bank b holds a complete frame not yet consumed
-        set_full = Signal(2)
-        clr_full = Signal(2)
-        ld_bank = Signal()
-        ld_cnt = Signal(range(max(in_bank, 2)))
-        m.d.sync += full.eq((full | set_full) & ~clr_full)
-        m.d.comb += x_wr.addr.eq(Mux(ld_bank, in_bank, 0) + ld_cnt)
-        kbank = None
-        if enc:
-            m.d.comb += [
-                self.i.ready.eq(~full.bit_select(ld_bank, 1)),
-                x_wr.data.eq(self.i.payload),
-                x_wr.en.eq(self.i.valid & self.i.ready),
-            ]
-            with m.If(self.i.valid & self.i.ready):
-                with m.If(ld_cnt == D - 1):
-                    m.d.sync += [ld_cnt.eq(0), ld_bank.eq(~ld_bank)]
-                    m.d.comb += set_full.eq(Mux(ld_bank, 0b10, 0b01))
-                with m.Else():
-                    m.d.sync += ld_cnt.eq(ld_cnt + 1)
-        else:
-            kbank = [Signal(range(N + 1), name=f"k_bank{b}") for b in range(2)]
-            ld_bits = Signal(range(max(in_bank, 2)))   # code bits of the frame being loaded, minus 1
-            ld_state = Signal()                        # 0: wait for k, 1: code bits
-            nbits = Signal.like(ld_bits)
-            with m.Switch(self.k.payload):
-                for k in range(1, N + 1):
-                    with m.Case(k):
-                        m.d.comb += nbits.eq(cfg.network.code_offsets[k] - 1)
-            m.d.comb += [
-                self.k.ready.eq(~ld_state & ~full.bit_select(ld_bank, 1)),
-                self.i.ready.eq(ld_state),
-                x_wr.data.eq(self.i.payload),
-                x_wr.en.eq(self.i.valid & self.i.ready),
-            ]
-            with m.If(self.k.valid & self.k.ready):
-                m.d.sync += [ld_state.eq(1), ld_bits.eq(nbits), ld_cnt.eq(0)]
-                with m.If(ld_bank):
-                    m.d.sync += kbank[1].eq(self.k.payload)
-                with m.Else():
-                    m.d.sync += kbank[0].eq(self.k.payload)
-            with m.If(self.i.valid & self.i.ready):
-                with m.If(ld_cnt == ld_bits):
-                    m.d.sync += [ld_cnt.eq(0), ld_bank.eq(~ld_bank), ld_state.eq(0)]
-                    m.d.comb += set_full.eq(Mux(ld_bank, 0b10, 0b01))
-                with m.Else():
-                    m.d.sync += ld_cnt.eq(ld_cnt + 1)
 
         # ---- output fifo with credit: a frame starts only if its whole output fits --------
         used = Signal(range(fifo_depth + 1))
@@ -194,6 +401,7 @@ class CascadeCore(wiring.Component):
         # ---- sequencer (issue stage) ------------------------------------------------------
         running = Signal()
         bank = Signal()             # bank of the running frame (or of the next one when idle)
+        m.d.comb += banks.bank.eq(bank)
         layer = Signal(range(nL))
         g = Signal(range(max(op.groups for op in ops)))
         j = Signal(range(sc.max_fan_in))
@@ -234,23 +442,18 @@ class CascadeCore(wiring.Component):
                             c_dec_first.eq(first.index), c_dec_wbase.eq(first.w_base),
                         ]
         k_cur = Signal(range(N + 1))
-        if enc:
-            m.d.comb += k_cur.eq(N)
-        else:
-            m.d.comb += k_cur.eq(Mux(bank, kbank[1], kbank[0]))
+        m.d.comb += k_cur.eq(N if enc else banks.k_of_bank)
         final_stage = Signal()
         m.d.comb += final_stage.eq(c_stage == k_cur - 1)
         frame_last = Signal()
         m.d.comb += frame_last.eq(c_last_of_stage & final_stage)
 
-        # search sequencer state (see the code search section below); RUN issues MACs
-        S_RUN, S_DRAIN, S_JUDGE, S_SELECT, S_FLIP, S_EMIT = range(6)
-        PH_FWD, PH_TRIAL, PH_FINAL = range(3)
-        sstate = Signal(range(6), init=S_RUN)
-        phase = Signal(range(3), init=PH_FWD)     # FWD: encoder layers and the baseline run
+        phase = Signal(Phase)                     # FORWARD: encoder layers and the baseline run
         no_wait = Signal()                        # a run restarted after a drain: nothing to wait for
         c_trial = Signal()                        # this op's outputs go to the search, not to R
-        m.d.comb += c_trial.eq(c_searched & c_dec & (phase != PH_FINAL))
+        m.d.comb += c_trial.eq(c_searched & c_dec & (phase != Phase.FINAL))
+        search_run = Signal(init=1)               # the search lets the sequencer issue (RUN)
+        search_start = Signal()                   # a trial run was issued: the search waits for its error
 
         stall = Signal()
         issue = Signal()
@@ -268,10 +471,10 @@ class CascadeCore(wiring.Component):
             hold = group_end & (since_load != P)
         m.d.comb += [
             stall.eq((c_dep & (g == 0) & ~no_wait & ~((wr_layer == layer - 1) & (wr_idx >= j))) | hold),
-            issue.eq(running & (sstate == S_RUN) & ~stall),
-            w_rd.addr.eq(w_addr),
+            issue.eq(running & search_run & ~stall),
+            wmem.read_addr.eq(w_addr),
             a_mac.addr.eq(c_src_base + j),
-            x_mac.addr.eq(Mux(bank, in_bank, 0) + c_src_base + j),
+            banks.mac_index.eq(c_src_base + j),
         ]
         next_ok = Signal()
         loaded = Signal(init=int(rom))  # the stores hold a whole image
@@ -287,16 +490,16 @@ class CascadeCore(wiring.Component):
                     m.d.sync += no_wait.eq(0)
                     with m.If(frame_last):
                         # frame done: release its input bank, go on with the next one if ready
-                        m.d.comb += clr_full.eq(Mux(bank, 0b10, 0b01))
+                        m.d.comb += banks.release.eq(Mux(bank, 0b10, 0b01))
                         m.d.sync += [layer.eq(0), w_addr.eq(0), bank.eq(~bank), running.eq(next_ok)]
                         m.d.comb += start_frame.eq(next_ok)
                     with m.Elif(c_trial & c_out):
                         # a search run is issued: wait for its error (layer stays on the out op)
-                        m.d.sync += sstate.eq(S_DRAIN)
+                        m.d.comb += search_start.eq(1)
                     with m.Else():
                         m.d.sync += layer.eq(layer + 1)
                         with m.If(c_out):
-                            m.d.sync += phase.eq(PH_FWD)
+                            m.d.sync += phase.eq(Phase.FORWARD)
                 with m.Else():
                     m.d.sync += [g.eq(g + 1), gP.eq(gP + P)]
             with m.Else():
@@ -316,14 +519,9 @@ class CascadeCore(wiring.Component):
             s1_src_x.eq(c_src_x), s1_final.eq(final_stage), s1_layer.eq(layer), s1_gP.eq(gP),
             s1_trial.eq(c_trial),
         ]
-        x_val = Signal(signed(A))
-        if enc:
-            m.d.comb += x_val.eq(x_mac.data)
-        else:
-            m.d.comb += x_val.eq(Mux(x_mac.data, 1, -1))
         m.d.comb += [
             mac.valid.eq(s1_valid), mac.first.eq(s1_first), mac.last.eq(s1_last),
-            mac.a.eq(Mux(s1_src_x, x_val, a_mac.data)), mac.w.eq(w_rd.data),
+            mac.a.eq(Mux(s1_src_x, banks.mac_data, a_mac.data)), mac.w.eq(wmem.read_data),
         ]
 
         # ---- post p0: lane post_k of the shadow bank (shifted down to lane 0), params, residual
@@ -346,7 +544,7 @@ class CascadeCore(wiring.Component):
         q_res_x = Signal()
         q_res_base = Signal(range(sc.act_depth + 1))
         q_fan_out = Signal(range(max(op.fan_out for op in ops) + 1))
-        q_mode = Signal(range(6))
+        q_mode = Signal(PostMode)
         q_shift = Signal(range(sc.max_shift + 1))
         q_write = Signal()
         q_dst = Signal(range(sc.act_depth + 1))
@@ -365,11 +563,11 @@ class CascadeCore(wiring.Component):
         q_i = Signal.like(gP)
         m.d.comb += [
             q_i.eq(q_gP + post_k),
-            p_rd.addr.eq(q_p_base + q_i),
+            pmem.read_addr.eq(q_p_base + q_i),
             a_res.addr.eq(q_res_base + q_i),
         ]
-        if x_res is not None:
-            m.d.comb += x_res.addr.eq(Mux(bank, in_bank, 0) + q_i)
+        if enc:
+            m.d.comb += banks.res_index.eq(q_i)
 
         # p0 -> p1 registers
         p1_valid, p1_res_x = Signal(), Signal()
@@ -394,13 +592,13 @@ class CascadeCore(wiring.Component):
 
         # ---- post p1: read data -> PostUnit (input register, multiply, round/shift, finish)
         res_val = Signal(signed(A))
-        if x_res is not None:
-            m.d.comb += res_val.eq(Mux(p1_res_x, x_res.data, a_res.data))
+        if enc:
+            m.d.comb += res_val.eq(Mux(p1_res_x, banks.res_data, a_res.data))
         else:
             m.d.comb += res_val.eq(a_res.data)
         m.d.comb += [
             post.valid.eq(p1_valid), post.acc.eq(p1_acc),
-            post.mult.eq(p_rd.data[:sb].as_signed()), post.bias.eq(p_rd.data[sb:].as_signed()),
+            post.mult.eq(pmem.read_data[:sb].as_signed()), post.bias.eq(pmem.read_data[sb:].as_signed()),
             post.res.eq(res_val), post.shift.eq(p1_shift), post.mode.eq(p1_mode),
         ]
         # the write side (index, write address, enables, layer) waits PostUnit.LATENCY cycles
@@ -429,111 +627,34 @@ class CascadeCore(wiring.Component):
         with m.If(post.o_valid):
             m.d.sync += [wr_layer.eq(pw_layer), wr_idx.eq(pw_i)]
 
-        # ---- code search (encoder, cfg.search; model.golden.search_code) ------------------
-        # A searched stage's code layer records its bits (cbits) and margins |sat_A(z)|; the
-        # stage decoder then runs once (baseline) and once per trial with one bit flipped; a
-        # trial's out layer feeds sat_A(r - y) to the squared-error accumulator instead of R.
-        # DRAIN waits for that error, JUDGE keeps the flip if the error is smaller (or undoes
-        # it), SELECT scans the margins for the next bit in (margin, index) order, FLIP flips
-        # it in cbits and in the code region C, EMIT sends the kept code, and the final run
-        # writes the residual.  Cycle counts: ``Schedule.cycles_per_frame``.
+        # ---- code search (encoder): CodeSearch beside the sequencer -----------------------
         if search:
-            passes = sc.search_passes
-            drain = search_drain(P)
-            m.submodules.margins = mmem = Memory(shape=unsigned(A), depth=Bm, init=[])
-            mg_wr, mg_rd = mmem.write_port(), mmem.read_port()
-            cbits = Signal(Bm)                    # the stage's code (1 = +1)
-            flip_idx = Signal(range(Bm))          # the bit of the current trial
-            cnt = Signal(range(max(drain, Bm + 1)))
-            cand = Signal(range(Bm))
-            pass_n = Signal(range(passes))
-            err_bits = 2 * A + (D - 1).bit_length()
-            err, best_err = Signal(err_bits), Signal(err_bits)
-            sq, sq_valid = Signal(2 * A), Signal()
-            sel_first, sel_have = Signal(), Signal()
-            prev_m, sel_m = Signal(unsigned(A)), Signal(unsigned(A))
-            prev_i, sel_i = Signal(range(Bm)), Signal(range(Bm))
-
-            # record the code layer's bits and margins
-            m.d.comb += [mg_wr.addr.eq(pw_i), mg_wr.data.eq(post.margin),
-                         mg_wr.en.eq(post.o_valid & pw_record)]
-            with m.If(post.o_valid & pw_record):
-                m.d.sync += cbits.bit_select(pw_i, 1).eq(post.bit)
-            # squared-error accumulator (a trial's out layer: value = sat_A(r - y))
-            m.d.sync += [sq_valid.eq(post.o_valid & pw_err), sq.eq(post.value * post.value)]
-            with m.If(sq_valid):
-                m.d.sync += err.eq(err + sq)
-
-            def restart(ph):
-                return [sstate.eq(S_RUN), phase.eq(ph), layer.eq(c_dec_first),
-                        w_addr.eq(c_dec_wbase), no_wait.eq(1)]
-
-            def flip(idx):           # cbits[idx] and C[idx] (as +-1, the decoder's input format)
-                bit = cbits.bit_select(idx, 1)
-                m.d.sync += bit.eq(~bit)
-                m.d.comb += [srch_we.eq(1), srch_waddr.eq(sc.code_region + idx),
-                             srch_wdata.eq(Mux(bit, -1, 1))]
-
-            sel_idx = Signal(range(Bm + 1))       # index whose margin mg_rd.data holds
-            sel_ok = Signal()                     # it comes after the previous pick in the order
+            m.submodules.search = srch = CodeSearch(P, A, D, Bm, sc.search_passes, sc.code_region,
+                                                    sc.act_depth)
             m.d.comb += [
-                mg_rd.addr.eq(cnt), sel_idx.eq(cnt - 1),
-                sel_ok.eq(sel_first | (mg_rd.data > prev_m) | ((mg_rd.data == prev_m) & (sel_idx > prev_i))),
-                srch_bit.eq(cbits.bit_select(cnt, 1)),
+                srch.rec_valid.eq(post.o_valid & pw_record), srch.rec_index.eq(pw_i),
+                srch.rec_bit.eq(post.bit), srch.rec_margin.eq(post.margin),
+                srch.err_valid.eq(post.o_valid & pw_err), srch.err_value.eq(post.value),
+                srch.start.eq(search_start), srch.phase.eq(phase),
+                srch.bits_m1.eq(c_bits_m1), srch.cands_m1.eq(c_cands_m1),
+                search_run.eq(srch.run),
+                srch_we.eq(srch.code_we), srch_waddr.eq(srch.code_addr), srch_wdata.eq(srch.code_data),
+                srch_emit.eq(srch.emit), srch_bit.eq(srch.emit_bit),
             ]
-            with m.Switch(sstate):
-                with m.Case(S_DRAIN):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == drain - 1):
-                        m.d.sync += [cnt.eq(0), sstate.eq(S_JUDGE)]
-                with m.Case(S_JUDGE):
-                    m.d.sync += [err.eq(0), sel_have.eq(0), cnt.eq(0), sstate.eq(S_SELECT)]
-                    with m.If(phase == PH_FWD):       # the baseline run
-                        m.d.sync += [best_err.eq(err), cand.eq(0), pass_n.eq(0), sel_first.eq(1)]
-                    with m.Else():
-                        with m.If(err < best_err):
-                            m.d.sync += best_err.eq(err)
-                        with m.Else():                # undo the flip
-                            flip(flip_idx)
-                        with m.If(cand == c_cands_m1):
-                            m.d.sync += [cand.eq(0), sel_first.eq(1), pass_n.eq(pass_n + 1)]
-                            with m.If(pass_n == passes - 1):
-                                m.d.sync += sstate.eq(S_EMIT)
-                        with m.Else():
-                            m.d.sync += cand.eq(cand + 1)
-                with m.Case(S_SELECT):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If((cnt != 0) & sel_ok & (~sel_have | (mg_rd.data < sel_m))):
-                        m.d.sync += [sel_have.eq(1), sel_m.eq(mg_rd.data), sel_i.eq(sel_idx)]
-                    with m.If(cnt == c_bits_m1 + 1):
-                        m.d.sync += [cnt.eq(0), sstate.eq(S_FLIP)]
-                with m.Case(S_FLIP):
-                    m.d.sync += [flip_idx.eq(sel_i), prev_m.eq(sel_m), prev_i.eq(sel_i), sel_first.eq(0)]
-                    flip(sel_i)
-                    m.d.sync += restart(PH_TRIAL)
-                with m.Case(S_EMIT):
-                    m.d.comb += srch_emit.eq(1)
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == c_bits_m1):
-                        m.d.sync += [cnt.eq(0)] + restart(PH_FINAL)
+            with m.If(srch.restart):   # run the stage's decoder again from its first layer
+                m.d.sync += [phase.eq(srch.restart_phase), layer.eq(c_dec_first), w_addr.eq(c_dec_wbase),
+                             no_wait.eq(1)]
+
         # ---- loader of a RAM-stored core: weight rows, then parameter rows ----------------
         if not rom:
-            n_w, n_p = sc.weight_depth, sc.param_depth
-            ld_ptr = Signal(range(n_w + n_p))
-            ld_param = Signal()                      # the pointer is in the parameter part
+            m.submodules.loader = loader = ImageLoader(sc.weight_depth, P, sc.param_depth, sb + bb,
+                                                       sc.load_word_bits)
+            wiring.connect(m, wiring.flipped(self.load), loader.load)
             m.d.comb += [
                 # idle datapath: no frame issues reads, the post unit reads no parameters
-                self.load.ready.eq(~running & ~post_active & ~can_start),
-                self.loaded.eq(loaded),
-                ld_param.eq(ld_ptr >= n_w),
-                wmem.write_addr.eq(ld_ptr), wmem.write_data.eq(self.load.payload[:P]),
-                pmem.write_addr.eq(ld_ptr - n_w), pmem.write_data.eq(self.load.payload[:sb + bb]),
+                loader.idle.eq(~running & ~post_active & ~can_start),
+                self.loaded.eq(loader.loaded), loaded.eq(loader.loaded),
+                wmem.write_addr.eq(loader.w_addr), wmem.write_data.eq(loader.w_data), wmem.write_en.eq(loader.w_en),
+                pmem.write_addr.eq(loader.p_addr), pmem.write_data.eq(loader.p_data), pmem.write_en.eq(loader.p_en),
             ]
-            with m.If(self.load.valid & self.load.ready):
-                m.d.comb += [wmem.write_en.eq(~ld_param), pmem.write_en.eq(ld_param)]
-                with m.If(ld_ptr == n_w + n_p - 1):
-                    m.d.sync += [ld_ptr.eq(0), loaded.eq(1)]
-                with m.Else():
-                    m.d.sync += [ld_ptr.eq(ld_ptr + 1), loaded.eq(0)]
-
         return m
