@@ -2,13 +2,18 @@
 
 Block diagram (names as in :meth:`CascadeCore.elaborate`)::
 
-    i ──> loader ──> frames/codes (2 banks) ──┐ MAC port            ┌─> res port (frames, stage 0 encoder)
+    i ──> FrameBanks (2 banks) ───────────────┐ MAC port            ┌─> res port (frames, stage 0 encoder)
                                               ├──> a ─> MacEngine ──┤ shadow[P]
     acts (R|S, H0, H1) ── MAC port ───────────┘    ^ w              v
       ^   └── res port ───────────────────────> PostUnit <── params (mult, bias)
       |                                            |
       └──────────── write port <──────── value ────┴── bit/value ──> out_fifo ──> o
     weights (P bits/row) ── w ──> MacEngine           sequencer: layer, g, j, stalls
+    load ──> ImageLoader ──> weights, params          CodeSearch (encoder): beside the sequencer
+
+The parts (:class:`FrameBanks`, :class:`ImageLoader`, :class:`CodeSearch`, ``MacEngine``,
+``PostUnit``) are components of their own; :class:`CascadeCore` composes them and keeps the
+sequencer and the post pipeline, which share the layer table.
 
 See ``hw/schedule.py`` for the memory layouts and the cycle model, ``docs/architecture.md`` for
 the whole picture.
