@@ -300,7 +300,17 @@ class CodeSearch(wiring.Component):
 class CascadeCore(wiring.Component):
     """Base of :class:`~hw.encoder.EncoderCore` and :class:`~hw.decoder.DecoderCore`.
 
-    Subclasses give the signature; this class builds the datapath for ``side``.
+    Subclasses name their ``SIDE`` and give their stream ports (:meth:`ports`); this class builds
+    the datapath for that side.
+
+    Parameters
+    ----------
+    model : IntModel
+    lanes : int
+        P, 1 <= P <= smallest fan-in of the schedule.
+    storage : str
+        ``"rom"`` (weights in the bitstream), ``"ram"`` or ``"spram"`` (loaded at run time
+        through the ``load`` stream, below).
 
     ``storage`` says where the weights and the post-unit parameters live (``hw/store.py``):
     ``"rom"`` (initialized by the bitstream), ``"ram"`` or ``"spram"`` (loaded at run time).  A
@@ -316,9 +326,10 @@ class CascadeCore(wiring.Component):
         first word of a reload.
     """
 
-    def __init__(self, model: IntModel, lanes: int, side: str, signature: dict, storage: str = "rom"):
+    def __init__(self, model: IntModel, lanes: int, storage: str = "rom"):
         if not isinstance(model, IntModel):
             raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
+        side, signature = self.SIDE, self.ports(model.config)
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {STORAGES}, not {storage!r}")
         self._sched = Schedule(model, operator.index(lanes), side)
@@ -332,6 +343,13 @@ class CascadeCore(wiring.Component):
             signature = dict(signature, load=In(stream.Signature(self._sched.load_word_bits)),
                              loaded=Out(1))
         super().__init__(signature)
+
+    SIDE = None
+
+    @classmethod
+    def ports(cls, cfg) -> dict:
+        """The core's stream ports for codec config ``cfg`` (name -> ``In``/``Out`` member)."""
+        raise NotImplementedError
 
     @property
     def storage(self) -> str:

@@ -6,8 +6,6 @@ from amaranth import signed
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
-from model.golden import IntModel
-
 from .core import CascadeCore
 
 __all__ = ["DecoderCore"]
@@ -32,23 +30,13 @@ class DecoderCore(CascadeCore):
     Latency and throughput: ``cycles_per_frame`` (for K = N; ``schedule.cycles_per_frame(K)`` otherwise) cycles
     between frame starts in steady state, stream I/O overlapped.
 
-    Parameters
-    ----------
-    model : IntModel
-    lanes : int
-        P, 1 <= P <= smallest fan-in of the schedule.
-    storage : str
-        ``"rom"`` (weights in the bitstream), ``"ram"`` or ``"spram"`` (loaded at run time
-        through the ``load`` stream; see :class:`~hw.core.CascadeCore`).
+    Parameters: as :class:`~hw.core.CascadeCore` (``model``, ``lanes``, ``storage``).
     """
 
-    def __init__(self, model: IntModel, lanes: int, storage: str = "rom"):
-        if not isinstance(model, IntModel):
-            raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
-        cfg = model.config
-        super().__init__(model, lanes, "decoder", {
-            "k": In(stream.Signature(range(1, cfg.network.stages + 1))),
-            "i": In(stream.Signature(1)),
-            "o": Out(stream.Signature(signed(cfg.fixed.act_bits))),
-        }, storage)
+    SIDE = "decoder"
 
+    @classmethod
+    def ports(cls, cfg) -> dict:
+        return {"k": In(stream.Signature(range(1, cfg.network.stages + 1))),
+                "i": In(stream.Signature(1)),
+                "o": Out(stream.Signature(signed(cfg.fixed.act_bits)))}

@@ -6,8 +6,6 @@ from amaranth import signed
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
-from model.golden import IntModel
-
 from .core import CascadeCore
 
 __all__ = ["EncoderCore"]
@@ -32,21 +30,12 @@ class EncoderCore(CascadeCore):
     Latency and throughput: ``cycles_per_frame`` cycles between frame starts in steady state
     (stream I/O overlapped), close to ``ideal_cycles_per_frame`` = MACs / P.
 
-    Parameters
-    ----------
-    model : IntModel
-    lanes : int
-        P, 1 <= P <= smallest fan-in of the schedule.
-    storage : str
-        ``"rom"`` (weights in the bitstream), ``"ram"`` or ``"spram"`` (loaded at run time
-        through the ``load`` stream; see :class:`~hw.core.CascadeCore`).
+    Parameters: as :class:`~hw.core.CascadeCore` (``model``, ``lanes``, ``storage``).
     """
 
-    def __init__(self, model: IntModel, lanes: int, storage: str = "rom"):
-        if not isinstance(model, IntModel):
-            raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
-        A = model.config.fixed.act_bits
-        super().__init__(model, lanes, "encoder", {
-            "i": In(stream.Signature(signed(A))),
-            "o": Out(stream.Signature(1)),
-        }, storage)
+    SIDE = "encoder"
+
+    @classmethod
+    def ports(cls, cfg) -> dict:
+        A = cfg.fixed.act_bits
+        return {"i": In(stream.Signature(signed(A))), "o": Out(stream.Signature(1))}

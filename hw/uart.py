@@ -28,14 +28,22 @@ def baud_divisor(clk_freq: float, baud: int) -> int:
     return divisor
 
 
-def _check_divisor(divisor) -> int:
-    divisor = operator.index(divisor)
-    if divisor < 4:
-        raise ValueError(f"divisor must be at least 4 cycles per bit, not {divisor}")
-    return divisor
+class _BitTimed(wiring.Component):
+    """A UART block that counts ``divisor`` clock cycles per bit (at least 4)."""
+
+    def __init__(self, divisor: int):
+        divisor = operator.index(divisor)
+        if divisor < 4:
+            raise ValueError(f"divisor must be at least 4 cycles per bit, not {divisor}")
+        self._divisor = divisor
+        super().__init__()
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
 
 
-class UARTTx(wiring.Component):
+class UARTTx(_BitTimed):
     """Transmitter.  ``i``: bytes to send (accepted when the shifter is idle); ``tx``: the line.
 
     A byte takes ``10 * divisor`` cycles on the line; ``i.ready`` rises again one cycle after the
@@ -43,14 +51,6 @@ class UARTTx(wiring.Component):
     """
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor: int):
-        self._divisor = _check_divisor(divisor)
-        super().__init__()
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
@@ -71,7 +71,7 @@ class UARTTx(wiring.Component):
         return m
 
 
-class UARTRx(wiring.Component):
+class UARTRx(_BitTimed):
     """Receiver.  ``rx``: the line (synchronized here); ``o``: received bytes.
 
     The start bit's falling edge starts a timer; each bit is sampled once, in its middle.  A byte
@@ -83,14 +83,6 @@ class UARTRx(wiring.Component):
     o: Out(stream.Signature(8))
     frame_error: Out(1)
     overrun: Out(1)
-
-    def __init__(self, divisor: int):
-        self._divisor = _check_divisor(divisor)
-        super().__init__()
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CascadeError
-from .config import CodecConfig, ConfigError
+from .config import CodecConfig
+from .modelfile import check_file_head
 from .golden import IntLayer, IntModel, IntStage
 
 EXPORT_FORMAT = "cascade-export"
@@ -74,16 +75,8 @@ def load_export(path: str | Path) -> IntModel:
         raise ExportError(f"{path} is not an export directory (no manifest.json)") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ExportError(f"{path}/manifest.json is damaged (not JSON)") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"{path} is not a cascade export")
-    if manifest.get("version") != EXPORT_VERSION:
-        raise ExportError(f"{path} has export version {manifest.get('version')}, this code reads {EXPORT_VERSION}")
-    try:
-        cfg = CodecConfig.from_dict(manifest["config"])
-    except (ConfigError, TypeError, KeyError, AttributeError) as exc:
-        raise ExportError(f"{path}: bad config in manifest: {exc}") from None
-    if cfg.config_hash != manifest.get("config_hash"):
-        raise ExportError(f"{path}: config hash mismatch (manifest edited or made by other code)")
+    cfg = check_file_head(manifest, path, fmt=EXPORT_FORMAT, version=EXPORT_VERSION, what="export",
+                          error=ExportError)
     try:
         data = np.load(path / "weights.npz")
     except (OSError, ValueError, zipfile.BadZipFile) as exc:

@@ -20,7 +20,8 @@ from pathlib import Path
 from .config import CodecConfig, ConfigError
 from .errors import CascadeError
 
-__all__ = ["MODEL_FORMAT", "MODEL_VERSION", "DEFAULT_MODEL", "ModelError", "check_head", "read_config"]
+__all__ = ["MODEL_FORMAT", "MODEL_VERSION", "DEFAULT_MODEL", "ModelError", "check_file_head", "check_head",
+           "read_config"]
 
 MODEL_FORMAT = "cascade-model"
 MODEL_VERSION = 1
@@ -35,20 +36,28 @@ class ModelError(CascadeError, ValueError):
     """A model file that is missing, damaged or made for other code."""
 
 
-def check_head(d, path) -> CodecConfig:
-    """The checks of a loaded model dict's ``format``, ``version``, ``config`` and
-    ``config_hash`` -> its config.  Raises ModelError (one line)."""
-    if not isinstance(d, dict) or d.get("format") != MODEL_FORMAT:
-        raise ModelError(f"{path} is not a cascade model file")
-    if d.get("version") != MODEL_VERSION:
-        raise ModelError(f"{path} has model format version {d.get('version')}, this code reads {MODEL_VERSION}")
+def check_file_head(d, path, *, fmt: str, version: int, what: str, error=None) -> CodecConfig:
+    """The checks every file of this project that carries a codec config makes of its head (a
+    dict with ``format``, ``version``, ``config``, ``config_hash``): the format is ``fmt``, the
+    version ``version``, the config reads and its hash matches -> the config.  Raises ``error``
+    (default ModelError; one line naming ``path`` and ``what`` the file is)."""
+    error = error or ModelError
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise error(f"{path} is not a cascade {what}")
+    if d.get("version") != version:
+        raise error(f"{path} has {what} format version {d.get('version')}, this code reads {version}")
     try:
         cfg = CodecConfig.from_dict(d["config"])
     except (ConfigError, TypeError, KeyError, AttributeError) as exc:
-        raise ModelError(f"{path}: its config does not fit this code: {exc}") from None
+        raise error(f"{path}: its config does not fit this code: {exc}") from None
     if cfg.config_hash != d.get("config_hash"):
-        raise ModelError(f"{path}: config hash mismatch (file edited or made by other code)")
+        raise error(f"{path}: config hash mismatch ({what} edited or made by other code)")
     return cfg
+
+
+def check_head(d, path) -> CodecConfig:
+    """:func:`check_file_head` of a loaded model dict.  Raises ModelError (one line)."""
+    return check_file_head(d, path, fmt=MODEL_FORMAT, version=MODEL_VERSION, what="model file")
 
 
 class _Omitted:

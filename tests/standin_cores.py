@@ -8,9 +8,11 @@ Encoder: code bit j of a frame is ``x[j % D] >= 0``.  Decoder: word i is ``+i`` 
 
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+
+from hw.decoder import DecoderCore
+from hw.encoder import EncoderCore
 
 
 def standin_encode(cfg, x):
@@ -31,8 +33,7 @@ class StandinEncoder(wiring.Component):
     def __init__(self, model, lanes):
         cfg = model.config
         self._cfg = cfg
-        A = cfg.fixed.act_bits
-        super().__init__({"i": In(stream.Signature(signed(A))), "o": Out(stream.Signature(1))})
+        super().__init__(EncoderCore.ports(cfg))     # the real core's ports, from the one definition
 
     @property
     def cycles_per_frame(self):
@@ -67,9 +68,7 @@ class StandinDecoder(wiring.Component):
     def __init__(self, model, lanes):
         cfg = model.config
         self._cfg = cfg
-        A, N = cfg.fixed.act_bits, cfg.network.stages
-        super().__init__({"k": In(stream.Signature(range(1, N + 1))), "i": In(stream.Signature(1)),
-                          "o": Out(stream.Signature(signed(A)))})
+        super().__init__(DecoderCore.ports(cfg))
 
     @property
     def cycles_per_frame(self):
