@@ -969,12 +969,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resample", action="store_true", help="resample/downmix files that are not 16 kHz mono")
     sp.add_argument("--force", action="store_true", help="overwrite --out")
 
+    def coding_args(sp, stages_help):    # what encode and decode both take
+        sp.add_argument("input")
+        sp.add_argument("output")
+        model_arg(sp)
+        arith_arg(sp)
+        sp.add_argument("--stages", type=int, help=stages_help)
+
     sp = add("encode", cmd_encode, "encode a WAV file to a .cas bitstream")
-    sp.add_argument("input")
-    sp.add_argument("output")
-    model_arg(sp)
-    arith_arg(sp)
-    sp.add_argument("--stages", type=int, help="code only the first K stages (lower bitrate)")
+    coding_args(sp, "code only the first K stages (lower bitrate)")
     search_args(sp)
     sp.add_argument("--resample", action="store_true", help="accept other rates / stereo by resampling / downmixing")
     side = sp.add_mutually_exclusive_group()
@@ -989,11 +992,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="overwrite the output")
 
     sp = add("decode", cmd_decode, "decode a .cas bitstream to a WAV file")
-    sp.add_argument("input")
-    sp.add_argument("output")
-    model_arg(sp)
-    arith_arg(sp)
-    sp.add_argument("--stages", type=int, help="decode only the first K stages")
+    coding_args(sp, "decode only the first K stages")
     decoder_host_args(sp)
     sp.add_argument("--force", action="store_true", help="overwrite the output")
 
