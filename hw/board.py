@@ -47,7 +47,7 @@ import operator
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.build import ResourceError
-from amaranth.lib import io, wiring
+from amaranth.lib import io, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -84,32 +84,84 @@ def _default_core_classes():
     return EncoderCore, DecoderCore
 
 
-class _Rom:
-    """A synchronous ROM read in order: ``data`` is ``init[addr]`` where ``addr`` moves on by one
-    in the cycle after ``advance`` and goes to 0 in the cycle after ``restart``.
+class SequentialROM(wiring.Component):
+    """A ROM read in order: ``data`` is ``init[addr]``, where the address moves on by one in the
+    cycle after ``advance`` and goes back to 0 in the cycle after ``restart`` (a synchronous
+    read port addressed with the next address, so ``data`` is valid in every cycle).
 
     ``block``: ask for block RAM (``ram_style``).  On the iCE40 Yosys's cost model builds a small
     ROM (the 1-bit code ROM) out of about 80 LUTs, while block RAM is left over; elsewhere (ECP5:
     LUT ROM is cheap, block RAM may be what limits P) Yosys chooses."""
 
-    def __init__(self, m, name, shape, init, block=False):
-        init = [int(v) for v in init] or [0]
-        self.mem = Memory(shape=shape, depth=len(init), init=init,
-                          attrs={"ram_style": "block"} if block else None)
-        m.submodules[name] = self.mem
-        port = self.mem.read_port()
-        self.addr = Signal(range(len(init) + 1), name=f"{name}_addr")
-        self.advance = Signal(name=f"{name}_advance")
-        self.restart = Signal(name=f"{name}_restart")
-        nxt = Signal.like(self.addr, name=f"{name}_next")
-        m.d.comb += nxt.eq(self.addr)
+    def __init__(self, shape, init, block: bool = False):
+        self._init = [int(v) for v in init] or [0]
+        self._shape, self._block = shape, bool(block)
+        super().__init__({"restart": In(1), "advance": In(1), "data": Out(shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = mem = Memory(shape=self._shape, depth=len(self._init), init=self._init,
+                                        attrs={"ram_style": "block"} if self._block else None)
+        port = mem.read_port()
+        addr = Signal(range(len(self._init) + 1))
+        nxt = Signal.like(addr)
+        m.d.comb += nxt.eq(addr)
         with m.If(self.restart):
             m.d.comb += nxt.eq(0)
         with m.Elif(self.advance):
-            m.d.comb += nxt.eq(self.addr + 1)
-        m.d.comb += port.addr.eq(nxt)
-        m.d.sync += self.addr.eq(nxt)
-        self.data = port.data
+            m.d.comb += nxt.eq(addr + 1)
+        m.d.comb += [port.addr.eq(nxt), self.data.eq(port.data)]
+        m.d.sync += addr.eq(nxt)
+        return m
+
+
+class ImageStreamer(wiring.Component):
+    """The payload of a ``W`` request into the load streams of the RAM-stored cores: bytes from
+    ``i`` (``word_bytes`` per word, little-endian) become words on ``o``, the first ``sizes[0]``
+    words for core 0 (``core`` = 0), the next ``sizes[1]`` for core 1, ...; ``done`` pulses when
+    the last word of the last core has been taken.  ``start`` (while idle) begins a new image."""
+
+    def __init__(self, word_bytes: int, sizes):
+        self._nbytes, self._sizes = int(word_bytes), tuple(int(n) for n in sizes)
+        super().__init__({"start": In(1), "i": In(stream.Signature(8)),
+                          "o": Out(stream.Signature(8 * self._nbytes)),
+                          "core": Out(range(max(len(self._sizes), 2))), "done": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        nbytes, sizes = self._nbytes, self._sizes
+        byte = Signal(range(max(nbytes, 2)))
+        count = Signal(range(max(sizes)))
+        word = Signal(8 * nbytes)
+        m.d.comb += self.o.payload.eq(word)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.core.eq(0), count.eq(0), byte.eq(0)]
+                    m.next = "BYTE"
+            with m.State("BYTE"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    m.d.sync += word.word_select(byte, 8).eq(self.i.payload)
+                    with m.If(byte == nbytes - 1):
+                        m.d.sync += byte.eq(0)
+                        m.next = "PUSH"
+                    with m.Else():
+                        m.d.sync += byte.eq(byte + 1)
+            with m.State("PUSH"):
+                m.d.comb += self.o.valid.eq(1)
+                with m.If(self.o.ready):
+                    m.next = "BYTE"
+                    for n, size in enumerate(sizes):
+                        with m.If(self.core == n):
+                            with m.If(count == size - 1):
+                                m.d.sync += [count.eq(0), self.core.eq(n + 1)]
+                                if n == len(sizes) - 1:
+                                    m.d.comb += self.done.eq(1)
+                                    m.next = "IDLE"
+                            with m.Else():
+                                m.d.sync += count.eq(count + 1)
+        return m
 
 
 class BoardCore(wiring.Component):
@@ -332,11 +384,14 @@ class BoardCore(wiring.Component):
         x, bits, y = self._selftest
         mask = (1 << A) - 1
         block = getattr(platform, "family", None) == "iCE40"
-        x_rom = (_Rom(m, "x_rom", A, [int(v) & mask for v in x.reshape(-1)], block)
+        x_rom = (SequentialROM(A, [int(v) & mask for v in x.reshape(-1)], block)
                  if enc is not None else None)
-        c_rom = _Rom(m, "c_rom", 1, bits.reshape(-1), block)
-        y_rom = (_Rom(m, "y_rom", A, [int(v) & mask for v in y.reshape(-1)], block)
+        c_rom = SequentialROM(1, bits.reshape(-1), block)
+        y_rom = (SequentialROM(A, [int(v) & mask for v in y.reshape(-1)], block)
                  if dec is not None else None)
+        for name, rom in (("x_rom", x_rom), ("c_rom", c_rom), ("y_rom", y_rom)):
+            if rom is not None:
+                m.submodules[name] = rom
 
         # ---- registers ------------------------------------------------------------------------------
         word_cnt = Signal(range(D + 1))
@@ -386,6 +441,16 @@ class BoardCore(wiring.Component):
                          framer.hdr.payload.length.eq(length)]
             with m.If(framer.hdr.ready):
                 m.next = then
+
+        if loadable:     # W: the request's payload into the load streams, core by core
+            lbits = loadable[0].schedule.load_word_bits
+            sizes = [c.schedule.weight_depth + c.schedule.param_depth for c in loadable]
+            m.submodules.image = image = ImageStreamer((lbits + 7) // 8, sizes)
+            for n, c in enumerate(loadable):
+                m.d.comb += [c.load.payload.eq(image.o.payload),
+                             c.load.valid.eq(image.o.valid & (image.core == n))]
+                with m.If(image.core == n):
+                    m.d.comb += image.o.ready.eq(c.load.ready)
 
         with m.FSM(init="BOOT") as fsm:
             m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | booting)
@@ -450,39 +515,14 @@ class BoardCore(wiring.Component):
 
             # ---- W: load the weight/parameter images of the RAM-stored cores -------------------------
             if loadable:
-                lbits = loadable[0].schedule.load_word_bits
-                nbytes = (lbits + 7) // 8
-                sizes = [c.schedule.weight_depth + c.schedule.param_depth for c in loadable]
-                lcore = Signal(range(max(len(loadable), 2)))
-                lword = Signal(8 * nbytes)
-                lbyte = Signal(range(max(nbytes, 2)))
-                lcnt = Signal(range(max(sizes)))
-                for c in loadable:
-                    m.d.comb += c.load.payload.eq(lword)
                 with m.State("W_START"):
-                    m.d.sync += [lcore.eq(0), lcnt.eq(0), lbyte.eq(0), weights_ok.eq(0)]
-                    m.next = "W_BYTE"
-                with m.State("W_BYTE"):
-                    m.d.comb += rx_ready.eq(1)
-                    with m.If(rx_valid):
-                        m.d.sync += lword.word_select(lbyte, 8).eq(rx_data)
-                        with m.If(lbyte == nbytes - 1):
-                            m.d.sync += lbyte.eq(0)
-                            m.next = "W_PUSH"
-                        with m.Else():
-                            m.d.sync += lbyte.eq(lbyte + 1)
-                with m.State("W_PUSH"):
-                    for n, (c, size) in enumerate(zip(loadable, sizes)):
-                        with m.If(lcore == n):
-                            m.d.comb += c.load.valid.eq(1)
-                            with m.If(c.load.ready):
-                                m.next = "W_BYTE"
-                                with m.If(lcnt == size - 1):
-                                    m.d.sync += [lcnt.eq(0), lcore.eq(n + 1)]
-                                    if n == len(loadable) - 1:
-                                        m.next = "W_STATUS"
-                                with m.Else():
-                                    m.d.sync += lcnt.eq(lcnt + 1)
+                    m.d.comb += image.start.eq(1)
+                    m.d.sync += weights_ok.eq(0)
+                    m.next = "W_STREAM"
+                with m.State("W_STREAM"):
+                    m.d.comb += [image.i.payload.eq(rx_data), image.i.valid.eq(rx_valid), rx_ready.eq(image.i.ready)]
+                    with m.If(image.done):
+                        m.next = "W_STATUS"
                 with m.State("W_STATUS"):       # the receiver's verdict on the whole image
                     m.d.comb += rx_ready.eq(1)
                     with m.If(rx_valid):
