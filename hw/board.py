@@ -296,6 +296,16 @@ class BoardCore(wiring.Component):
     def flash_offset(self) -> int:
         return self._flash_offset
 
+    def flash_image(self) -> bytes:
+        """What this board reads from its flash at power-up (``protocol.flash_image`` of its
+        cores' load images); :attr:`flash_image_bytes` long."""
+        from . import host
+        return protocol.flash_image(host.load_payload(self._model, self._lanes, self.cores))
+
+    @property
+    def flash_image_bytes(self) -> int:
+        return protocol.REQUEST_OVERHEAD + self.load_bytes
+
     @property
     def cores(self) -> tuple:
         return tuple(n for n in CORE_NAMES if getattr(self, n) is not None)
@@ -357,8 +367,7 @@ class BoardCore(wiring.Component):
         boot_failed = Signal()
         if self._flash_boot:
             # the weight image from flash goes to the receiver the UART uses otherwise
-            image = protocol.REQUEST_OVERHEAD + self.load_bytes
-            m.submodules.flash_reader = reader = SPIFlashReader(self._flash_offset, image, self._wake)
+            m.submodules.flash_reader = reader = SPIFlashReader(self._flash_offset, self.flash_image_bytes, self._wake)
             wiring.connect(m, reader.bus, wiring.flipped(self.flash))
             with m.If(booting):
                 m.d.comb += [deframer.i.payload.eq(reader.o.payload), deframer.i.valid.eq(reader.o.valid),
@@ -435,12 +444,17 @@ class BoardCore(wiring.Component):
                 m.d.sync += k_pending.eq(0)
 
         def send_header(cmd, st, length, then):
-            """Hand the reply's header (the request's tag) to the framer, then go to ``then``."""
-            m.d.comb += [framer.hdr.valid.eq(1), framer.hdr.payload.tag.eq(tag),
-                         framer.hdr.payload.command.eq(cmd), framer.hdr.payload.status.eq(st),
-                         framer.hdr.payload.length.eq(length)]
-            with m.If(framer.hdr.ready):
+            """Hand the reply's header (the request's tag) to the framer, then go to ``then``;
+            during a flash boot nobody asked, so nothing is sent (``then`` must not send a
+            payload then: only the boot's ``W`` and error records arrive while booting)."""
+            with m.If(booting):
                 m.next = then
+            with m.Else():
+                m.d.comb += [framer.hdr.valid.eq(1), framer.hdr.payload.tag.eq(tag),
+                             framer.hdr.payload.command.eq(cmd), framer.hdr.payload.status.eq(st),
+                             framer.hdr.payload.length.eq(length)]
+                with m.If(framer.hdr.ready):
+                    m.next = then
 
         if loadable:     # W: the request's payload into the load streams, core by core
             lbits = loadable[0].schedule.load_word_bits
@@ -498,10 +512,7 @@ class BoardCore(wiring.Component):
                     m.d.sync += status.eq(rx_data)
                     m.next = "ERR_REPLY"
             with m.State("ERR_REPLY"):
-                with m.If(booting):              # the boot's image was refused: nobody to tell
-                    m.next = "IDLE"
-                with m.Else():
-                    send_header(command, status, 0, "IDLE")
+                send_header(command, status, 0, "IDLE")
 
             with m.State("I_HDR"):
                 send_header(Command.INFO, Status.OK, protocol.INFO_PAYLOAD, "I_SEND")
@@ -532,8 +543,6 @@ class BoardCore(wiring.Component):
                     with m.If(booting & (status == Status.OK)):   # from flash: test it, light the LEDs
                         m.d.sync += reply.eq(0)
                         m.next = "T_START"
-                    with m.Elif(booting):        # the flash image was refused: nobody to tell
-                        m.next = "IDLE"
                     with m.Else():
                         send_header(Command.LOAD, status, 0, "IDLE")
 
@@ -727,8 +736,9 @@ class BoardTop(Elaboratable):
             if getattr(platform, "family", None) != "iCE40":
                 raise ValueError("flash boot is built for iCE40 boards (an ECP5 reaches its "
                                  "configuration flash's clock only through USRMCLK, not wired here)")
-            spi = platform.request("spi_flash_1x", 0, dir={n: "-" for n in ("cs", "clk", "copi", "cipo", "wp", "hold")})
-            bufs = {n: io.Buffer("i" if n == "cipo" else "o", getattr(spi, n)) for n in ("cs", "clk", "copi", "cipo", "wp", "hold")}
+            pins = ("cs", "clk", "copi", "cipo", "wp", "hold")
+            spi = platform.request("spi_flash_1x", 0, dir={n: "-" for n in pins})
+            bufs = {n: io.Buffer("i" if n == "cipo" else "o", getattr(spi, n)) for n in pins}
             for n, buf in bufs.items():
                 m.submodules[f"flash_{n}_buf"] = buf
             # cs, wp and hold are active low on the pins (the resource inverts them): select the

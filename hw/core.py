@@ -97,23 +97,24 @@ class FrameBanks(wiring.Component):
         m.d.sync += full.eq((full | set_full) & ~self.release)
         m.d.comb += x_wr.addr.eq(Mux(ld_bank, in_bank, 0) + ld_cnt)
         m.d.comb += [x_wr.data.eq(self.i.payload), x_wr.en.eq(self.i.valid & self.i.ready)]
+        last = Signal.like(ld_cnt)             # index of the frame's last input word or bit
+        base = Mux(self.bank, in_bank, 0)       # where the running frame's bank starts
+        m.d.comb += x_mac.addr.eq(base + self.mac_index)
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(ld_cnt == last):          # the frame is in: the other bank is next
+                m.d.sync += [ld_cnt.eq(0), ld_bank.eq(~ld_bank)]
+                m.d.comb += set_full.eq(Mux(ld_bank, 0b10, 0b01))
+            with m.Else():
+                m.d.sync += ld_cnt.eq(ld_cnt + 1)
         if self._enc:
-            m.d.comb += self.i.ready.eq(~full.bit_select(ld_bank, 1))
-            with m.If(self.i.valid & self.i.ready):
-                with m.If(ld_cnt == D - 1):
-                    m.d.sync += [ld_cnt.eq(0), ld_bank.eq(~ld_bank)]
-                    m.d.comb += set_full.eq(Mux(ld_bank, 0b10, 0b01))
-                with m.Else():
-                    m.d.sync += ld_cnt.eq(ld_cnt + 1)
-            m.d.comb += [x_mac.addr.eq(Mux(self.bank, in_bank, 0) + self.mac_index),
-                         x_res.addr.eq(Mux(self.bank, in_bank, 0) + self.res_index),
+            m.d.comb += [last.eq(D - 1), self.i.ready.eq(~full.bit_select(ld_bank, 1)),
+                         x_res.addr.eq(base + self.res_index),
                          self.mac_data.eq(x_mac.data), self.res_data.eq(x_res.data)]
         else:
             N = len(self._offsets) - 1
             kbank = [Signal(range(N + 1), name=f"k_bank{b}") for b in range(2)]
-            ld_bits = Signal(range(max(in_bank, 2)))   # code bits of the frame being loaded, minus 1
-            ld_state = Signal()                        # 0: wait for k, 1: code bits
-            nbits = Signal.like(ld_bits)
+            ld_state = Signal()                 # 0: wait for k, 1: code bits
+            nbits = Signal.like(ld_cnt)         # code bits of a frame with K = k.payload, minus 1
             with m.Switch(self.k.payload):
                 for k in range(1, N + 1):
                     with m.Case(k):
@@ -121,19 +122,14 @@ class FrameBanks(wiring.Component):
             m.d.comb += [self.k.ready.eq(~ld_state & ~full.bit_select(ld_bank, 1)),
                          self.i.ready.eq(ld_state)]
             with m.If(self.k.valid & self.k.ready):
-                m.d.sync += [ld_state.eq(1), ld_bits.eq(nbits), ld_cnt.eq(0)]
+                m.d.sync += [ld_state.eq(1), last.eq(nbits), ld_cnt.eq(0)]
                 with m.If(ld_bank):
                     m.d.sync += kbank[1].eq(self.k.payload)
                 with m.Else():
                     m.d.sync += kbank[0].eq(self.k.payload)
-            with m.If(self.i.valid & self.i.ready):
-                with m.If(ld_cnt == ld_bits):
-                    m.d.sync += [ld_cnt.eq(0), ld_bank.eq(~ld_bank), ld_state.eq(0)]
-                    m.d.comb += set_full.eq(Mux(ld_bank, 0b10, 0b01))
-                with m.Else():
-                    m.d.sync += ld_cnt.eq(ld_cnt + 1)
-            m.d.comb += [x_mac.addr.eq(Mux(self.bank, in_bank, 0) + self.mac_index),
-                         self.mac_data.eq(Mux(x_mac.data, 1, -1)),
+            with m.If(self.i.valid & self.i.ready & (ld_cnt == last)):
+                m.d.sync += ld_state.eq(0)
+            m.d.comb += [self.mac_data.eq(Mux(x_mac.data, 1, -1)),
                          self.k_of_bank.eq(Mux(self.bank, kbank[1], kbank[0]))]
         return m
 

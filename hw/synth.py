@@ -437,7 +437,7 @@ def synth(model: IntModel, board: str, lanes: int = 1, out_dir=None, *, cores=_C
               "estimate": estimate(model, board, lanes, cores, selftest_frames, storage, top.core.flash_boot)}
     if top.core.flash_boot:
         from model.files import write_file
-        image = protocol.flash_image(host.load_payload(model, lanes, cores))
+        image = top.core.flash_image()
         write_file(out_dir / FLASH_IMAGE, image, force=True)
         report["flash_boot"] = {
             "image": FLASH_IMAGE, "image_bytes": len(image), "offset": protocol.FLASH_IMAGE_OFFSET,

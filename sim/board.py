@@ -184,7 +184,7 @@ def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int =
     cfg = model.config
     good = None
     if board.flash_boot:
-        good = protocol.flash_image(host.load_payload(model, lanes, board.cores))
+        good = board.flash_image()
         flash_image = good if flash_image is None else bytes(flash_image)
     tr = board_transactions(model, frames, ks, lanes, board.storage, board.flash_boot, flash_image == good,
                             board.cores)
