@@ -15,16 +15,19 @@ capacity buys; the frames do not depend on them.
 import sys, time, torch
 from model.codec import Codec
 from model.train import load_training_data, cached_training_frames, frames_from_signals, _epochs, TrainOptions, _db
+from model.data import load_wav
+from model.evaluation import wav_files
 from model.net import Cascade
 torch.set_num_threads(1)
 B, E, lr = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 codec = Codec.load("model/default/model.pt"); cfg = codec.cfg; q = codec.lsf_q
 if len(sys.argv) > 4:
     cfg = cfg.replace(network={"hidden": int(sys.argv[4]), "res_layers": int(sys.argv[5])})
-files, signals = load_training_data(["data/train", "data/synth"], 16000, False, 15)
+sr = cfg.signal.sample_rate
+files, signals = load_training_data(["data/train", "data/synth"], sr, False, 15)
 data = torch.from_numpy(cached_training_frames(signals, cfg, q, True, log=lambda m: None))
-vf, vs = load_training_data(["data/val/june"], 16000, False, None)
-val = torch.tensor(frames_from_signals(vs[::3], cfg, q), dtype=torch.float32)
+val_signals = [load_wav(f, sr) for f in wav_files("data/val/june")[::3]]  # = build/val-third
+val = torch.tensor(frames_from_signals(val_signals, cfg, q), dtype=torch.float32)
 ref = (data ** 2).mean()
 torch.manual_seed(0); net = Cascade(cfg); st = net.stages[0]
 gen = torch.Generator().manual_seed(0)
