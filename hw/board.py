@@ -43,21 +43,22 @@ word with ``model.golden.decode``.
 
 import math
 import operator
+from contextlib import contextmanager
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.build import ResourceError
 from amaranth.lib import io, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from model import golden
 from model.golden import IntModel
 
 from .clocks import SystemClock
 from .flash import SPIBus, SPIFlashReader, WAKE_SECONDS
 from . import protocol
 from .link import CommandRule, PacketFIFO, ReplyFramer, RequestDeframer
+from .payload import (BitsFromBytes, BytesFromBits, BytesFromWords, SelfTest, WordsFromBytes,
+                      selftest_vectors)
 from .protocol import Command, InfoFlag, Status
 from .uart import UARTRx, UARTTx, baud_divisor
 
@@ -66,53 +67,10 @@ __all__ = ["BoardCore", "BoardTop", "selftest_vectors", "CORE_NAMES"]
 CORE_NAMES = ("encoder", "decoder")
 
 
-def selftest_vectors(model: IntModel, frames: int, seed: int = 1):
-    """``(x, bits, y)``: ``frames`` random integer frames (T, D), their code bits (T, B) from
-    ``golden.encode`` (stage 0 first) and ``golden.decode`` of those codes with all stages (T, D)."""
-    cfg = model.config
-    A = cfg.fixed.act_bits
-    rng = np.random.default_rng(seed)
-    x = rng.integers(-(1 << (A - 1)), 1 << (A - 1), (frames, cfg.coefficients), dtype=np.int64)
-    codes = golden.encode(model, x)
-    y = golden.decode(model, codes)
-    return x, np.concatenate(codes, axis=1), y
-
-
 def _default_core_classes():
     from .decoder import DecoderCore
     from .encoder import EncoderCore
     return EncoderCore, DecoderCore
-
-
-class SequentialROM(wiring.Component):
-    """A ROM read in order: ``data`` is ``init[addr]``, where the address moves on by one in the
-    cycle after ``advance`` and goes back to 0 in the cycle after ``restart`` (a synchronous
-    read port addressed with the next address, so ``data`` is valid in every cycle).
-
-    ``block``: ask for block RAM (``ram_style``).  On the iCE40 Yosys's cost model builds a small
-    ROM (the 1-bit code ROM) out of about 80 LUTs, while block RAM is left over; elsewhere (ECP5:
-    LUT ROM is cheap, block RAM may be what limits P) Yosys chooses."""
-
-    def __init__(self, shape, init, block: bool = False):
-        self._init = [int(v) for v in init] or [0]
-        self._shape, self._block = shape, bool(block)
-        super().__init__({"restart": In(1), "advance": In(1), "data": Out(shape)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.mem = mem = Memory(shape=self._shape, depth=len(self._init), init=self._init,
-                                        attrs={"ram_style": "block"} if self._block else None)
-        port = mem.read_port()
-        addr = Signal(range(len(self._init) + 1))
-        nxt = Signal.like(addr)
-        m.d.comb += nxt.eq(addr)
-        with m.If(self.restart):
-            m.d.comb += nxt.eq(0)
-        with m.Elif(self.advance):
-            m.d.comb += nxt.eq(addr + 1)
-        m.d.comb += [port.addr.eq(nxt), self.data.eq(port.data)]
-        m.d.sync += addr.eq(nxt)
-        return m
 
 
 class ImageStreamer(wiring.Component):
@@ -351,8 +309,6 @@ class BoardCore(wiring.Component):
         cfg = self._model.config
         A, D, N = cfg.fixed.act_bits, cfg.coefficients, cfg.network.stages
         B = cfg.code_bits_total
-        prefix = cfg.network.code_offsets
-        T = self._frames
         enc, dec = self.encoder, self.decoder
 
         # ---- UART, framed link: requests checked into the packet FIFO, replies framed -------------
@@ -370,57 +326,53 @@ class BoardCore(wiring.Component):
             m.submodules.flash_reader = reader = SPIFlashReader(self._flash_offset, self.flash_image_bytes, self._wake)
             wiring.connect(m, reader.bus, wiring.flipped(self.flash))
             with m.If(booting):
-                m.d.comb += [deframer.i.payload.eq(reader.o.payload), deframer.i.valid.eq(reader.o.valid),
-                             reader.o.ready.eq(deframer.i.ready), urx.o.ready.eq(1)]
+                m.d.comb += [*_feed(reader.o, deframer.i), urx.o.ready.eq(1)]
             with m.Else():
-                m.d.comb += [deframer.i.payload.eq(urx.o.payload), deframer.i.valid.eq(urx.o.valid),
-                             urx.o.ready.eq(deframer.i.ready)]
+                m.d.comb += _feed(urx.o, deframer.i)
         else:
             wiring.connect(m, urx.o, deframer.i)
         wiring.connect(m, deframer.o, fifo.w)
         wiring.connect(m, framer.o, utx.i)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), fifo.commit.eq(deframer.commit),
                      fifo.rollback.eq(deframer.rollback), deframer.loaded.eq(all_loaded)]
-        rx_data, rx_valid, rx_ready = fifo.r.payload, fifo.r.valid, fifo.r.ready
-        tx_data, tx_valid, tx_ready = framer.i.payload, framer.i.valid, framer.i.ready
+        rx = fifo.r         # request records: command (or ERROR_RECORD), tag, payload
+        tx = framer.i       # reply payload bytes (the framer adds header, length and CRC)
 
+        # ---- the cores, their payload adapters and the self-test (hw/payload.py) -----------------
         if enc is not None:
             m.submodules.encoder = enc
+            m.submodules.e_words = e_words = WordsFromBytes(A, D)     # E request -> input words
+            m.submodules.e_bytes = e_bytes = BytesFromBits(B)         # code bits -> E reply
         if dec is not None:
             m.submodules.decoder = dec
+            m.submodules.d_bits = d_bits = BitsFromBytes(B)           # D request -> code bits
+            m.submodules.d_bytes = d_bytes = BytesFromWords(A, D)     # output words -> D reply
+        m.submodules.selftest = test = SelfTest(self._model, self._selftest, encoder=enc is not None,
+                                                decoder=dec is not None,
+                                                block=getattr(platform, "family", None) == "iCE40")
+        testing = Signal()      # the self-test has the cores' streams (state T_RUN)
+        k = Signal(range(1, N + 1))      # K of the D request being answered
+        k_pending = Signal()             # ... not yet taken by the decoder
+        if enc is not None:
+            with m.If(testing):
+                m.d.comb += [*_feed(test.enc_i, enc.i), *_feed(enc.o, test.enc_o)]
+            with m.Else():
+                m.d.comb += [*_feed(e_words.o, enc.i), *_feed(enc.o, e_bytes.i)]
+        if dec is not None:
+            with m.If(testing):
+                m.d.comb += [*_feed(test.dec_k, dec.k), *_feed(test.dec_i, dec.i), *_feed(dec.o, test.dec_o)]
+            with m.Else():
+                m.d.comb += [dec.k.payload.eq(k), dec.k.valid.eq(k_pending),
+                             *_feed(d_bits.o, dec.i), *_feed(dec.o, d_bytes.i)]
+                with m.If(dec.k.ready):
+                    m.d.sync += k_pending.eq(0)
 
-        # ---- self-test ROMs -------------------------------------------------------------------------
-        x, bits, y = self._selftest
-        mask = (1 << A) - 1
-        block = getattr(platform, "family", None) == "iCE40"
-        x_rom = (SequentialROM(A, [int(v) & mask for v in x.reshape(-1)], block)
-                 if enc is not None else None)
-        c_rom = SequentialROM(1, bits.reshape(-1), block)
-        y_rom = (SequentialROM(A, [int(v) & mask for v in y.reshape(-1)], block)
-                 if dec is not None else None)
-        for name, rom in (("x_rom", x_rom), ("c_rom", c_rom), ("y_rom", y_rom)):
-            if rom is not None:
-                m.submodules[name] = rom
-
-        # ---- registers ------------------------------------------------------------------------------
-        word_cnt = Signal(range(D + 1))
-        bit_cnt = Signal(range(B + 2))
-        bit_pos = Signal(range(8))
-        frame = Signal(range(T + 1))
-        lo = Signal(8)
-        word = Signal(16)
-        sh = Signal(8)
-        k = Signal(range(N + 1))
-        k_pending = Signal()
-        nbits = Signal(range(B + 1))
-        flags = Signal(2)
-        tested = Signal()
-        reply = Signal()
+        # ---- registers of the command logic ---------------------------------------------------------
+        reply = Signal()                # the running self-test was asked for by a T request
         idx = Signal(range(protocol.INFO_PAYLOAD))
         tag = Signal(8)                 # of the request being answered
         command = Signal(8)             # its command (an error record's: what the request said)
         status = Signal(Status)
-
         weights_ok = Signal()           # the last W's CRC matched
         if loadable:
             m.d.comb += all_loaded.eq(Cat(c.loaded for c in loadable).all() & weights_ok)
@@ -433,15 +385,10 @@ class BoardCore(wiring.Component):
         info = [*bytes.fromhex(cfg.config_hash), 0, self._lanes, protocol.VERSION]
         assert len(info) == protocol.INFO_PAYLOAD
         info_rom = Array(Const(b, 8) for b in info)
-        prefix_rom = Array(Const(p, range(B + 1)) for p in prefix)
+        prefix_rom = Array(Const(p, range(B + 1)) for p in cfg.network.code_offsets)
 
-        m.d.comb += [self.led_pass.eq(tested & (flags == 0)),
-                     self.led_fail.eq((tested & (flags != 0)) | (boot_failed & ~all_loaded))]
-
-        if dec is not None:
-            m.d.comb += [dec.k.payload.eq(k), dec.k.valid.eq(k_pending)]
-            with m.If(dec.k.valid & dec.k.ready):
-                m.d.sync += k_pending.eq(0)
+        m.d.comb += [self.led_pass.eq(test.tested & (test.flags == 0)),
+                     self.led_fail.eq((test.tested & (test.flags != 0)) | (boot_failed & ~all_loaded))]
 
         def send_header(cmd, st, length, then):
             """Hand the reply's header (the request's tag) to the framer, then go to ``then``;
@@ -455,6 +402,15 @@ class BoardCore(wiring.Component):
                              framer.hdr.payload.length.eq(length)]
                 with m.If(framer.hdr.ready):
                     m.next = then
+
+        @contextmanager
+        def take(into):
+            """Take the record's next byte into the register ``into``; the body runs in the cycle
+            it arrives."""
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid):
+                m.d.sync += into.eq(rx.payload)
+                yield
 
         if loadable:     # W: the request's payload into the load streams, core by core
             lbits = loadable[0].schedule.load_word_bits
@@ -475,14 +431,10 @@ class BoardCore(wiring.Component):
 
             # a record of the packet FIFO: command (or ERROR_RECORD), tag, the rest
             with m.State("IDLE"):
-                m.d.comb += rx_ready.eq(1)
-                with m.If(rx_valid):
-                    m.d.sync += command.eq(rx_data)
+                with take(command):
                     m.next = "TAG"
             with m.State("TAG"):
-                m.d.comb += rx_ready.eq(1)
-                with m.If(rx_valid):
-                    m.d.sync += tag.eq(rx_data)
+                with take(tag):
                     with m.Switch(command):
                         if enc is not None:
                             with m.Case(Command.ENCODE):
@@ -502,14 +454,10 @@ class BoardCore(wiring.Component):
                         with m.Default():        # ERROR_RECORD: the command and status follow
                             m.next = "ERR_CMD"
             with m.State("ERR_CMD"):
-                m.d.comb += rx_ready.eq(1)
-                with m.If(rx_valid):
-                    m.d.sync += command.eq(rx_data)
+                with take(command):
                     m.next = "ERR_STATUS"
             with m.State("ERR_STATUS"):
-                m.d.comb += rx_ready.eq(1)
-                with m.If(rx_valid):
-                    m.d.sync += status.eq(rx_data)
+                with take(status):
                     m.next = "ERR_REPLY"
             with m.State("ERR_REPLY"):
                 send_header(command, status, 0, "IDLE")
@@ -517,9 +465,9 @@ class BoardCore(wiring.Component):
             with m.State("I_HDR"):
                 send_header(Command.INFO, Status.OK, protocol.INFO_PAYLOAD, "I_SEND")
             with m.State("I_SEND"):
-                m.d.comb += [tx_data.eq(Mux(idx == protocol.INFO_HASH_BYTES, flags_byte, info_rom[idx])),
-                             tx_valid.eq(1)]
-                with m.If(tx_ready):
+                m.d.comb += [tx.payload.eq(Mux(idx == protocol.INFO_HASH_BYTES, flags_byte, info_rom[idx])),
+                             tx.valid.eq(1)]
+                with m.If(tx.ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == protocol.INFO_PAYLOAD - 1):
                         m.next = "IDLE"
@@ -531,13 +479,12 @@ class BoardCore(wiring.Component):
                     m.d.sync += weights_ok.eq(0)
                     m.next = "W_STREAM"
                 with m.State("W_STREAM"):
-                    m.d.comb += [image.i.payload.eq(rx_data), image.i.valid.eq(rx_valid), rx_ready.eq(image.i.ready)]
+                    m.d.comb += _feed(rx, image.i)
                     with m.If(image.done):
                         m.next = "W_STATUS"
                 with m.State("W_STATUS"):       # the receiver's verdict on the whole image
-                    m.d.comb += rx_ready.eq(1)
-                    with m.If(rx_valid):
-                        m.d.sync += [status.eq(rx_data), weights_ok.eq(rx_data == Status.OK)]
+                    with take(status):
+                        m.d.sync += weights_ok.eq(rx.payload == Status.OK)
                         m.next = "W_REPLY"
                 with m.State("W_REPLY"):
                     with m.If(booting & (status == Status.OK)):   # from flash: test it, light the LEDs
@@ -546,160 +493,47 @@ class BoardCore(wiring.Component):
                     with m.Else():
                         send_header(Command.LOAD, status, 0, "IDLE")
 
-            # ---- E: encode one frame from the host --------------------------------------------------
+            # ---- E: one frame through the encoder; its code bits stream out as they come ------------
             if enc is not None:
                 with m.State("E_HDR"):
-                    m.d.sync += word_cnt.eq(0)
-                    send_header(Command.ENCODE, Status.OK, protocol.reply_payload(cfg, Command.ENCODE), "E_LO")
-                with m.State("E_LO"):
-                    m.d.comb += rx_ready.eq(1)
-                    with m.If(rx_valid):
-                        m.d.sync += lo.eq(rx_data)
-                        m.next = "E_HI"
-                with m.State("E_HI"):
-                    m.d.comb += rx_ready.eq(1)
-                    with m.If(rx_valid):
-                        m.d.sync += word.eq(lo | (rx_data << 8))
-                        m.next = "E_PUSH"
-                with m.State("E_PUSH"):
-                    m.d.comb += [enc.i.payload.eq(word[:A]), enc.i.valid.eq(1)]
-                    with m.If(enc.i.ready):
-                        m.d.sync += word_cnt.eq(word_cnt + 1)
-                        with m.If(word_cnt == D - 1):
-                            m.d.sync += [bit_cnt.eq(0), bit_pos.eq(0), sh.eq(0)]
-                            m.next = "E_BITS"
-                        with m.Else():
-                            m.next = "E_LO"
-                with m.State("E_BITS"):
-                    m.d.comb += enc.o.ready.eq(1)
-                    with m.If(enc.o.valid):
-                        m.d.sync += [sh.bit_select(bit_pos, 1).eq(enc.o.payload),
-                                     bit_pos.eq(bit_pos + 1), bit_cnt.eq(bit_cnt + 1)]
-                        with m.If((bit_pos == 7) | (bit_cnt == B - 1)):
-                            m.next = "E_SEND"
-                with m.State("E_SEND"):
-                    m.d.comb += [tx_data.eq(sh), tx_valid.eq(1)]
-                    with m.If(tx_ready):
-                        m.d.sync += [sh.eq(0), bit_pos.eq(0)]
-                        with m.If(bit_cnt == B):
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.next = "E_BITS"
+                    m.d.comb += [e_words.start.eq(1), e_bytes.start.eq(1)]   # taken once, when idle
+                    send_header(Command.ENCODE, Status.OK, protocol.reply_payload(cfg, Command.ENCODE), "E_RUN")
+                with m.State("E_RUN"):
+                    m.d.comb += [*_feed(rx, e_words.i), *_feed(e_bytes.o, tx)]
+                    with m.If(e_bytes.done):
+                        m.next = "IDLE"
 
-            # ---- D: decode K stages from the host (K checked by the receiver) -------------------------
+            # ---- D: decode K stages (K checked by the receiver) ---------------------------------------
             if dec is not None:
                 with m.State("D_K"):
-                    m.d.comb += rx_ready.eq(1)
-                    with m.If(rx_valid):
-                        m.d.sync += [k.eq(rx_data), nbits.eq(prefix_rom[rx_data[:len(k)]])]
+                    with take(k):
                         m.next = "D_HDR"
                 with m.State("D_HDR"):
-                    m.d.sync += [bit_cnt.eq(0), word_cnt.eq(0)]
-                    send_header(Command.DECODE, Status.OK, protocol.reply_payload(cfg, Command.DECODE), "D_BYTE")
+                    m.d.comb += [d_bits.start.eq(1), d_bits.count.eq(prefix_rom[k]), d_bytes.start.eq(1)]
+                    send_header(Command.DECODE, Status.OK, protocol.reply_payload(cfg, Command.DECODE), "D_RUN")
                     with m.If(framer.hdr.ready):
                         m.d.sync += k_pending.eq(1)
-                with m.State("D_BYTE"):
-                    m.d.comb += rx_ready.eq(1)
-                    with m.If(rx_valid):
-                        m.d.sync += [sh.eq(rx_data), bit_pos.eq(0)]
-                        m.next = "D_BITS"
-                with m.State("D_BITS"):
-                    m.d.comb += [dec.i.payload.eq(sh.bit_select(bit_pos, 1)), dec.i.valid.eq(1)]
-                    with m.If(dec.i.ready):
-                        m.d.sync += [bit_pos.eq(bit_pos + 1), bit_cnt.eq(bit_cnt + 1)]
-                        with m.If(bit_cnt == nbits - 1):
-                            m.next = "D_WORD"
-                        with m.Elif(bit_pos == 7):
-                            m.next = "D_BYTE"
-                with m.State("D_WORD"):
-                    m.d.comb += dec.o.ready.eq(1)
-                    with m.If(dec.o.valid):
-                        m.d.sync += word.eq(dec.o.payload.as_signed())
-                        m.next = "D_LO"
-                with m.State("D_LO"):
-                    m.d.comb += [tx_data.eq(word[:8]), tx_valid.eq(1)]
-                    with m.If(tx_ready):
-                        m.next = "D_HI"
-                with m.State("D_HI"):
-                    m.d.comb += [tx_data.eq(word[8:]), tx_valid.eq(1)]
-                    with m.If(tx_ready):
-                        m.d.sync += word_cnt.eq(word_cnt + 1)
-                        with m.If(word_cnt == D - 1):
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.next = "D_WORD"
+                with m.State("D_RUN"):
+                    m.d.comb += [*_feed(rx, d_bits.i), *_feed(d_bytes.o, tx)]
+                    with m.If(d_bytes.done):
+                        m.next = "IDLE"
 
             # ---- T: self-test ----------------------------------------------------------------------------
             with m.State("T_START"):
-                m.d.sync += [flags.eq(0), tested.eq(0), frame.eq(0), word_cnt.eq(0), bit_cnt.eq(0)]
-                for rom in (x_rom, c_rom, y_rom):
-                    if rom is not None:
-                        m.d.comb += rom.restart.eq(1)
-                m.next = "T_EIN" if enc is not None else "T_DK"
-
-            if enc is not None:
-                with m.State("T_EIN"):
-                    m.d.comb += [enc.i.payload.eq(x_rom.data), enc.i.valid.eq(1)]
-                    with m.If(enc.i.ready):
-                        m.d.comb += x_rom.advance.eq(1)
-                        m.d.sync += word_cnt.eq(word_cnt + 1)
-                        with m.If(word_cnt == D - 1):
-                            m.d.sync += [word_cnt.eq(0), bit_cnt.eq(0)]
-                            m.next = "T_EOUT"
-                with m.State("T_EOUT"):
-                    m.d.comb += enc.o.ready.eq(1)
-                    with m.If(enc.o.valid):
-                        m.d.comb += c_rom.advance.eq(1)
-                        m.d.sync += bit_cnt.eq(bit_cnt + 1)
-                        with m.If(enc.o.payload != c_rom.data):
-                            m.d.sync += flags[0].eq(1)
-                        with m.If(bit_cnt == B - 1):
-                            m.d.sync += [frame.eq(frame + 1), bit_cnt.eq(0)]
-                            with m.If(frame == T - 1):
-                                m.next = "T_DSTART" if dec is not None else "T_DONE"
-                            with m.Else():
-                                m.next = "T_EIN"
-
-            if dec is not None:
-                with m.State("T_DSTART"):
-                    m.d.comb += c_rom.restart.eq(1)
-                    m.d.sync += [frame.eq(0), bit_cnt.eq(0), word_cnt.eq(0)]
-                    m.next = "T_DK"
-                with m.State("T_DK"):
-                    m.d.sync += [k.eq(N), k_pending.eq(1), bit_cnt.eq(0), word_cnt.eq(0)]
-                    m.next = "T_DIN"
-                with m.State("T_DIN"):
-                    m.d.comb += [dec.i.payload.eq(c_rom.data), dec.i.valid.eq(1)]
-                    with m.If(dec.i.ready):
-                        m.d.comb += c_rom.advance.eq(1)
-                        m.d.sync += bit_cnt.eq(bit_cnt + 1)
-                        with m.If(bit_cnt == B - 1):
-                            m.next = "T_DOUT"
-                with m.State("T_DOUT"):
-                    m.d.comb += dec.o.ready.eq(1)
-                    with m.If(dec.o.valid):
-                        m.d.comb += y_rom.advance.eq(1)
-                        m.d.sync += word_cnt.eq(word_cnt + 1)
-                        with m.If(dec.o.payload.as_unsigned() != y_rom.data):
-                            m.d.sync += flags[1].eq(1)
-                        with m.If(word_cnt == D - 1):
-                            m.d.sync += frame.eq(frame + 1)
-                            with m.If(frame == T - 1):
-                                m.next = "T_DONE"
-                            with m.Else():
-                                m.next = "T_DK"
-
-            with m.State("T_DONE"):
-                m.d.sync += tested.eq(1)
-                with m.If(reply):
-                    m.next = "T_HDR"
-                with m.Else():
-                    m.next = "IDLE"
+                m.d.comb += test.start.eq(1)
+                m.next = "T_RUN"
+            with m.State("T_RUN"):
+                m.d.comb += testing.eq(1)
+                with m.If(~test.busy):
+                    with m.If(reply):
+                        m.next = "T_HDR"
+                    with m.Else():
+                        m.next = "IDLE"
             with m.State("T_HDR"):
                 send_header(Command.SELFTEST, Status.OK, protocol.reply_payload(cfg, Command.SELFTEST), "T_FLAGS")
             with m.State("T_FLAGS"):
-                m.d.comb += [tx_data.eq(flags), tx_valid.eq(1)]
-                with m.If(tx_ready):
+                m.d.comb += [tx.payload.eq(test.flags), tx.valid.eq(1)]
+                with m.If(tx.ready):
                     m.next = "IDLE"
         if self._flash_boot:
             # the boot ends once the image has been read, the receiver has had its timeout to
@@ -707,10 +541,15 @@ class BoardCore(wiring.Component):
             settle = Signal(range(self._timeout + 2))
             with m.If(reader.done & (settle != self._timeout + 1)):
                 m.d.sync += settle.eq(settle + 1)
-            with m.If(booting & (settle == self._timeout + 1) & fsm.ongoing("IDLE") & ~rx_valid):
+            with m.If(booting & (settle == self._timeout + 1) & fsm.ongoing("IDLE") & ~rx.valid):
                 m.d.sync += [booting.eq(0), boot_failed.eq(~all_loaded)]
         return m
 
+
+def _feed(src, dst) -> list:
+    """Statements that hand stream ``src`` (an output's view) to stream ``dst`` (an input's):
+    ``wiring.connect`` for a connection that holds only while some condition does."""
+    return [dst.payload.eq(src.payload), dst.valid.eq(src.valid), src.ready.eq(dst.ready)]
 
 class BoardTop(Elaboratable):
     """:class:`BoardCore` on a platform: ``uart`` 0, ``led`` 0 = self-test failed, ``led`` 1 =

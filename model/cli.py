@@ -376,7 +376,8 @@ def cmd_train(a):
     opts = TrainOptions(seed=a.seed, greedy_epochs=a.greedy_epochs, finetune_rounds=a.rounds,
                         finetune_epochs=a.finetune_epochs, batch=a.batch, lr=a.lr,
                         augment=not a.no_augment, device=a.device, loss=a.loss,
-                        rate_weight=a.rate_weight, scale=a.scale, finetune_lr=a.finetune_lr)
+                        rate_weight=a.rate_weight, scale=a.scale, finetune_lr=a.finetune_lr,
+                        search_residuals=a.search_residuals)
     if a.threads:
         torch.set_num_threads(a.threads)
     t0 = time.time()
@@ -961,6 +962,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="entropy-aware training: add L dB per bit of the code bits' mean binary "
                          "entropy to the greedy loss (skewed codes that Huffman coding shrinks; "
                          "--loss mse only; default 0)")
+    sp.add_argument("--search-residuals", action="store_true",
+                    help="train each stage on the residual the earlier stages leave with the codes "
+                         "the encoder's code search picks (the config's search section, as the "
+                         "encoder core runs it), not with their one-shot codes")
     sp.add_argument("--scale", choices=("learned", "mean"), default="learned",
                     help="binary layers' per-output scales: learned (trained parameters, default) "
                          "or mean (mean |W| of the latent weights, XNOR-Net; the older rule)")

@@ -18,6 +18,12 @@
 * ``rate_weight`` > 0 (entropy-aware training) adds ``rate_weight`` dB per bit of the mean
   binary entropy of the stage's code bits (:func:`code_entropy`), so that the codes become skewed
   and the Huffman coder can spend fewer bits on them.
+* ``search_residuals``: stage n+1 is trained on the residual that stages 1..n leave with the
+  codes the encoder's closed-loop search picks (``SearchConfig`` of the training config, as the
+  encoder core runs it; ``model.golden.refine_code`` with the float decoder), not with their
+  one-shot codes.  The search makes a residual smaller and shaped differently from the one-shot
+  residual, so later stages trained on one-shot residuals see frames unlike the ones they will
+  code; with it, they see exactly those.  It costs one search per stage over the training frames.
 * ``scale``: how a binary layer's per-output scale alpha is trained (``model.net.BinaryLinear``):
   ``"learned"`` (default), a parameter of its own; ``"mean"``, alpha = mean |W| of the latent
   weights (XNOR-Net; the rule of the models made before).  On the held-out split the learned
@@ -43,7 +49,7 @@ import torch
 from scipy.signal import resample_poly
 
 from .errors import CascadeError
-from . import dsp
+from . import dsp, golden
 from .config import CodecConfig
 from .net import BinaryLinear, Cascade
 
@@ -99,6 +105,7 @@ class TrainOptions:
     rate_weight: float = 0.0
     scale: str = "learned"
     finetune_lr: float | None = None       # None: ``lr``
+    search_residuals: bool = False
 
 
 def _augmented(signals: list[np.ndarray]) -> list[np.ndarray]:
@@ -303,13 +310,34 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
         write_file(checkpoint, lambda f: torch.save(state, f), force=True)
 
     N = cfg.network.stages
+
+    @torch.no_grad()
+    def leave(m: int, r: torch.Tensor) -> None:
+        """Subtract from ``r`` (in place) what frozen stage ``m`` decodes of it: its one-shot
+        code's output, or with ``search_residuals`` the output of the code the search picks."""
+        st = net.stages[m]
+        searched = opts.search_residuals and cfg.search_bits(m)
+        for i in range(0, len(r), 4096):
+            x = r[i:i + 4096]
+            if not searched:
+                x -= st(x)[1]
+                continue
+            z = st.code_preactivation(x)
+
+            def error(b, target=x):
+                y = st.decode(torch.from_numpy(b.astype(np.float32) * 2 - 1).to(target.device))
+                return ((target - y) ** 2).sum(1).cpu().numpy()
+            bits = golden.refine_code(error, (z >= 0).cpu().numpy().astype(np.int64), z.abs().cpu().numpy(),
+                                      cfg.search.passes, cfg.search_bits(m))
+            x -= st.decode(torch.from_numpy(bits.astype(np.float32) * 2 - 1).to(x.device))
+
+    resid = None
     for n in range(done_stages, N):
         stage = wrap(net.stages[n])
-        with torch.no_grad():  # the frozen stages' residual, computed once for the whole set
+        if resid is None:      # the frozen stages' residual, computed once for the whole set
             resid = data.clone()
             for m in range(n):
-                for i in range(0, len(resid), 4096):
-                    resid[i:i + 4096] -= net.stages[m](resid[i:i + 4096])[1]
+                leave(m, resid)
 
         if opts.loss == "mse":
             def loss_fn(r, stage=stage):
@@ -334,6 +362,9 @@ def train(cfg: CodecConfig, signals: list[np.ndarray], opts: TrainOptions, q,
         history["greedy"].append(last)
         done_stages = n + 1
         save()
+        if n < N - 1:
+            leave(n, resid)
+    del resid
 
     full = wrap(net)
 
