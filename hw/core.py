@@ -8,12 +8,14 @@ Block diagram (names as in :meth:`CascadeCore.elaborate`)::
       ^   └── res port ───────────────────────> PostUnit <── params (mult, bias)
       |                                            |
       └──────────── write port <──────── value ────┴── bit/value ──> out_fifo ──> o
-    weights (P bits/row) ── w ──> MacEngine           sequencer: layer, g, j, stalls
+    weights (P bits/row) ── w ──> MacEngine           Sequencer: layer, g, j, stalls
     load ──> ImageLoader ──> weights, params          CodeSearch (encoder): beside the sequencer
 
-The parts (:class:`FrameBanks`, :class:`ImageLoader`, :class:`CodeSearch`, ``MacEngine``,
-``PostUnit``) are components of their own; :class:`CascadeCore` composes them and keeps the
-sequencer and the post pipeline, which share the layer table.
+The parts (:class:`FrameBanks`, :class:`ImageLoader`, :class:`Sequencer`, ``MacEngine``,
+:class:`PostPipeline` with its ``PostUnit``, :class:`CodeSearch`) are components of their own;
+:class:`CascadeCore` composes them in ``elaborate`` and owns only the memories they share (the
+activations, the stores) and the output FIFO with its credit.  The Sequencer and the post
+pipeline each decode the schedule's op table (``Schedule.ops``) for the layer they work on.
 
 See ``hw/schedule.py`` for the memory layouts and the cycle model, ``docs/architecture.md`` for
 the whole picture.
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -36,7 +38,7 @@ from .post import PostUnit
 from .schedule import POST_LATENCY, POST_UNIT_LATENCY, PostMode, Schedule, search_drain
 from .store import STORAGES, ParamStore, spram_misfit
 
-__all__ = ["CascadeCore", "FrameBanks", "ImageLoader", "CodeSearch", "Phase"]
+__all__ = ["CascadeCore", "FrameBanks", "ImageLoader", "Sequencer", "PostPipeline", "CodeSearch", "Phase"]
 
 
 class Phase(enum.Enum, shape=2):
@@ -293,6 +295,306 @@ class CodeSearch(wiring.Component):
         return m
 
 
+class Sequencer(wiring.Component):
+    """The issue stage: walks the running frame's ops (``Schedule.ops``: layer, group ``g``,
+    fan-in index ``j``), one MAC issue per cycle, and switches the input banks between frames.
+
+    Per op it decodes the schedule's table (fan-in, groups, source, dependency, stage; for a
+    searched stage where its decoder starts).  An issue reads weight row ``w_addr`` and operand
+    ``src_index`` (of the activations, or of the running input bank with ``src_x``) in the same
+    cycle; it stalls while the op reads outputs of the layer before that the post pipeline has not
+    written yet (``wr_layer``/``wr_idx``, :class:`PostPipeline`), and, with ``short_groups``,
+    until ``P`` cycles have passed since the previous group's shadow load.
+
+    A frame starts when its input bank is ``full``, the output FIFO has room for its whole output
+    (``credit_ok``) and the stores hold an image (``loaded``); ``start_frame`` pulses then, and
+    ``release`` frees the bank after its last issue.  The code search (encoder) holds the issue
+    while ``search_run`` is low, learns from ``search_start`` that a trial run is out, and on
+    ``restart`` sends the sequencer back to the stage decoder's first layer in ``restart_phase``.
+
+    Latency: the ``mac_*``, ``src_x`` and ``tag_*`` outputs are registered, one cycle after the
+    issue, aligned with the memories' read data (``tag_*``: the issue's layer, first output
+    index ``g * P``, whether its stage is the frame's last, whether it is a search trial)."""
+
+    def __init__(self, schedule: Schedule, side: str, in_bank: int):
+        self._sc, self._enc = schedule, side == "encoder"
+        sc = schedule
+        P, N, nL = sc.lanes, sc.N, len(sc.ops)
+        G = max(op.groups for op in sc.ops)
+        Bm = max(sc.cfg.network.code_bits)
+        sig = {
+            "full": In(2), "credit_ok": In(1), "loaded": In(1),
+            "search_run": In(1, init=1), "restart": In(1), "restart_phase": In(Phase),
+            "wr_layer": In(range(nL + 1)), "wr_idx": In(range(G * P)),
+            "running": Out(1), "can_start": Out(1), "start_frame": Out(1),
+            "bank": Out(1), "release": Out(2),
+            "w_addr": Out(range(max(sc.weight_depth, 2))),
+            "src_index": Out(unsigned(max(Shape.cast(range(max(sc.act_depth, in_bank) + 1)).width,
+                                          Shape.cast(range(sc.max_fan_in)).width) + 1)),
+            "mac_valid": Out(1), "mac_first": Out(1), "mac_last": Out(1), "src_x": Out(1),
+            "tag_layer": Out(range(nL)), "tag_gP": Out(range(G * P)), "tag_final": Out(1),
+            "tag_trial": Out(1),
+            "phase": Out(Phase), "search_start": Out(1),
+            "bits_m1": Out(range(Bm)), "cands_m1": Out(range(Bm)),
+        }
+        if not self._enc:
+            sig["k_of_bank"] = In(range(N + 1))
+        self._in_bank = int(in_bank)
+        super().__init__(sig)
+
+    def elaborate(self, platform):
+        m = Module()
+        sc, enc = self._sc, self._enc
+        cfg = sc.cfg
+        P, N, ops = sc.lanes, sc.N, sc.ops
+        nL = len(ops)
+        G = max(op.groups for op in ops)
+        layer, g, j = Signal(range(nL)), Signal(range(G)), Signal(range(sc.max_fan_in))
+        gP, w_addr = Signal(range(G * P)), self.w_addr
+        running, bank = self.running, self.bank
+
+        # ---- the op table ------------------------------------------------------------------
+        c_fan_in_m1, c_groups_m1 = Signal.like(j), Signal.like(g)
+        c_src_x, c_dep, c_last_of_stage = Signal(), Signal(), Signal()
+        c_src_base = Signal(range(max(sc.act_depth, self._in_bank) + 1))
+        c_stage = Signal(range(N))
+        c_searched, c_dec, c_out = Signal(), Signal(), Signal()
+        c_dec_first, c_dec_wbase = Signal.like(layer), Signal.like(w_addr)
+        with m.Switch(layer):
+            for op in ops:
+                with m.Case(op.index):
+                    m.d.comb += [
+                        c_fan_in_m1.eq(op.fan_in - 1), c_groups_m1.eq(op.groups - 1),
+                        c_src_x.eq(op.src_x), c_src_base.eq(op.src_base), c_dep.eq(op.dep),
+                        c_last_of_stage.eq(op.last_of_stage), c_stage.eq(op.stage),
+                    ]
+                    if op.searched:
+                        first = ops[sc.stage_decoder_op[op.stage]]
+                        m.d.comb += [
+                            c_searched.eq(1), c_dec.eq(op.side == "decoder"), c_out.eq(op.kind == "out"),
+                            self.bits_m1.eq(cfg.network.code_bits[op.stage] - 1),
+                            self.cands_m1.eq(sc.search_candidates[op.stage] - 1),
+                            c_dec_first.eq(first.index), c_dec_wbase.eq(first.w_base),
+                        ]
+        final_stage, frame_last = Signal(), Signal()
+        m.d.comb += [
+            final_stage.eq(c_stage == (N if enc else self.k_of_bank) - 1),
+            frame_last.eq(c_last_of_stage & final_stage),
+        ]
+
+        phase = self.phase                        # FORWARD: encoder layers and the baseline run
+        no_wait = Signal()                        # a run restarted after a drain: nothing to wait for
+        c_trial = Signal()                        # this op's outputs go to the search, not to R
+        m.d.comb += c_trial.eq(c_searched & c_dec & (phase != Phase.FINAL))
+
+        # ---- issue -------------------------------------------------------------------------
+        stall, issue, group_end = Signal(), Signal(), Signal()
+        m.d.comb += group_end.eq(j == c_fan_in_m1)   # this issue is the group's last: its shadow load
+        hold = 0
+        if sc.short_groups:
+            # a group shorter than P: the post unit still reads the previous group's shadow
+            # registers; the last issue waits until P cycles have passed since the previous one
+            since_load = Signal(range(P + 1), init=P)
+            with m.If(issue & group_end):
+                m.d.sync += since_load.eq(1)
+            with m.Elif(since_load != P):
+                m.d.sync += since_load.eq(since_load + 1)
+            hold = group_end & (since_load != P)
+        written = (self.wr_layer == layer - 1) & (self.wr_idx >= j)
+        m.d.comb += [
+            stall.eq((c_dep & (g == 0) & ~no_wait & ~written) | hold),
+            issue.eq(running & self.search_run & ~stall),
+            self.src_index.eq(c_src_base + j),
+        ]
+        next_ok = Signal()
+        m.d.comb += [
+            next_ok.eq(self.full.bit_select(~bank, 1) & self.credit_ok & self.loaded),
+            self.can_start.eq(~running & self.full.bit_select(bank, 1) & self.credit_ok & self.loaded),
+        ]
+        with m.If(issue):
+            m.d.sync += w_addr.eq(w_addr + 1)
+            with m.If(group_end):
+                m.d.sync += j.eq(0)
+                with m.If(g == c_groups_m1):
+                    m.d.sync += [g.eq(0), gP.eq(0), no_wait.eq(0)]
+                    with m.If(frame_last):
+                        # frame done: release its input bank, go on with the next one if ready
+                        m.d.comb += self.release.eq(Mux(bank, 0b10, 0b01))
+                        m.d.sync += [layer.eq(0), w_addr.eq(0), bank.eq(~bank), running.eq(next_ok)]
+                        m.d.comb += self.start_frame.eq(next_ok)
+                    with m.Elif(c_trial & c_out):
+                        # a search run is issued: wait for its error (layer stays on the out op)
+                        m.d.comb += self.search_start.eq(1)
+                    with m.Else():
+                        m.d.sync += layer.eq(layer + 1)
+                        with m.If(c_out):
+                            m.d.sync += phase.eq(Phase.FORWARD)
+                with m.Else():
+                    m.d.sync += [g.eq(g + 1), gP.eq(gP + P)]
+            with m.Else():
+                m.d.sync += j.eq(j + 1)
+        with m.Elif(self.can_start):
+            m.d.sync += running.eq(1)
+            m.d.comb += self.start_frame.eq(1)
+        with m.If(self.restart):      # run the stage's decoder again from its first layer
+            m.d.sync += [phase.eq(self.restart_phase), layer.eq(c_dec_first), w_addr.eq(c_dec_wbase),
+                         no_wait.eq(1)]
+
+        # ---- output register: aligned with the memories' read data ------------------------
+        m.d.sync += [
+            self.mac_valid.eq(issue), self.mac_first.eq(j == 0), self.mac_last.eq(group_end),
+            self.src_x.eq(c_src_x), self.tag_final.eq(final_stage), self.tag_layer.eq(layer),
+            self.tag_gP.eq(gP), self.tag_trial.eq(c_trial),
+        ]
+        return m
+
+
+class PostPipeline(wiring.Component):
+    """The post pipeline p0..p5: turns each finished group of P sums into output values, one
+    neuron per cycle, and says where each value goes.
+
+    ``group_done`` (a group's last MAC issue, with its ``tag_*`` from the :class:`Sequencer`)
+    starts it: for the next P cycles ``active`` shifts the MAC engine's shadow bank, so lane 0
+    (``acc``) presents neuron ``gP + k`` in cycle k.  The stages::
+
+        p0   decode the op table of the group's layer; read the neuron's parameters
+             (``param_addr``) and residual (``res_addr``, or ``res_index`` of the input bank)
+        p1   read data -> PostUnit (its own 4 stages: multiply, round/shift, bias, finish)
+        p5   ``o_valid``: ``value`` / ``bit`` / ``margin`` with its index ``o_index``, activation
+             address ``o_addr`` and where it goes: ``o_write`` (activations), ``o_fifo``
+             (the output stream), ``o_err`` (a search trial's error), ``o_record`` (a searched
+             code layer's bit and margin)
+
+    Latency: :data:`~hw.schedule.POST_LATENCY` cycles from the shadow load to ``o_valid``.
+    ``wr_layer``/``wr_idx`` hold the layer and index of the last output (the Sequencer's
+    dependency check).  Number formats: as :class:`~hw.post.PostUnit`'s."""
+
+    def __init__(self, schedule: Schedule, side: str):
+        self._sc, self._enc = schedule, side == "encoder"
+        sc = schedule
+        fx = sc.cfg.fixed
+        P, nL = sc.lanes, len(sc.ops)
+        G = max(op.groups for op in sc.ops)
+        A, sb, bb = fx.act_bits, sc.scale_bits, sc.bias_bits
+        self._post = PostUnit(A, fx.act_frac, sb, sc.acc_bits, bb, sc.max_shift, margin=sc.searches)
+        assert PostUnit.LATENCY == POST_UNIT_LATENCY == POST_LATENCY - 2   # p0, p1 + PostUnit
+        sig = {
+            "group_done": In(1), "tag_layer": In(range(nL)), "tag_gP": In(range(G * P)),
+            "tag_final": In(1), "tag_trial": In(1),
+            "acc": In(signed(sc.acc_bits)), "params": In(sb + bb), "res_act": In(signed(A)),
+            "active": Out(1),
+            "param_addr": Out(range(sc.param_depth + G * P + 1)),
+            "res_addr": Out(range(sc.act_depth + G * P + 1)),
+            "o_valid": Out(1), "value": Out(signed(A)), "bit": Out(1), "margin": Out(unsigned(A)),
+            "o_index": Out(range(G * P)), "o_addr": Out(range(sc.act_depth)),
+            "o_write": Out(1), "o_fifo": Out(1), "o_err": Out(1), "o_record": Out(1),
+            "wr_layer": Out(range(nL + 1), init=nL), "wr_idx": Out(range(G * P)),
+        }
+        if self._enc:
+            sig.update(res_index=Out(range(G * P)), res_frame=In(signed(A)))
+        super().__init__(sig)
+
+    def elaborate(self, platform):
+        m = Module()
+        sc, enc = self._sc, self._enc
+        P, ops = sc.lanes, sc.ops
+        A, sb = sc.cfg.fixed.act_bits, sc.scale_bits
+        m.submodules.unit = post = self._post
+
+        # ---- p0: lane post_k of the shadow bank (shifted down to lane 0), params, residual
+        post_active = self.active
+        post_k = Signal(range(P))
+        q_layer, q_gP = Signal.like(self.tag_layer), Signal.like(self.tag_gP)
+        q_final, q_trial = Signal(), Signal()
+        with m.If(post_active):
+            m.d.sync += post_k.eq(post_k + 1)
+            with m.If(post_k == P - 1):
+                m.d.sync += [post_active.eq(0), post_k.eq(0)]
+        with m.If(self.group_done):
+            m.d.sync += [post_active.eq(1), post_k.eq(0), q_layer.eq(self.tag_layer),
+                         q_gP.eq(self.tag_gP), q_final.eq(self.tag_final), q_trial.eq(self.tag_trial)]
+
+        q_p_base = Signal(range(sc.param_depth + 1))
+        q_res_x = Signal()
+        q_res_base = Signal(range(sc.act_depth + 1))
+        q_fan_out = Signal(range(max(op.fan_out for op in ops) + 1))
+        q_mode = Signal(PostMode)
+        q_shift = Signal(range(sc.max_shift + 1))
+        q_write = Signal()
+        q_dst = Signal(range(sc.act_depth + 1))
+        q_fifo = Signal()
+        q_out, q_record = Signal(), Signal()      # out layer; searched code layer (bits, margins)
+        with m.Switch(q_layer):
+            for op in ops:
+                with m.Case(op.index):
+                    to_fifo = op.to_fifo if enc else (op.kind == "out")
+                    m.d.comb += [
+                        q_p_base.eq(op.p_base), q_res_x.eq(op.res_x), q_res_base.eq(op.res_base),
+                        q_fan_out.eq(op.fan_out), q_mode.eq(op.mode), q_shift.eq(op.shift),
+                        q_write.eq(op.write_act), q_dst.eq(op.dst_base), q_fifo.eq(to_fifo),
+                        q_out.eq(op.kind == "out"), q_record.eq(op.searched and op.kind == "code"),
+                    ]
+        q_i = Signal.like(q_gP)
+        m.d.comb += [
+            q_i.eq(q_gP + post_k),
+            self.param_addr.eq(q_p_base + q_i),
+            self.res_addr.eq(q_res_base + q_i),
+        ]
+        if enc:
+            m.d.comb += self.res_index.eq(q_i)
+
+        # p0 -> p1 registers
+        p1_valid, p1_res_x = Signal(), Signal()
+        p1_acc = Signal.like(self.acc)
+        p1_mode, p1_shift = Signal.like(q_mode), Signal.like(q_shift)
+        p1_i = Signal.like(q_i)
+        p1_write, p1_fifo = Signal(), Signal()
+        p1_err, p1_record = Signal(), Signal()
+        p1_dst = Signal.like(q_dst)
+        p1_layer = Signal.like(q_layer)
+        in_range, q_err = Signal(), Signal()
+        m.d.comb += [in_range.eq(q_i < q_fan_out), q_err.eq(q_trial & q_out)]
+        m.d.sync += [
+            p1_valid.eq(post_active), p1_res_x.eq(q_res_x), p1_acc.eq(self.acc),
+            p1_mode.eq(q_mode), p1_shift.eq(q_shift), p1_i.eq(q_i), p1_dst.eq(q_dst),
+            p1_write.eq(q_write & ~q_err & in_range),
+            p1_fifo.eq(q_fifo & in_range & (q_final if not enc else 1)),
+            p1_err.eq(q_err & in_range), p1_record.eq(q_record & in_range),
+            p1_layer.eq(q_layer),
+        ]
+
+        # ---- p1: read data -> PostUnit (input register, multiply, round/shift, finish)
+        res_val = Signal(signed(A))
+        m.d.comb += res_val.eq(Mux(p1_res_x, self.res_frame, self.res_act) if enc else self.res_act)
+        m.d.comb += [
+            post.valid.eq(p1_valid), post.acc.eq(p1_acc),
+            post.mult.eq(self.params[:sb].as_signed()), post.bias.eq(self.params[sb:].as_signed()),
+            post.res.eq(res_val), post.shift.eq(p1_shift), post.mode.eq(p1_mode),
+        ]
+        # the write side (index, write address, enables, layer) waits PostUnit.LATENCY cycles
+        p1_waddr = Signal(range(sc.act_depth))
+        m.d.comb += p1_waddr.eq(p1_dst + p1_i)
+        wside = [p1_i, p1_waddr, p1_write, p1_fifo, p1_layer, p1_err, p1_record]
+        for st in range(2, 2 + PostUnit.LATENCY):
+            nxt = [Signal.like(v, name=f"p{st}_{v.name[3:]}") for v in wside]
+            m.d.sync += [d.eq(v) for d, v in zip(nxt, wside)]
+            wside = nxt
+        pw_i, pw_waddr, pw_write, pw_fifo, pw_layer, pw_err, pw_record = wside
+
+        # ---- p5: the registered value and where it goes (p2..p4 are inside PostUnit) ------
+        m.d.comb += [
+            self.o_valid.eq(post.o_valid), self.value.eq(post.value), self.bit.eq(post.bit),
+            self.o_index.eq(pw_i), self.o_addr.eq(pw_waddr),
+            self.o_write.eq(pw_write), self.o_fifo.eq(pw_fifo), self.o_err.eq(pw_err),
+            self.o_record.eq(pw_record),
+        ]
+        if sc.searches:
+            m.d.comb += self.margin.eq(post.margin)
+        with m.If(post.o_valid):
+            m.d.sync += [self.wr_layer.eq(pw_layer), self.wr_idx.eq(pw_i)]
+        return m
+
+
 class CascadeCore(wiring.Component):
     """Base of :class:`~hw.encoder.EncoderCore` and :class:`~hw.decoder.DecoderCore`.
 
@@ -372,14 +674,12 @@ class CascadeCore(wiring.Component):
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):
         """Composes the parts: input banks, stores (and their loader), activation memory, the
-        sequencer (issue stage, below), MAC engine, post pipeline p0..p5 (below), post unit, code
-        search (encoder), output FIFO with credit."""
+        :class:`Sequencer`, MAC engine, :class:`PostPipeline`, code search (encoder), output FIFO
+        with credit."""
         m = Module()
         sc, cfg = self._sched, self._model.config
         enc = self._side == "encoder"
-        P, A, D, N, T = sc.lanes, cfg.fixed.act_bits, sc.D, sc.N, sc.code_total
-        ops = sc.ops
-        nL = len(ops)
+        P, A, D, T = sc.lanes, cfg.fixed.act_bits, sc.D, sc.code_total
         sb, bb = sc.scale_bits, sc.bias_bits
 
         # ---- parts --------------------------------------------------------------------------
@@ -394,285 +694,86 @@ class CascadeCore(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), banks.i)
         if not enc:
             wiring.connect(m, wiring.flipped(self.k), banks.k)
-        in_bank = banks.bank_depth
-        full = banks.full
-
         per_frame_out = T if enc else D
         fifo_depth = 2 * per_frame_out
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=1 if enc else A, depth=fifo_depth)
+        m.submodules.seq = seq = Sequencer(sc, self._side, banks.bank_depth)
         m.submodules.mac = mac = MacEngine(P, A, sc.acc_bits)
-        m.submodules.post = post = PostUnit(A, cfg.fixed.act_frac, sb, sc.acc_bits, bb, sc.max_shift,
-                                            margin=sc.searches)
-        assert PostUnit.LATENCY == POST_UNIT_LATENCY == POST_LATENCY - 2   # p0, p1 + PostUnit
+        m.submodules.post = post = PostPipeline(sc, self._side)
 
         # ---- output fifo with credit: a frame starts only if its whole output fits --------
         used = Signal(range(fifo_depth + 1))
-        credit_ok = Signal()
-        start_frame = Signal()
         m.d.comb += [
-            credit_ok.eq(used <= fifo_depth - per_frame_out),
+            seq.credit_ok.eq(used <= fifo_depth - per_frame_out),
             self.o.valid.eq(fifo.r_rdy),
             self.o.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.o.ready),
         ]
-        m.d.sync += used.eq(used + Mux(start_frame, per_frame_out, 0) - (self.o.valid & self.o.ready))
+        m.d.sync += used.eq(used + Mux(seq.start_frame, per_frame_out, 0) - (self.o.valid & self.o.ready))
 
-        # ---- sequencer (issue stage) ------------------------------------------------------
-        running = Signal()
-        bank = Signal()             # bank of the running frame (or of the next one when idle)
-        m.d.comb += banks.bank.eq(bank)
-        layer = Signal(range(nL))
-        g = Signal(range(max(op.groups for op in ops)))
-        j = Signal(range(sc.max_fan_in))
-        gP = Signal(range(max(op.groups for op in ops) * P))
-        w_addr = Signal(range(max(sc.weight_depth, 2)))
-        wr_layer = Signal(range(nL + 1), init=nL)   # layer and (padded) index of the last write
-        wr_idx = Signal(range(max(op.groups for op in ops) * P))
-
-        c_fan_in_m1 = Signal.like(j)
-        c_groups_m1 = Signal.like(g)
-        c_src_x = Signal()
-        c_src_base = Signal(range(max(sc.act_depth, in_bank) + 1))
-        c_dep = Signal()
-        c_last_of_stage = Signal()
-        c_stage = Signal(range(N))
-        # code search (encoder): what the current op's stage searches, where its decoder starts
-        search = sc.searches
-        Bm = max(cfg.network.code_bits)
-        c_searched, c_dec, c_out = Signal(), Signal(), Signal()
-        c_bits_m1 = Signal(range(Bm))
-        c_cands_m1 = Signal(range(Bm))
-        c_dec_first = Signal.like(layer)
-        c_dec_wbase = Signal.like(w_addr)
-        with m.Switch(layer):
-            for op in ops:
-                with m.Case(op.index):
-                    m.d.comb += [
-                        c_fan_in_m1.eq(op.fan_in - 1), c_groups_m1.eq(op.groups - 1),
-                        c_src_x.eq(op.src_x), c_src_base.eq(op.src_base), c_dep.eq(op.dep),
-                        c_last_of_stage.eq(op.last_of_stage), c_stage.eq(op.stage),
-                    ]
-                    if op.searched:
-                        first = ops[sc.stage_decoder_op[op.stage]]
-                        m.d.comb += [
-                            c_searched.eq(1), c_dec.eq(op.side == "decoder"), c_out.eq(op.kind == "out"),
-                            c_bits_m1.eq(cfg.network.code_bits[op.stage] - 1),
-                            c_cands_m1.eq(sc.search_candidates[op.stage] - 1),
-                            c_dec_first.eq(first.index), c_dec_wbase.eq(first.w_base),
-                        ]
-        k_cur = Signal(range(N + 1))
-        m.d.comb += k_cur.eq(N if enc else banks.k_of_bank)
-        final_stage = Signal()
-        m.d.comb += final_stage.eq(c_stage == k_cur - 1)
-        frame_last = Signal()
-        m.d.comb += frame_last.eq(c_last_of_stage & final_stage)
-
-        phase = Signal(Phase)                     # FORWARD: encoder layers and the baseline run
-        no_wait = Signal()                        # a run restarted after a drain: nothing to wait for
-        c_trial = Signal()                        # this op's outputs go to the search, not to R
-        m.d.comb += c_trial.eq(c_searched & c_dec & (phase != Phase.FINAL))
-        search_run = Signal(init=1)               # the search lets the sequencer issue (RUN)
-        search_start = Signal()                   # a trial run was issued: the search waits for its error
-
-        stall = Signal()
-        issue = Signal()
-        group_end = Signal()        # this issue would be the group's last: its shadow load
-        m.d.comb += group_end.eq(j == c_fan_in_m1)
-        hold = 0
-        if sc.short_groups:
-            # a group shorter than P: the post unit still reads the previous group's shadow
-            # registers; the last issue waits until P cycles have passed since the previous one
-            since_load = Signal(range(P + 1), init=P)
-            with m.If(issue & group_end):
-                m.d.sync += since_load.eq(1)
-            with m.Elif(since_load != P):
-                m.d.sync += since_load.eq(since_load + 1)
-            hold = group_end & (since_load != P)
+        # ---- sequencer -> memories -> MAC engine --------------------------------------------
         m.d.comb += [
-            stall.eq((c_dep & (g == 0) & ~no_wait & ~((wr_layer == layer - 1) & (wr_idx >= j))) | hold),
-            issue.eq(running & search_run & ~stall),
-            wmem.read_addr.eq(w_addr),
-            a_mac.addr.eq(c_src_base + j),
-            banks.mac_index.eq(c_src_base + j),
+            seq.full.eq(banks.full), banks.release.eq(seq.release), banks.bank.eq(seq.bank),
+            wmem.read_addr.eq(seq.w_addr), a_mac.addr.eq(seq.src_index), banks.mac_index.eq(seq.src_index),
+            seq.wr_layer.eq(post.wr_layer), seq.wr_idx.eq(post.wr_idx),
+            mac.valid.eq(seq.mac_valid), mac.first.eq(seq.mac_first), mac.last.eq(seq.mac_last),
+            mac.a.eq(Mux(seq.src_x, banks.mac_data, a_mac.data)), mac.w.eq(wmem.read_data),
         ]
-        next_ok = Signal()
-        loaded = Signal(init=int(rom))  # the stores hold a whole image
-        m.d.comb += next_ok.eq(full.bit_select(~bank, 1) & credit_ok & loaded)
-        can_start = Signal()
-        m.d.comb += can_start.eq(~running & full.bit_select(bank, 1) & credit_ok & loaded)
-        with m.If(issue):
-            m.d.sync += w_addr.eq(w_addr + 1)
-            with m.If(group_end):
-                m.d.sync += j.eq(0)
-                with m.If(g == c_groups_m1):
-                    m.d.sync += [g.eq(0), gP.eq(0)]
-                    m.d.sync += no_wait.eq(0)
-                    with m.If(frame_last):
-                        # frame done: release its input bank, go on with the next one if ready
-                        m.d.comb += banks.release.eq(Mux(bank, 0b10, 0b01))
-                        m.d.sync += [layer.eq(0), w_addr.eq(0), bank.eq(~bank), running.eq(next_ok)]
-                        m.d.comb += start_frame.eq(next_ok)
-                    with m.Elif(c_trial & c_out):
-                        # a search run is issued: wait for its error (layer stays on the out op)
-                        m.d.comb += search_start.eq(1)
-                    with m.Else():
-                        m.d.sync += layer.eq(layer + 1)
-                        with m.If(c_out):
-                            m.d.sync += phase.eq(Phase.FORWARD)
-                with m.Else():
-                    m.d.sync += [g.eq(g + 1), gP.eq(gP + P)]
-            with m.Else():
-                m.d.sync += j.eq(j + 1)
-        with m.Elif(can_start):
-            m.d.sync += running.eq(1)
-            m.d.comb += start_frame.eq(1)
+        if not enc:
+            m.d.comb += seq.k_of_bank.eq(banks.k_of_bank)
 
-        # ---- stage 1: memory data -> MAC engine -------------------------------------------
-        s1_valid, s1_first, s1_last, s1_src_x, s1_final = (Signal(name=f"s1_{n}") for n in
-                                                           ("valid", "first", "last", "src_x", "final"))
-        s1_layer = Signal.like(layer)
-        s1_gP = Signal.like(gP)
-        s1_trial = Signal()
-        m.d.sync += [
-            s1_valid.eq(issue), s1_first.eq(j == 0), s1_last.eq(j == c_fan_in_m1),
-            s1_src_x.eq(c_src_x), s1_final.eq(final_stage), s1_layer.eq(layer), s1_gP.eq(gP),
-            s1_trial.eq(c_trial),
-        ]
+        # ---- MAC engine -> post pipeline -> activations, output FIFO ------------------------
         m.d.comb += [
-            mac.valid.eq(s1_valid), mac.first.eq(s1_first), mac.last.eq(s1_last),
-            mac.a.eq(Mux(s1_src_x, banks.mac_data, a_mac.data)), mac.w.eq(wmem.read_data),
-        ]
-
-        # ---- post p0: lane post_k of the shadow bank (shifted down to lane 0), params, residual
-        post_active = Signal()
-        post_k = Signal(range(P))
-        q_layer = Signal.like(layer)
-        q_gP = Signal.like(gP)
-        q_final = Signal()
-        q_trial = Signal()
-        m.d.comb += mac.shift.eq(post_active)
-        with m.If(post_active):
-            m.d.sync += post_k.eq(post_k + 1)
-            with m.If(post_k == P - 1):
-                m.d.sync += [post_active.eq(0), post_k.eq(0)]
-        with m.If(s1_valid & s1_last):
-            m.d.sync += [post_active.eq(1), post_k.eq(0), q_layer.eq(s1_layer), q_gP.eq(s1_gP),
-                         q_final.eq(s1_final), q_trial.eq(s1_trial)]
-
-        q_p_base = Signal(range(sc.param_depth + 1))
-        q_res_x = Signal()
-        q_res_base = Signal(range(sc.act_depth + 1))
-        q_fan_out = Signal(range(max(op.fan_out for op in ops) + 1))
-        q_mode = Signal(PostMode)
-        q_shift = Signal(range(sc.max_shift + 1))
-        q_write = Signal()
-        q_dst = Signal(range(sc.act_depth + 1))
-        q_fifo = Signal()
-        q_out, q_record = Signal(), Signal()      # out layer; searched code layer (bits, margins)
-        with m.Switch(q_layer):
-            for op in ops:
-                with m.Case(op.index):
-                    to_fifo = op.to_fifo if enc else (op.kind == "out")
-                    m.d.comb += [
-                        q_p_base.eq(op.p_base), q_res_x.eq(op.res_x), q_res_base.eq(op.res_base),
-                        q_fan_out.eq(op.fan_out), q_mode.eq(op.mode), q_shift.eq(op.shift),
-                        q_write.eq(op.write_act), q_dst.eq(op.dst_base), q_fifo.eq(to_fifo),
-                        q_out.eq(op.kind == "out"), q_record.eq(op.searched and op.kind == "code"),
-                    ]
-        q_i = Signal.like(gP)
-        m.d.comb += [
-            q_i.eq(q_gP + post_k),
-            pmem.read_addr.eq(q_p_base + q_i),
-            a_res.addr.eq(q_res_base + q_i),
+            post.group_done.eq(seq.mac_valid & seq.mac_last), post.tag_layer.eq(seq.tag_layer),
+            post.tag_gP.eq(seq.tag_gP), post.tag_final.eq(seq.tag_final), post.tag_trial.eq(seq.tag_trial),
+            mac.shift.eq(post.active), post.acc.eq(mac.shadow[0]),
+            pmem.read_addr.eq(post.param_addr), post.params.eq(pmem.read_data),
+            a_res.addr.eq(post.res_addr), post.res_act.eq(a_res.data),
         ]
         if enc:
-            m.d.comb += banks.res_index.eq(q_i)
-
-        # p0 -> p1 registers
-        p1_valid, p1_res_x = Signal(), Signal()
-        p1_acc = Signal(signed(sc.acc_bits))
-        p1_mode, p1_shift = Signal.like(q_mode), Signal.like(q_shift)
-        p1_i = Signal.like(q_i)
-        p1_write, p1_fifo = Signal(), Signal()
-        p1_err, p1_record = Signal(), Signal()
-        p1_dst = Signal.like(q_dst)
-        p1_layer = Signal.like(layer)
-        in_range = Signal()
-        q_err = Signal()
-        m.d.comb += [in_range.eq(q_i < q_fan_out), q_err.eq(q_trial & q_out)]
-        m.d.sync += [
-            p1_valid.eq(post_active), p1_res_x.eq(q_res_x), p1_acc.eq(mac.shadow[0]),
-            p1_mode.eq(q_mode), p1_shift.eq(q_shift), p1_i.eq(q_i), p1_dst.eq(q_dst),
-            p1_write.eq(q_write & ~q_err & in_range),
-            p1_fifo.eq(q_fifo & in_range & (q_final if not enc else 1)),
-            p1_err.eq(q_err & in_range), p1_record.eq(q_record & in_range),
-            p1_layer.eq(q_layer),
-        ]
-
-        # ---- post p1: read data -> PostUnit (input register, multiply, round/shift, finish)
-        res_val = Signal(signed(A))
-        if enc:
-            m.d.comb += res_val.eq(Mux(p1_res_x, banks.res_data, a_res.data))
-        else:
-            m.d.comb += res_val.eq(a_res.data)
-        m.d.comb += [
-            post.valid.eq(p1_valid), post.acc.eq(p1_acc),
-            post.mult.eq(pmem.read_data[:sb].as_signed()), post.bias.eq(pmem.read_data[sb:].as_signed()),
-            post.res.eq(res_val), post.shift.eq(p1_shift), post.mode.eq(p1_mode),
-        ]
-        # the write side (index, write address, enables, layer) waits PostUnit.LATENCY cycles
-        p1_waddr = Signal(range(sc.act_depth))
-        m.d.comb += p1_waddr.eq(p1_dst + p1_i)
-        wside = [p1_i, p1_waddr, p1_write, p1_fifo, p1_layer, p1_err, p1_record]
-        for st in range(2, 2 + PostUnit.LATENCY):
-            nxt = [Signal.like(v, name=f"p{st}_{v.name[3:]}") for v in wside]
-            m.d.sync += [d.eq(v) for d, v in zip(nxt, wside)]
-            wside = nxt
-        pw_i, pw_waddr, pw_write, pw_fifo, pw_layer, pw_err, pw_record = wside
-
-        # ---- post p5: write the registered value (p2..p4 are inside PostUnit) ------------
+            m.d.comb += [banks.res_index.eq(post.res_index), post.res_frame.eq(banks.res_data)]
         srch_we = Signal()                       # the search writes a flipped code value
         srch_waddr = Signal.like(a_wr.addr)
         srch_wdata = Signal.like(a_wr.data)
         srch_emit = Signal()                     # the search sends a code bit
         srch_bit = Signal()
         m.d.comb += [
-            a_wr.addr.eq(Mux(srch_we, srch_waddr, pw_waddr)),
+            a_wr.addr.eq(Mux(srch_we, srch_waddr, post.o_addr)),
             a_wr.data.eq(Mux(srch_we, srch_wdata, post.value)),
-            a_wr.en.eq(srch_we | (post.o_valid & pw_write)),
+            a_wr.en.eq(srch_we | (post.o_valid & post.o_write)),
             fifo.w_data.eq(Mux(srch_emit, srch_bit, post.bit) if enc else post.value),
-            fifo.w_en.eq(srch_emit | (post.o_valid & pw_fifo)),
+            fifo.w_en.eq(srch_emit | (post.o_valid & post.o_fifo)),
         ]
-        with m.If(post.o_valid):
-            m.d.sync += [wr_layer.eq(pw_layer), wr_idx.eq(pw_i)]
 
         # ---- code search (encoder): CodeSearch beside the sequencer -----------------------
-        if search:
-            m.submodules.search = srch = CodeSearch(P, A, D, Bm, sc.search_passes, sc.code_region,
-                                                    sc.act_depth)
+        if sc.searches:
+            m.submodules.search = srch = CodeSearch(P, A, D, max(cfg.network.code_bits), sc.search_passes,
+                                                    sc.code_region, sc.act_depth)
             m.d.comb += [
-                srch.rec_valid.eq(post.o_valid & pw_record), srch.rec_index.eq(pw_i),
+                srch.rec_valid.eq(post.o_valid & post.o_record), srch.rec_index.eq(post.o_index),
                 srch.rec_bit.eq(post.bit), srch.rec_margin.eq(post.margin),
-                srch.err_valid.eq(post.o_valid & pw_err), srch.err_value.eq(post.value),
-                srch.start.eq(search_start), srch.phase.eq(phase),
-                srch.bits_m1.eq(c_bits_m1), srch.cands_m1.eq(c_cands_m1),
-                search_run.eq(srch.run),
+                srch.err_valid.eq(post.o_valid & post.o_err), srch.err_value.eq(post.value),
+                srch.start.eq(seq.search_start), srch.phase.eq(seq.phase),
+                srch.bits_m1.eq(seq.bits_m1), srch.cands_m1.eq(seq.cands_m1),
+                seq.search_run.eq(srch.run),
+                seq.restart.eq(srch.restart), seq.restart_phase.eq(srch.restart_phase),
                 srch_we.eq(srch.code_we), srch_waddr.eq(srch.code_addr), srch_wdata.eq(srch.code_data),
                 srch_emit.eq(srch.emit), srch_bit.eq(srch.emit_bit),
             ]
-            with m.If(srch.restart):   # run the stage's decoder again from its first layer
-                m.d.sync += [phase.eq(srch.restart_phase), layer.eq(c_dec_first), w_addr.eq(c_dec_wbase),
-                             no_wait.eq(1)]
+        else:
+            m.d.comb += seq.search_run.eq(1)
 
         # ---- loader of a RAM-stored core: weight rows, then parameter rows ----------------
-        if not rom:
+        if rom:
+            m.d.comb += seq.loaded.eq(1)
+        else:
             m.submodules.loader = loader = ImageLoader(sc.weight_depth, P, sc.param_depth, sb + bb,
                                                        sc.load_word_bits)
             wiring.connect(m, wiring.flipped(self.load), loader.load)
             m.d.comb += [
                 # idle datapath: no frame issues reads, the post unit reads no parameters
-                loader.idle.eq(~running & ~post_active & ~can_start),
-                self.loaded.eq(loader.loaded), loaded.eq(loader.loaded),
+                loader.idle.eq(~seq.running & ~post.active & ~seq.can_start),
+                self.loaded.eq(loader.loaded), seq.loaded.eq(loader.loaded),
                 wmem.write_addr.eq(loader.w_addr), wmem.write_data.eq(loader.w_data), wmem.write_en.eq(loader.w_en),
                 pmem.write_addr.eq(loader.p_addr), pmem.write_data.eq(loader.p_data), pmem.write_en.eq(loader.p_en),
             ]
