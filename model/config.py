@@ -75,8 +75,8 @@ class LpcConfig:
     spectral frequencies, each scalar-quantized with ``lsf_bits`` bits on a grid fitted to
     training data (stored with the model).
 
-    Defaults from the ablation study (``docs/ablation``, held-out PESQ-WB at full rate): 4 bits
-    per LSF gain 0.08 +- 0.035 over 3 bits for 0.7 kbps; order 24 and gamma 0.85 do not help.
+    The defaults were chosen by the ablation study (``docs/ablation``); the figures are in
+    docs/RESULTS.md ("Why the defaults are what they are").
     """
     enabled: bool = True
     order: int = 16
@@ -111,16 +111,11 @@ class NetworkConfig:
     ``binary``: weights are sign(W) times one positive scale per output (BNN); ``False`` keeps
     float weights for comparison (such a model has no integer/hardware form).
 
-    Default size: 8 stages of 64 bits and a last one of 48 (the pitch pre-filter's side
-    information took the 9 x 64-bit codec just over 32 kbps; the last stage is the one every
-    lower rate leaves out), hidden 96: the largest hidden width at which the encoder core of 9 x 64-bit stages
-    keeps its weights and parameters in the four 256-kbit SPRAMs of an iCE40 UP5K (48,960 weight
-    rows of 16 bits in three, 6,400 parameter words in the fourth; ``hw/synth.py``).  Measured on
-    the held-out split (``--arith fixed``): with 12 epochs per stage and no postfilter, hidden 128
-    gave PESQ-WB 2.62 (it needs 1.1 Mbit of encoder weights), hidden 96 2.43, and 6 x 96 bits at
-    hidden 128 (same rate, fits) 2.38.  In the ablation study (2 epochs, postfilter on) 18 x 32
-    bits at hidden 96 gave 3.08 against 2.72 but does not fit (preset ``large``, now at hidden 128),
-    and the finer shapes that do fit (18 x 32 at hidden 48, 12 x 48 at hidden 64) gave 2.72 and 2.57.
+    Default size: 8 stages of 64 bits and a last one of 48 (the last stage is the one every
+    lower rate leaves out, and the pitch pre-filter's side information needs room under 32
+    kbps), hidden 96: the largest hidden width at which the encoder core keeps its weights and
+    parameters in the four 256-kbit SPRAMs of an iCE40 UP5K (``Schedule``, ``hw/synth.py``).
+    The measurements behind it are in docs/RESULTS.md ("Why the defaults are what they are").
 
     ``subbands`` S > 1 (sub-band weight sharing): each stage's encoder and decoder is one network
     of input/output width D/S (``layer_shapes``) applied with the same weights to each of the S
@@ -128,8 +123,7 @@ class NetworkConfig:
     giving ``code_bits[n]/S`` bits; the stage's code is the bands' codes concatenated, band 0
     first (``to_bands``/``from_bands``).  S times fewer weights in the outer layers, S times the
     MACs of the shared network per frame.  No hardware form yet (``hw/schedule.py`` refuses it).
-    In the ablation study (``subband_sharing``: 4 bands, hidden 96, 2.5x fewer weights) it is
-    below the default at every K: -0.03 +- 0.10 PESQ-WB at full rate, -0.16 at 20 kbps.
+    The ablation study measures it (row ``subband_sharing``, ``docs/ablation``).
     """
     stages: int = 9
     code_bits: tuple[int, ...] = (64,) * 8 + (48,)
@@ -176,9 +170,8 @@ class FixedPointConfig:
 
     The default width is the smallest of 6/8/10/12/16 bits that keeps the shipped model within
     0.05 PESQ-WB of float and >= 99 % of code bits equal to float stage by stage (``cascade
-    report``: 10 bits loses 0.018, 8 bits 0.086).  Scales and biases take 8 bits each, so that a
-    parameter is one 16-bit SPRAM word on the iCE40 UltraPlus; on the first shipped model that
-    cost 0.003 PESQ-WB against 16 + 14 bits (2.617 against 2.620).
+    report``'s fixed-point sweep).  Scales and biases take 8 bits each, so that a parameter is one
+    16-bit SPRAM word on the iCE40 UltraPlus.  Figures: docs/RESULTS.md.
     """
     act_bits: int = 10
     act_int_bits: int = 4
@@ -252,18 +245,11 @@ class PostfilterConfig:
     K-1 for a stream decoded with K stages (the last entry also for more).  The decoder knows K
     from the stream's header, so the postfilter can be weaker where fewer coding errors are
     left: ``cascade tune-postfilter`` picks such a schedule for a model on its training data
-    (``model.codec.Codec.tune_postfilter``).  On the large model's training data the best value
-    goes from 0.70 (K = 2..5) to 0.85 (K = 17, 18): PESQ-WB 3.338 with 0.75 at K = 17, 3.381 with
-    0.85 (``docs/report/large-postfilter.json``).  A model file without a schedule keeps one value.
+    (``model.codec.Codec.tune_postfilter``).  A model file without a schedule keeps one value.
 
-    It does not change the bitstream, so it is left out of ``config_hash``.  Defaults chosen on
-    the training split (``docs/ablation``): PESQ-WB of the shipped model on data/train 2.29 without,
-    2.46 with (0.75, 0.92), 2.475 with tilt 0.15.  The pitch postfilter, chosen on the training
-    split with the learned-scale model and the encoder core's search (K = 9 / K = 5): 3.00 / 2.46
-    without it, 3.18 / 2.69 with gain 0.3, 3.22 / 2.76 with 0.5, 3.21 / 2.77 with 0.6, 3.18 / 2.78
-    with 0.8, 3.13 / 2.76 with 1.0 (threshold 0.3; 0.5 gave 3.21 / 2.71 at gain 0.4).  With the
-    transmitted pitch pre-filter (``PitchConfig``) the choice was made again, on the unseen
-    validation voice: ``pitch_gain`` 0.7 (docs/RESULTS.md).
+    It does not change the bitstream, so it is left out of ``config_hash``.  The defaults were
+    chosen by measurement, ``pitch_gain`` last on the unseen validation voice together with the
+    transmitted pitch pre-filter (``PitchConfig``); the figures are in docs/RESULTS.md.
     """
     enabled: bool = True
     num_gamma: float | tuple[float, ...] = 0.75
@@ -290,9 +276,8 @@ class NoiseFillConfig:
     as white noise (seeded, so decoding is deterministic) in the bins at and above ``start_hz``.
 
     MDCT frames only (``signal.transform = "mdct"``).  It changes no bit of the stream and no
-    weight, so it is left out of ``config_hash``.  Defaults chosen on the training split with the
-    shipped model and the code search (PESQ-WB on data/train, K = 5 / K = 9: 2.47 / 3.08 without,
-    2.57 / 3.11 with 0.5 above 4.8 kHz; 0.25-1.0 and 4-6.4 kHz tried).
+    weight, so it is left out of ``config_hash``.  The defaults were chosen by measurement and
+    re-checked on the unseen validation voice (docs/RESULTS.md).
     """
     enabled: bool = True
     start_hz: float = 4800.0
@@ -722,11 +707,9 @@ def _tiny() -> CodecConfig:
 
 def _large() -> CodecConfig:
     # The ECP5 codec: 18 stages of 32 bits (the same 576 code bits per frame as the default in
-    # finer steps) at hidden width 128, and the default's 4-bit LSFs.  Finer stages are better at
-    # every rate (cascade ablate: s18x32); hidden 128 against 96, two training seeds each, held-out
-    # PESQ-WB +0.09 at K = 10 and +0.03 at K = 17 (docs/RESULTS.md).  Its encoder needs 2.2 Mbit
-    # of weights, far more than an iCE40 UP5K has; a ULX3S-85F holds one core (encoder and decoder
-    # are one bitstream each).
+    # finer steps) at hidden width 128, and the default's 4-bit LSFs; why: docs/RESULTS.md.  Its
+    # encoder's weights are far more than an iCE40 UP5K holds; a ULX3S-85F holds one core
+    # (encoder and decoder are one bitstream each).
     return CodecConfig(network=NetworkConfig(stages=18, code_bits=(32,) * 18, hidden=128, res_layers=1))
 
 
