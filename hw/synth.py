@@ -110,15 +110,32 @@ def _blocks(width: int, depth: int, shapes) -> int:
     return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in shapes)
 
 
-#: Logic-cell model of a board top (``estimate``), fitted to the committed builds and the lane
-#: sweeps in ``docs/report/lanes/`` (ECP5 logic cells; within about 10 % of them from P = 16 to
-#: 128): the board's UART, self-test and command logic; per core a base, the layer table's
-#: decode per layer op, the code search (margins, flips, error accumulator); per lane an
-#: accumulator, its shadow register and its share of the post unit's lane multiplexer.
-#: iCE40 logic cells come out about 10 % above ECP5's for the same design (SPRAM glue).  A
-#: flash-booting top adds the SPI flash reader and its boot sequencing.
-LC_MODEL = {"board": 700, "core": 1080, "per_op": 12, "search": 1100, "per_lane_acc_bit": 3,
-            "per_lane": 4, "ice40_factor": 1.1, "flash_boot": 140}
+#: Logic-cell model of a board top (``estimate``): the board's UART, self-test and command
+#: logic; per core a base, the layer table's decode per layer op, the code search (margins,
+#: flips, error accumulator); per lane and accumulator bit the MAC lane and its shadow register.
+#: The terms are :func:`lc_terms`'; the coefficients are fitted by ``scripts/fit_lc_model.py``
+#: to nextpnr's logic cells of the committed builds and lane sweeps (ECP5 linear terms, then
+#: ``ice40_factor`` on the two iCE40 builds, which boot from flash; ``flash_boot``, the SPI
+#: flash reader and its sequencing, is not fitted).  How close it comes: docs/RESULTS.md.
+LC_MODEL = {"board": 1505, "core": 1012, "per_op": 2, "search": 965, "per_lane_acc_bit": 4,
+            "per_lane": 0, "ice40_factor": 1.015, "flash_boot": 140}
+
+
+def lc_terms(model: IntModel, lanes: int, cores=_CORES, flash_boot: bool = False) -> dict:
+    """What each coefficient of :data:`LC_MODEL` multiplies for a board top of ``cores`` with
+    ``lanes`` lanes (except ``ice40_factor``, a factor on the sum): the one place both
+    :func:`estimate` and its fit (``scripts/fit_lc_model.py``) take them from."""
+    from .schedule import Schedule
+    t = {"board": 1, "flash_boot": int(bool(flash_boot)), "core": 0, "per_op": 0, "search": 0,
+         "per_lane_acc_bit": 0, "per_lane": 0}
+    for side in cores:
+        sc = Schedule(model, lanes, side)
+        t["core"] += 1
+        t["per_op"] += len(sc.ops)
+        t["search"] += int(bool(sc.searches))
+        t["per_lane_acc_bit"] += lanes * sc.acc_bits
+        t["per_lane"] += lanes
+    return t
 
 
 def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest_frames: int = 1,
@@ -141,7 +158,8 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
     if storage == "spram":
         est["spram_banks"] = {}
         est["spram_banks_available"] = b.get("spram_banks", 0)
-    shapes, blocks, lc = b["block_shapes"], 0, LC_MODEL["board"] + LC_MODEL["flash_boot"] * bool(flash_boot)
+    shapes, blocks = b["block_shapes"], 0
+    lc = sum(LC_MODEL[k] * n for k, n in lc_terms(model, lanes, cores, flash_boot).items())
     for side in cores:
         sc = Schedule(model, lanes, side)
         if storage == "spram":
@@ -153,10 +171,7 @@ def estimate(model: IntModel, board: str, lanes: int = 1, cores=_CORES, selftest
         est["param_bits"][side] = sc.param_depth * (sc.scale_bits + sc.bias_bits)
         io = 2 * D * A if side == "encoder" else 2 * B
         est["other_bits"][side] = sc.act_depth * A + io
-        acc = sc.acc_bits
-        est["dsps"] += math.ceil(acc / b["dsp_width"]) * math.ceil(fx.scale_bits / b["dsp_width"])
-        lc += (LC_MODEL["core"] + LC_MODEL["per_op"] * len(sc.ops) + LC_MODEL["search"] * bool(sc.searches)
-               + lanes * (LC_MODEL["per_lane_acc_bit"] * acc + LC_MODEL["per_lane"]))
+        est["dsps"] += math.ceil(sc.acc_bits / b["dsp_width"]) * math.ceil(fx.scale_bits / b["dsp_width"])
     est["luts"] = round(lc * (LC_MODEL["ice40_factor"] if b["family"] == "ice40" else 1))
     st = selftest_frames * ((2 * D * A) + B)
     est["other_bits"]["selftest"] = st

@@ -246,3 +246,32 @@ def test_core_timing_host_protocol():
     assert e["real_time_factor"] == pytest.approx(21.38e6 / (cpf * 50), abs=1e-3)
     slow_link = core_timing(cfg, "encoder", cpf, 12e6, 115_200)
     assert slow_link["host_real_time_factor"] == pytest.approx(1 / (50 * 10 * req_bytes / 115_200), abs=1e-3)
+
+
+def test_lc_estimate_tracks_the_committed_builds():
+    """LC_MODEL (fitted by scripts/fit_lc_model.py) comes within 10 % of nextpnr's logic cells of
+    every committed bitstream, built with its own model, lanes, cores, search and storage."""
+    import dataclasses
+    from pathlib import Path
+
+    from hw.synth import _board
+    from model.codec import Codec
+    from model.config import SearchConfig
+    root = Path(__file__).resolve().parent.parent
+    models = {}
+    for name in ("default", "large"):
+        c = Codec.load(root / "model" / name / "model.pt")
+        models[c.cfg.config_hash] = c.int_model()
+    reports = sorted(root.glob("bitstreams/*/report.json"))
+    assert len(reports) >= 7
+    for rep in reports:
+        r = json.loads(rep.read_text())
+        cells = json.loads((rep.parent / "nextpnr-report.json").read_text())["utilization"]
+        fam = _board(r["board"])["family"]
+        cells = cells["ICESTORM_LC" if fam == "ice40" else "TRELLIS_COMB"]["used"]
+        m, s = models[r["config_hash"]], r["search"]
+        cand = tuple(s["candidates"]) if isinstance(s["candidates"], list) else s["candidates"]
+        m = dataclasses.replace(m, config=dataclasses.replace(m.config, search=SearchConfig(s["passes"], cand)))
+        est = estimate(m, r["board"], r["lanes"], tuple(r["cores"]), r["selftest_frames"], r["storage"],
+                       bool(r.get("flash_boot")))
+        assert abs(est["luts"] - cells) <= 0.10 * cells, (rep.parent.name, est["luts"], cells)
