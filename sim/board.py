@@ -7,8 +7,6 @@ bit (4 by default) so a tiny codec simulates in seconds.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +16,17 @@ from hw.board import BoardCore
 from model import golden
 from model.golden import IntModel
 
-__all__ = ["build_board", "board_transactions", "run_board"]
+from . import runner as runner_mod
 
-_REPO = str(Path(__file__).resolve().parents[1])
+__all__ = ["build_board", "board_transactions", "run_board"]
 
 
 def build_board(model: IntModel, lanes: int, build_dir, divisor: int = 4, **board_kwargs):
     """Generate the board's Verilog and compile it with Icarus (``sim.runner.build_icarus``);
     return ``(runner, top, board)``."""
-    from sim.runner import build_icarus
     board = BoardCore(model, lanes, divisor=divisor, **board_kwargs)
     top = "board_top"
-    return build_icarus(board, top, build_dir, spram=board.storage == "spram"), top, board
+    return runner_mod.build_icarus(board, top, build_dir, spram=board.storage == "spram"), top, board
 
 
 def board_transactions(model: IntModel, frames, ks, lanes: int = 1, storage: str = "rom",
@@ -195,21 +192,13 @@ def run_board(model: IntModel, lanes: int, build_dir, frames, ks, divisor: int =
     if board.flash_boot:     # the boot reads the image at SPIFlashReader.CYCLES_PER_BYTE a byte, or slower
         from hw.flash import SPIFlashReader
         timeout += 2 * SPIFlashReader.CYCLES_PER_BYTE * len(flash_image)
-    vpath, rpath = build_dir / "board_vectors.npz", build_dir / "board_result.json"
-    np.savez(vpath, divisor=board.divisor, timeout_cycles=timeout, quiet_cycles=3 * board.timeout_cycles,
+    res = runner_mod.run_bench(
+        runner, top, "sim.cocotb_board", build_dir,
+        dict(divisor=board.divisor, timeout_cycles=timeout, quiet_cycles=3 * board.timeout_cycles,
              request_bytes=np.concatenate(reqs), request_splits=np.cumsum([len(r) for r in reqs])[:-1],
              reply_frames=np.array([len(e) for _, _, e in tr]),
              flash_image=np.frombuffer(flash_image or b"", np.uint8),
-             flash_offset=board.flash_offset if board.flash_boot else -1)
-    if rpath.exists():
-        rpath.unlink()
-    env = {"CASCADE_BOARD": str(vpath), "CASCADE_RESULT": str(rpath),
-           "PYTHONPATH": os.pathsep.join([_REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    runner.test(hdl_toplevel=top, test_module="sim.cocotb_board", build_dir=build_dir, test_dir=build_dir,
-                extra_env=env)
-    if not rpath.exists():
-        raise RuntimeError(f"simulation of {top} wrote no result (see {build_dir})")
-    res = json.loads(rpath.read_text())
+             flash_offset=board.flash_offset if board.flash_boot else -1), "board")
     errors = []
     for (name, _, expect), frames_hex in zip(tr, res["replies"]):
         if len(frames_hex) != len(expect):

@@ -2,7 +2,7 @@
 self-test, cores), imported inside the simulator.
 
 A byte mover: with a flash-booting board it first runs ``sim/flash_model.py``'s SPI flash on the
-``flash`` pins until the boot is over; then it reads ``CASCADE_BOARD`` (an .npz written by ``sim/board.py``) with the UART divisor
+``flash`` pins until the boot is over; then it reads ``CASCADE_VECTORS`` (an .npz written by ``sim/board.py``) with the UART divisor
 and the request byte strings with the number of reply frames each gets, bit-bangs each request into
 ``rx`` while it collects the reply frames from ``tx`` (each as long as its header says), and writes
 the LED state after the power-up self-test, every reply frame (hex), the cycles each transaction
@@ -73,7 +73,7 @@ async def flash_pins(dut, flash):
 
 @cocotb.test()
 async def board_transactions(dut):
-    v = np.load(os.environ["CASCADE_BOARD"])
+    v = np.load(os.environ["CASCADE_VECTORS"])
     div, timeout = int(v["divisor"]), int(v["timeout_cycles"])
     requests = [bytes(r) for r in np.split(v["request_bytes"].astype(np.uint8), v["request_splits"])]
     counts = [int(n) for n in v["reply_frames"]]

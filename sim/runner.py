@@ -99,6 +99,32 @@ def build_icarus(component, top: str, build_dir, spram: bool = False):
     return runner
 
 
+def run_bench(runner, top: str, test_module: str, build_dir, vectors: dict, name: str, *,
+              env: dict | None = None, allow_fail: bool = False, **test_kwargs) -> dict:
+    """Run cocotb bench ``test_module`` on the built ``top``: the bench reads ``vectors`` (saved to
+    ``BUILD/NAME_vectors.npz``, path in ``CASCADE_VECTORS``) and writes its result as JSON
+    (``CASCADE_RESULT``), which is returned.  ``env`` adds variables; the checkout goes on the
+    bench's ``PYTHONPATH``.  ``allow_fail``: a failing bench (cocotb's SystemExit) still returns
+    what it wrote."""
+    build_dir = Path(build_dir)
+    vpath, rpath = build_dir / f"{name}_vectors.npz", build_dir / f"{name}_result.json"
+    np.savez(vpath, **vectors)
+    if rpath.exists():
+        rpath.unlink()
+    path = [_REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    full_env = {"CASCADE_VECTORS": str(vpath), "CASCADE_RESULT": str(rpath),
+                "PYTHONPATH": os.pathsep.join(path), **(env or {})}
+    try:
+        runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir, test_dir=build_dir,
+                    extra_env=full_env, **test_kwargs)
+    except SystemExit:
+        if not allow_fail:
+            raise
+    if not rpath.exists():
+        raise RuntimeError(f"simulation of {top} wrote no result (see {build_dir})")
+    return json.loads(rpath.read_text())
+
+
 def build_core(model: IntModel, side: str, lanes: int, build_dir, storage: str = "rom") -> tuple:
     """Generate a core's Verilog and compile it with Icarus (:func:`build_icarus`); return
     ``(runner, toplevel, core)``.  ``storage`` is the core's (``hw/store.py``); an SPRAM core is
@@ -137,23 +163,10 @@ def run_core(model: IntModel, side: str, lanes: int, build_dir, frames, stages_p
     max_cycles = int((T + 3) * (core.cycles_per_frame + io) * slow * 2 + 1000)
     if "load" in vec:
         max_cycles += int(len(vec["load"]) * slow * 2)
-    vpath, rpath = build_dir / f"{side}_vectors.npz", build_dir / f"{side}_result.json"
-    np.savez(vpath, side=side, seed=seed, p_valid=p_valid, p_ready=p_ready, max_cycles=max_cycles,
-             act_bits=model.config.fixed.act_bits, **vec)
-    if rpath.exists():
-        rpath.unlink()
-    env = {"CASCADE_VECTORS": str(vpath), "CASCADE_RESULT": str(rpath),
-           "CASCADE_CHECK": "1" if check else "0",
-           "PYTHONPATH": os.pathsep.join([_REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    try:
-        runner.test(hdl_toplevel=top, test_module="sim.cocotb_cores", build_dir=build_dir,
-                    test_dir=build_dir, extra_env=env, seed=seed)
-    except SystemExit:
-        if check:
-            raise
-    if not rpath.exists():
-        raise RuntimeError(f"simulation of {top} wrote no result (see {build_dir})")
-    res = json.loads(rpath.read_text())
+    res = run_bench(runner, top, "sim.cocotb_cores", build_dir,
+                    dict(side=side, seed=seed, p_valid=p_valid, p_ready=p_ready, max_cycles=max_cycles,
+                         act_bits=model.config.fixed.act_bits, **vec),
+                    side, env={"CASCADE_CHECK": "1" if check else "0"}, allow_fail=not check, seed=seed)
     res["designed_cycles_per_frame"] = core.cycles_per_frame
     res["ideal_cycles_per_frame"] = core.ideal_cycles_per_frame
     return res
