@@ -366,7 +366,7 @@ def cmd_train(a):
     import torch
     from .config import CodecConfig
     from .train import TrainOptions, checkpoint_path, load_checkpoint, load_training_data, train_model
-    cfg = CodecConfig.load(a.config) if a.config else CodecConfig()
+    cfg = _host_config(CodecConfig.load(a.config) if a.config else CodecConfig(), a)
     out = _out_path(a.out, a.force)
     _check_device(a.device)
     ckpt = checkpoint_path(out)
@@ -964,8 +964,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "--loss mse only; default 0)")
     sp.add_argument("--search-residuals", action="store_true",
                     help="train each stage on the residual the earlier stages leave with the codes "
-                         "the encoder's code search picks (the config's search section, as the "
-                         "encoder core runs it), not with their one-shot codes")
+                         "the encoder's code search picks (the config's search section, or "
+                         "--search / --search-candidates, as the encoder core runs it), not with "
+                         "their one-shot codes")
+    search_args(sp, core=True)
     sp.add_argument("--scale", choices=("learned", "mean"), default="learned",
                     help="binary layers' per-output scales: learned (trained parameters, default) "
                          "or mean (mean |W| of the latent weights, XNOR-Net; the older rule)")

@@ -356,6 +356,7 @@ BAD_ARGS = [
     ("train", "x", "--out", "m.pt", "--finetune-lr", "-1"), ("train", "x", "--out", "m.pt", "--rate-weight", "-1"),
     ("train", "x", "--out", "m.pt", "--rate-weight", "nan"), ("train", "x", "--out", "m.pt", "--seed", "-1"),
     ("train", "x", "--out", "m.pt", "--loss", "l1"), ("train", "x"),
+    ("train", "x", "--out", "m.pt", "--search", "9"), ("train", "x", "--out", "m.pt", "--search-candidates", "-1"),
     ("ablate", "--epochs", "0"), ("ablate", "--rate", "nan"), ("ablate", "--seed", "x"), ("ablate", "--threads", "-1"),
     ("board", "info", "--port", "p", "--baud", "-1"), ("board", "info", "--port", "p", "--baud", "0"),
     ("board", "reset", "--port", "p"), ("report", "--widths", "0"), ("report", "--widths", "x"),

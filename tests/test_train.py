@@ -184,3 +184,26 @@ def test_training_frames_cache(monkeypatch, tmp_path, train_signals):
     assert len(list(tmp_path.glob("frames-*.npy"))) == 2
     files[0].write_bytes(b"damaged")
     np.testing.assert_array_equal(cached_training_frames(sig, cfg, q, False, log=lambda m: None), a)
+
+
+def test_search_residuals_train_later_stages_on_the_searched_residual(speech_wav):
+    """``search_residuals``: stage 1 trains alike (nothing is searched before it); the later
+    stages see the residual of the searched codes, so they come out different; with the search
+    off the option changes nothing."""
+    cfg = preset("tiny").replace(search={"passes": 1, "candidates": 0})
+    sig = _signals(speech_wav)
+    q = _fit(cfg, sig)
+    base = dict(seed=4, greedy_epochs=1, finetune_rounds=0, augment=False, batch=32)
+    plain, _ = train(cfg, sig, TrainOptions(**base), q, log=lambda *_: None)
+    searched, hist = train(cfg, sig, TrainOptions(**base, search_residuals=True), q, log=lambda *_: None)
+    assert all(np.isfinite(hist["greedy"]))
+    p, s = plain.state_dict(), searched.state_dict()
+    first = [k for k in p if k.startswith("stages.0.")]
+    later = [k for k in p if k.startswith("stages.1.")]
+    assert first and later
+    assert all(torch.equal(p[k], s[k]) for k in first)
+    assert any(not torch.equal(p[k], s[k]) for k in later)
+    off = cfg.replace(search={"passes": 0})
+    a, _ = train(off, sig, TrainOptions(**base), q, log=lambda *_: None)
+    b, _ = train(off, sig, TrainOptions(**base, search_residuals=True), q, log=lambda *_: None)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
