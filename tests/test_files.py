@@ -289,7 +289,10 @@ def test_cli_killed_mid_write_removes_the_temporary_file(tmp_path, tiny_model_pa
     ready = tmp_path / "ready"
     p = subprocess.Popen([sys.executable, "-c", _KILLED_CLI, str(ready), "encode", str(speech_wav),
                           str(folder / "o.cas"), "--model", str(tiny_model_path)], cwd=REPO,
-                         env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True)
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+                         # a shell's background job inherits SIGINT ignored, and the CLI leaves an
+                         # ignored signal ignored: give the child the default a terminal gives it
+                         preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     t0 = time.time()
     while not ready.exists():
         assert time.time() - t0 < 120 and p.poll() is None, "the command did not start writing"
